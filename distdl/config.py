@@ -1,0 +1,164 @@
+"""Pydantic models of the YAML config: the original tool's layout plus distdl's additions.
+
+Every key but ``path_to_input`` and ``path_to_output`` has a default. Unknown keys are
+rejected with a "did you mean" hint; :func:`load_config` turns every problem into one line
+naming the key path and raises :class:`~distdl.errors.ConfigError` (exit code 2).
+Relative paths are taken relative to the folder holding the config file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from distdl.errors import ConfigError
+
+LoggerLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+ImageFormat = Literal["jpeg", "png", "raw"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OutputStructure(_Strict):
+    urls_folder: str = "servers_batched"
+    logs_folder: str = "logs"
+    images_folder: str = "downloaded_images"
+    schedules_folder: str = "schedules"
+    profiles_table: str = "servers_profiles.csv"
+    ignored_table: str = "ignored_servers.csv"
+    inner_checkpoint_file: str = "inner_checkpoint.yaml"
+    tools_folder: str = "tools"
+
+    @field_validator("*")
+    @classmethod
+    def _relative_inside_output(cls, value: str) -> str:
+        path = Path(value)
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("must be a relative path inside path_to_output (no '..', not absolute)")
+        return value
+
+
+class DownloaderParameters(_Strict):
+    # --- the original tool's keys -------------------------------------------------------
+    num_downloads: int = Field(1, ge=1, description="download passes over the failures")
+    max_nodes: int = Field(1, ge=1)
+    workers_per_node: int = Field(2, ge=1)
+    cpu_per_worker: int = Field(1, ge=1, description="image-pipeline threads per rank")
+    header: bool | dict[str, str] | str = True
+    image_size: int = Field(720, gt=0, description="longer side after resizing (downscale only)")
+    logger_level: LoggerLevel = "INFO"
+    batch_size: int = Field(10000, ge=1, description="URLs per partition")
+    rate_multiplier: float = Field(1.0, gt=0, le=1.0)
+    default_rate_limit: float = Field(3.0, gt=0, description="req/s for a host with no profile")
+    # --- distdl additions ---------------------------------------------------------------
+    max_rate_limit: float = Field(100.0, gt=0, description="per-host ceiling, req/s")
+    max_retries: int = Field(3, ge=0)
+    max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(178_956_970, gt=0, description="decompression-bomb guard")
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(30.0, gt=0)
+    total_timeout: float = Field(120.0, gt=0)
+    max_redirects: int = Field(5, ge=0, le=20)
+    retry_after_cap: float = Field(300.0, gt=0, description="longest Retry-After honoured, s")
+    image_format: ImageFormat = "jpeg"
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    leases_per_worker: int = Field(4, ge=1, description="partitions of distinct hosts per rank")
+    max_in_flight_per_host: int = Field(16, ge=1)
+    contact: str | None = Field(None, description="e-mail or URL put in the User-Agent")
+    respect_opt_out: bool = True
+
+    @field_validator("header")
+    @classmethod
+    def _header_shape(cls, value: bool | dict[str, str] | str) -> bool | dict[str, str] | str:
+        if isinstance(value, str) and ":" not in value:
+            raise ValueError("a header string must look like 'Name: value'")
+        if isinstance(value, dict):
+            for name in value:
+                if not name or any(c in name for c in " :\r\n"):
+                    raise ValueError(f"invalid HTTP header name {name!r}")
+        return value
+
+
+class ToolsParameters(_Strict):
+    num_workers: int = Field(1, ge=1)
+    max_nodes: int = Field(1, ge=1)
+    workers_per_node: int = Field(1, ge=1)
+    cpu_per_worker: int = Field(1, ge=1)
+    threshold_size: int = Field(224, gt=0)
+    new_resize_size: int = Field(720, gt=0)
+
+
+class Config(_Strict):
+    path_to_input: Path
+    path_to_output: Path
+    output_structure: OutputStructure = OutputStructure()
+    downloader_parameters: DownloaderParameters = DownloaderParameters()
+    tools_parameters: ToolsParameters = ToolsParameters()
+
+
+def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """'did you mean' for an unknown key, looking at the model that owns it."""
+    owner: type[BaseModel] = model
+    for part in loc[:-1]:
+        field = owner.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        owner = annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; allowed keys: {', '.join(owner.model_fields)}"
+
+
+def _format_problem(error: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    # Union members add their type name to the location; the user only knows the key.
+    key_path = ".".join(str(p) for p in loc if not str(p).startswith(("bool", "dict", "str")))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key_path}: unknown key{_suggest(Config, loc)} (remove or rename it)"
+    if kind == "missing":
+        return f"{key_path}: required key is missing (add it)"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{key_path}: {error['msg']}{shown}"
+
+
+def parse_config(data: object, base_dir: Path) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("(top level): the config must be a YAML mapping of keys to values")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = dict.fromkeys(_format_problem(dict(e)) for e in exc.errors())
+        raise ConfigError(list(problems)) from None
+    if not config.path_to_input.is_absolute():
+        config.path_to_input = (base_dir / config.path_to_input).resolve()
+    if not config.path_to_output.is_absolute():
+        config.path_to_output = (base_dir / config.path_to_output).resolve()
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; every problem is reported at once, nothing is written."""
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(f"{config_path}: not valid YAML{line}: {exc}") from None
+    return parse_config(data, config_path.resolve().parent)

@@ -1,0 +1,1 @@
+"""Pure policy: stdlib only, no I/O, time passed in as an argument."""

@@ -1,0 +1,65 @@
+"""Error codes written to the ``error_code`` column of errors.parquet.
+
+A positive code is the HTTP status the server answered with. A negative code is ours;
+free text only ever goes into ``error_msg``. Codes are stable: never renumber one.
+"""
+
+from __future__ import annotations
+
+# Planning (the URL never reached the network)
+INVALID_URL = -1  # empty, unparsable, no host, bad port
+UNSUPPORTED_SCHEME = -2  # anything but http/https (ftp:, file:, javascript:, data:, …)
+
+# Network (the fetcher maps every aiohttp/OS exception to one of these)
+CONNECTION_ERROR = -10  # refused, reset, closed early
+DNS_ERROR = -11  # name could not be resolved
+TIMEOUT = -12  # connect, read or total timeout
+TOO_MANY_REDIRECTS = -13  # more than the allowed redirects, or a loop
+PAYLOAD_ERROR = -14  # truncated or malformed body / transfer encoding
+SSL_ERROR = -15  # TLS handshake or certificate failure
+INVALID_REDIRECT = -16  # redirect to a non-http(s) or malformed location
+
+# Content
+TOO_LARGE = -20  # body larger than max_image_bytes
+UNDECODABLE = -21  # not an image, or an image pillow cannot decode
+DECOMPRESSION_BOMB = -22  # more pixels than allowed
+
+# Politeness
+ROBOTS_DISALLOWED = -30  # robots.txt disallows the URL for our user agent
+OPTED_OUT = -31  # X-Robots-Tag noai / noimageai
+HOST_UNREACHABLE = -32  # circuit breaker gave up on the host
+
+INTERNAL_ERROR = -99  # a bug while handling this URL; the rank survives
+
+DESCRIPTIONS: dict[int, str] = {
+    INVALID_URL: "invalid URL (empty, unparsable, no host or bad port)",
+    UNSUPPORTED_SCHEME: "unsupported URL scheme (only http and https)",
+    CONNECTION_ERROR: "connection refused, reset or closed",
+    DNS_ERROR: "host name could not be resolved",
+    TIMEOUT: "connect/read/total timeout",
+    TOO_MANY_REDIRECTS: "too many redirects or a redirect loop",
+    PAYLOAD_ERROR: "truncated or malformed response body",
+    SSL_ERROR: "TLS error",
+    INVALID_REDIRECT: "redirect to an invalid or non-http(s) location",
+    TOO_LARGE: "body larger than max_image_bytes",
+    UNDECODABLE: "not a decodable image",
+    DECOMPRESSION_BOMB: "image has more pixels than allowed",
+    ROBOTS_DISALLOWED: "disallowed by robots.txt",
+    OPTED_OUT: "X-Robots-Tag opt-out (noai/noimageai)",
+    HOST_UNREACHABLE: "host declared unreachable by the circuit breaker",
+    INTERNAL_ERROR: "internal error while processing this URL",
+}
+
+# HTTP statuses worth another try: the server may answer differently later.
+RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+RETRYABLE_INTERNAL = frozenset({CONNECTION_ERROR, DNS_ERROR, TIMEOUT, PAYLOAD_ERROR})
+
+
+def is_retryable(code: int) -> bool:
+    return code in RETRYABLE_HTTP or code in RETRYABLE_INTERNAL
+
+
+def describe(code: int) -> str:
+    if code > 0:
+        return f"HTTP {code}"
+    return DESCRIPTIONS.get(code, "unknown")
