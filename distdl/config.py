@@ -42,7 +42,7 @@ class OutputStructure(_Strict):
         if not value.strip():
             raise ValueError("must not be empty")
         if path.is_absolute() or ".." in path.parts:
-            raise ValueError("must be a relative path inside path_to_output (no '..', not absolute)")
+            raise ValueError("must be a relative path inside path_to_output (no '..')")
         return value
 
 

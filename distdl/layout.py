@@ -32,6 +32,11 @@ COMPLETED_MARKER = "completed"
 SERVERS_TABLE = "servers.parquet"
 
 
+def partition_subpath(server_name: str, partition_id: int) -> Path:
+    """``server_name=<safe>/partition_id=<n>``: Hive-style, safe for any server name."""
+    return Path(f"server_name={safe_dir_name(server_name)}") / f"partition_id={partition_id}"
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path
@@ -72,12 +77,10 @@ class Layout:
         return self.urls / SERVERS_TABLE
 
     def url_partition_dir(self, server_name: str, partition_id: int) -> Path:
-        return self.urls / f"server_name={safe_dir_name(server_name)}" / f"partition_id={partition_id}"
+        return self.urls / partition_subpath(server_name, partition_id)
 
     def image_partition_dir(self, server_name: str, partition_id: int) -> Path:
-        return (
-            self.images / f"server_name={safe_dir_name(server_name)}" / f"partition_id={partition_id}"
-        )
+        return self.images / partition_subpath(server_name, partition_id)
 
     @property
     def rejected_dir(self) -> Path:
