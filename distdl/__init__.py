@@ -1,0 +1,51 @@
+"""distdl: download huge image datasets from URL lists, politely, over MPI ranks.
+
+    from distdl import download_images
+    download_images("config.yaml")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from distdl.config import Config, load_config
+from distdl.errors import (
+    ConfigError,
+    DistdlError,
+    InputError,
+    LaunchError,
+    PartitionError,
+    RankFailure,
+    StateError,
+    ToolError,
+    ToolNotFoundError,
+)
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from distdl.api import RunOutcome
+
+
+def download_images(config_path: str, **options: Any) -> RunOutcome:
+    """Run every stage not yet complete for ``config_path`` (see distdl.api.RunOptions)."""
+    from distdl.api import download_images as _download_images
+
+    return _download_images(config_path, **options)
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DistdlError",
+    "InputError",
+    "LaunchError",
+    "PartitionError",
+    "RankFailure",
+    "StateError",
+    "ToolError",
+    "ToolNotFoundError",
+    "__version__",
+    "download_images",
+    "load_config",
+]

@@ -3,12 +3,14 @@
 Every key but ``path_to_input`` and ``path_to_output`` has a default. Unknown keys are
 rejected with a "did you mean" hint; :func:`load_config` turns every problem into one line
 naming the key path and raises :class:`~distdl.errors.ConfigError` (exit code 2).
-Relative paths are taken relative to the folder holding the config file.
+Relative paths are taken relative to the folder holding the config file; ``~`` and
+``$VARS`` are expanded.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,7 +72,7 @@ class DownloaderParameters(_Strict):
     retry_after_cap: float = Field(300.0, gt=0, description="longest Retry-After honoured, s")
     image_format: ImageFormat = "jpeg"
     jpeg_quality: int = Field(95, ge=1, le=100)
-    leases_per_worker: int = Field(4, ge=1, description="partitions of distinct hosts per rank")
+    leases_per_worker: int = Field(16, ge=1, description="partitions of distinct hosts per rank")
     max_in_flight_per_host: int = Field(16, ge=1)
     contact: str | None = Field(None, description="e-mail or URL put in the User-Agent")
     respect_opt_out: bool = True
@@ -141,11 +143,15 @@ def parse_config(data: object, base_dir: Path) -> Config:
     except ValidationError as exc:
         problems = dict.fromkeys(_format_problem(dict(e)) for e in exc.errors())
         raise ConfigError(list(problems)) from None
-    if not config.path_to_input.is_absolute():
-        config.path_to_input = (base_dir / config.path_to_input).resolve()
-    if not config.path_to_output.is_absolute():
-        config.path_to_output = (base_dir / config.path_to_output).resolve()
+    config.path_to_input = _expand(config.path_to_input, base_dir)
+    config.path_to_output = _expand(config.path_to_output, base_dir)
     return config
+
+
+def _expand(path: Path, base_dir: Path) -> Path:
+    """``~`` and ``$VARS`` expanded (cluster configs say /scratch/$USER), then made absolute."""
+    expanded = Path(os.path.expanduser(os.path.expandvars(str(path))))
+    return expanded if expanded.is_absolute() else (base_dir / expanded).resolve()
 
 
 def load_config(path: str | Path) -> Config:

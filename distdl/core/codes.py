@@ -9,6 +9,7 @@ from __future__ import annotations
 # Planning (the URL never reached the network)
 INVALID_URL = -1  # empty, unparsable, no host, bad port
 UNSUPPORTED_SCHEME = -2  # anything but http/https (ftp:, file:, javascript:, data:, …)
+MISSING_UUID = -3  # the row's uuid is empty or null, so its outcome could not be keyed
 
 # Network (the fetcher maps every aiohttp/OS exception to one of these)
 CONNECTION_ERROR = -10  # refused, reset, closed early
@@ -34,6 +35,7 @@ INTERNAL_ERROR = -99  # a bug while handling this URL; the rank survives
 DESCRIPTIONS: dict[int, str] = {
     INVALID_URL: "invalid URL (empty, unparsable, no host or bad port)",
     UNSUPPORTED_SCHEME: "unsupported URL scheme (only http and https)",
+    MISSING_UUID: "empty or null uuid",
     CONNECTION_ERROR: "connection refused, reset or closed",
     DNS_ERROR: "host name could not be resolved",
     TIMEOUT: "connect/read/total timeout",

@@ -1,0 +1,3 @@
+from distdl.cli import main
+
+main()

@@ -1,0 +1,225 @@
+"""Composition root for library users and the CLI: run, resume, reset, status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from distdl.config import Config, load_config
+from distdl.errors import DistdlError, RankFailure
+from distdl.io.atomic import safe_rmtree
+from distdl.io.checkpoint import Checkpoint
+from distdl.layout import Layout
+from distdl.io.carry_over import requeue_error_partitions
+from distdl.runtime.coordinator import RunReport
+from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
+from distdl.runtime.launch import default_rank_count, launch_local_ranks
+from distdl.runtime.logs import configure_logging
+from distdl.runtime.mpi_channel import MpiChannel, checked_world, launched_world_size
+from distdl.stages import (
+    STAGES,
+    InputFormat,
+    Stage,
+    ensure_batched,
+    require_started,
+    stages_until,
+)
+from distdl.summary import dataset_totals, render_run, render_totals, save_run_summary
+
+log = logging.getLogger("distdl")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    until: Stage = "downloaded"
+    ranks: int | None = None
+    input_format: InputFormat | None = None
+    retry_errors: frozenset[int] = frozenset()
+    resume: bool = False
+
+
+@dataclass
+class RunOutcome:
+    completed_stages: list[Stage]
+    summary: str
+    report: RunReport | None = None
+
+
+def download_images(config_path: str | os.PathLike[str], **options: object) -> RunOutcome:
+    """Run every stage not yet complete: ``download_images("config.yaml")``."""
+    return run(config_path, RunOptions(**options))  # type: ignore[arg-type]
+
+
+def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions()) -> RunOutcome:
+    config = load_config(config_path)
+    layout = Layout.from_config(config)
+    world = launched_world_size()
+    if world is not None and world > 1:
+        return _run_as_mpi_rank(config, layout, options, str(config_path))
+    configure_logging(layout, 0, config.downloader_parameters.logger_level, console=True)
+    checkpoint = Checkpoint.load(layout.checkpoint_file)
+    if options.resume:
+        require_started(checkpoint, str(config_path))
+    _prepare(config, layout, checkpoint, options)
+    if "downloaded" not in stages_until(options.until):
+        return _outcome(layout, checkpoint, None)
+    if checkpoint.is_complete("downloaded"):
+        return _outcome(layout, checkpoint, None)
+    ranks = options.ranks or default_rank_count()
+    report = None
+    if ranks == 1:
+        report = asyncio.run(run_in_process(config, layout, options.retry_errors))
+    else:
+        code = launch_local_ranks(ranks, _rank_argv(str(config_path), options))
+        if code != 0:
+            raise RankFailure(f"the MPI ranks exited with code {code}; see {layout.logs}")
+    _finish_download(layout, checkpoint)
+    return _outcome(layout, checkpoint, report)
+
+
+def _prepare(config: Config, layout: Layout, checkpoint: Checkpoint, options: RunOptions) -> None:
+    """Every stage before downloading, then the --retry-errors re-queue."""
+    ensure_batched(config, layout, checkpoint, options.input_format)
+    if "profiled" in stages_until(options.until) and not checkpoint.is_complete("profiled"):
+        from distdl.profile import run_profiling
+
+        run_profiling(config, layout)
+        checkpoint.mark_complete("profiled")
+        checkpoint.save()
+    if options.retry_errors and "downloaded" in stages_until(options.until):
+        requeued = requeue_error_partitions(layout, options.retry_errors)
+        if requeued:
+            checkpoint.invalidate_from("downloaded")
+            checkpoint.save()
+        log.info("--retry-errors: %d partitions re-queued", requeued)
+
+
+def _finish_download(layout: Layout, checkpoint: Checkpoint) -> None:
+    left = remaining_partitions(layout)
+    if left:
+        raise RankFailure(f"{len(left)} partitions are still not done; run `distdl resume` again")
+    checkpoint.mark_complete("downloaded")
+    checkpoint.save()
+
+
+def _rank_argv(config_path: str, options: RunOptions) -> list[str]:
+    argv = ["run", config_path, "--until", options.until]
+    if options.input_format:
+        argv += ["--input-format", options.input_format]
+    if options.retry_errors:
+        argv += ["--retry-errors", ",".join(str(c) for c in sorted(options.retry_errors))]
+    return argv
+
+
+def _run_as_mpi_rank(
+    config: Config, layout: Layout, options: RunOptions, config_path: str
+) -> RunOutcome:
+    """Inside mpiexec/srun: rank 0 does the stages before downloading, then every rank plays."""
+    comm = checked_world()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
+    checkpoint = Checkpoint.load(layout.checkpoint_file)
+    failure: tuple[str, int] | None = None
+    if rank == 0:
+        try:
+            if options.resume:
+                require_started(checkpoint, config_path)
+            _prepare(config, layout, checkpoint, options)
+        except DistdlError as exc:
+            failure = (str(exc), exc.exit_code)
+    failure = comm.bcast(failure, root=0)
+    if failure is not None:
+        raise _ReplayedError(*failure)
+    if "downloaded" not in stages_until(options.until) or comm.bcast(
+        checkpoint.is_complete("downloaded") if rank == 0 else None, root=0
+    ):
+        return _outcome(layout, checkpoint, None)
+    channel = MpiChannel(comm)
+    report = asyncio.run(run_rank(config, layout, channel, size, options.retry_errors))
+    channel.flush()
+    if rank != 0:
+        return RunOutcome([], "")
+    _finish_download(layout, checkpoint)
+    return _outcome(layout, checkpoint, report)
+
+
+class _ReplayedError(DistdlError):
+    """A rank 0 failure, re-raised on every rank with rank 0's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _outcome(layout: Layout, checkpoint: Checkpoint, report: RunReport | None) -> RunOutcome:
+    totals = dataset_totals(layout)
+    if report is not None:
+        save_run_summary(layout, report)
+        text = render_run(report, totals)
+    else:
+        text = "\n".join(render_totals(totals))
+    done = [stage for stage in STAGES if checkpoint.is_complete(stage)]
+    return RunOutcome(done, text, report)
+
+
+def status(config_path: str | os.PathLike[str]) -> str:
+    config = load_config(config_path)
+    layout = Layout.from_config(config)
+    checkpoint = Checkpoint.load(layout.checkpoint_file)
+    lines = [f"output: {layout.root}"]
+    for stage in STAGES:
+        lines.append(f"  {stage:<11} {'complete' if checkpoint.is_complete(stage) else 'not done'}")
+    lines += render_totals(dataset_totals(layout, with_codes=True))
+    return "\n".join(lines)
+
+
+def reset(config_path: str | os.PathLike[str], stage: Stage, *, delete_images: bool = False) -> str:
+    """Invalidate ``stage`` and every later one. Never touches anything outside the output.
+
+    Downloaded partitions are moved aside into ``<images_folder>.previous-<time>`` (inside the
+    output folder) unless ``delete_images``: a replan or re-download must not mix old rows
+    with new ones, and a user's images are never deleted without being asked.
+    """
+    config = load_config(config_path)
+    layout = Layout.from_config(config)
+    checkpoint = Checkpoint.load(layout.checkpoint_file)
+    done: list[str] = []
+    if stage == "batched" and layout.urls.exists():
+        safe_rmtree(layout.urls, layout.root)
+        done.append(f"removed the plan {layout.urls}")
+    if stage in ("batched", "profiled") and layout.profiles_table.exists():
+        aside = _aside(layout.profiles_table)
+        layout.profiles_table.rename(aside)
+        done.append(f"moved the profiles table to {aside}")
+    done.append(_reset_downloads(layout, keep_rejected=stage != "batched", delete=delete_images))
+    checkpoint.invalidate_from(stage)
+    return "\n".join(line for line in done if line)
+
+
+def _aside(path: Path) -> Path:
+    return path.with_name(f"{path.name}.previous-{time.strftime('%Y%m%dT%H%M%S')}")
+
+
+def _reset_downloads(layout: Layout, *, keep_rejected: bool, delete: bool) -> str:
+    if not layout.images.exists():
+        return ""
+    rejected = layout.rejected_dir
+    kept = None
+    if keep_rejected and rejected.exists():
+        kept = layout.root / f".rejected-keep-{os.getpid()}"
+        rejected.rename(kept)
+    if delete:
+        safe_rmtree(layout.images, layout.root)
+        message = f"deleted {layout.images}"
+    else:
+        aside = _aside(layout.images)
+        layout.images.rename(aside)
+        message = f"moved downloaded partitions to {aside} (use --delete-images to delete)"
+    if kept is not None:
+        rejected.parent.mkdir(parents=True)
+        kept.rename(rejected)
+    return message

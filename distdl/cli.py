@@ -1,0 +1,203 @@
+"""The `distdl` command line: thin; every DistdlError becomes a message and its exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from distdl.errors import ConfigError, DistdlError
+
+app = typer.Typer(
+    help="Download huge image datasets from URL lists, politely, over MPI ranks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+T = TypeVar("T")
+
+
+class StageName(str, Enum):
+    batched = "batched"
+    profiled = "profiled"
+    downloaded = "downloaded"
+
+
+class InputFormatName(str, Enum):
+    csv = "csv"
+    tsv = "tsv"
+    parquet = "parquet"
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config (see configs/example.yaml)")]
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]config error:[/red] {problem}", markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except DistdlError as exc:
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _codes(text: str | None) -> frozenset[int]:
+    if not text:
+        return frozenset()
+    try:
+        return frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integer codes, got {text!r}") from None
+
+
+def _run(config: Path, until: StageName, ranks: int | None, input_format: InputFormatName | None,
+         retry_errors: str | None, resume: bool) -> None:
+    from distdl.api import RunOptions, run
+
+    if ranks is not None and ranks < 1:
+        raise typer.BadParameter("--ranks must be at least 1")
+    options = RunOptions(
+        until=until.value,
+        ranks=ranks,
+        input_format=input_format.value if input_format else None,
+        retry_errors=_codes(retry_errors),
+        resume=resume,
+    )
+    outcome = _guarded(lambda: run(config, options))
+    if outcome.summary:
+        out.print(outcome.summary, soft_wrap=True)
+
+
+UntilOpt = Annotated[StageName, typer.Option(help="stop after this stage")]
+RanksOpt = Annotated[
+    int | None, typer.Option(help="local MPI ranks to start (default: cores + 1); 1 = no MPI")
+]
+FormatOpt = Annotated[
+    InputFormatName | None, typer.Option("--input-format", help="override the input extension")
+]
+RetryOpt = Annotated[
+    str | None,
+    typer.Option("--retry-errors", help="re-queue rows whose last error had one of these codes, "
+                 "e.g. 429,-12"),
+]
+
+
+@app.command("run")
+def run_command(
+    config: ConfigArg,
+    until: UntilOpt = StageName.downloaded,
+    ranks: RanksOpt = None,
+    input_format: FormatOpt = None,
+    retry_errors: RetryOpt = None,
+) -> None:
+    """Run every stage not yet complete (plan → profile → download), up to --until."""
+    _run(config, until, ranks, input_format, retry_errors, resume=False)
+
+
+@app.command("resume")
+def resume_command(
+    config: ConfigArg,
+    until: UntilOpt = StageName.downloaded,
+    ranks: RanksOpt = None,
+    input_format: FormatOpt = None,
+    retry_errors: RetryOpt = None,
+) -> None:
+    """Like `run`, but refuses when nothing was started for this config."""
+    _run(config, until, ranks, input_format, retry_errors, resume=True)
+
+
+@app.command("reset")
+def reset_command(
+    config: ConfigArg,
+    stage: Annotated[StageName, typer.Option(help="invalidate this stage and every later one")],
+    delete_images: Annotated[
+        bool, typer.Option(help="delete downloaded partitions instead of moving them aside")
+    ] = False,
+) -> None:
+    """Invalidate a stage and the ones after it. Only ever touches path_to_output."""
+    from distdl.api import reset
+
+    message = _guarded(lambda: reset(config, stage.value, delete_images=delete_images))
+    out.print(message or "nothing to reset", soft_wrap=True)
+
+
+@app.command("status")
+def status_command(config: ConfigArg) -> None:
+    """Show which stages are complete and what the output folder holds."""
+    from distdl.api import status
+
+    out.print(_guarded(lambda: status(config)), soft_wrap=True)
+
+
+@app.command("doctor")
+def doctor_command(
+    config: Annotated[Path | None, typer.Argument(help="optional config, to check `contact`")] = None,
+) -> None:
+    """Check the installation: Python, MPI, pillow-simd and its codecs, libraries, CPUs."""
+    from distdl import doctor
+
+    contact = None
+    if config is not None:
+        from distdl.config import load_config
+
+        contact = _guarded(lambda: load_config(config)).downloader_parameters.contact
+    checks = doctor.run_checks(contact=contact)
+    out.print(doctor.render(checks), soft_wrap=True)
+    raise typer.Exit(doctor.exit_code(checks))
+
+
+@app.command("demo")
+def demo_command(
+    hosts: Annotated[int, typer.Option(help="simulated servers")] = 12,
+    images: Annotated[int, typer.Option(help="images in the URL list")] = 600,
+    ranks: Annotated[int, typer.Option(help="MPI ranks (1 = in-process)")] = 3,
+    output: Annotated[Path | None, typer.Option(help="folder for the run (default: fresh)")] = None,
+) -> None:
+    """A full run against a local simulated server fleet with hidden rate limits."""
+    from distdl.demo import run_demo
+
+    out.print(_guarded(lambda: run_demo(hosts=hosts, images=images, ranks=ranks, folder=output)),
+              soft_wrap=True)
+
+
+def main() -> None:
+    app()
+
+
+legacy_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@legacy_app.command()
+def legacy_command(
+    config: ConfigArg,
+    reset_batched: Annotated[bool, typer.Option("--reset_batched", help="replan first")] = False,
+    reset_profiled: Annotated[bool, typer.Option("--reset_profiled", help="reprofile first")] = False,
+) -> None:
+    """The original tool's entry point: `distributed_downloader CONFIG`."""
+    from distdl.api import RunOptions, reset, run
+
+    if reset_batched and reset_profiled:
+        raise typer.BadParameter("give only one of --reset_batched and --reset_profiled")
+    if reset_batched or reset_profiled:
+        stage = "batched" if reset_batched else "profiled"
+        out.print(_guarded(lambda: reset(config, stage)), soft_wrap=True)
+    outcome = _guarded(lambda: run(config, RunOptions()))
+    out.print(outcome.summary, soft_wrap=True)
+
+
+def legacy_main() -> None:
+    legacy_app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""A host with a hidden request-rate limit, simulated without sockets or clocks.
+
+:class:`SimulatedHost` is a token bucket like the ones real servers put in front of their
+images (nginx ``limit_req``, CDN rate rules): ``limit`` tokens per second, at most
+``burst`` seconds' worth of them banked, one token per request, a 429 when the bucket is
+empty. :func:`simulate` drives a rate controller against it in fake time the way rank 0
+and the workers do for real: requests start evenly at the controller's current rate,
+answers arrive one latency later, and every ``report_interval`` the answers received so far
+are reported as one :class:`~distdl.core.throttle.Feedback`. Tests and benchmarks use it to
+measure how fast a controller converges and how many 429s it causes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from distdl.core.throttle import Feedback
+
+OK = 200
+THROTTLED = 429
+
+
+class RateController(Protocol):
+    @property
+    def rate(self) -> float: ...
+
+    def observe(self, feedback: Feedback, now: float) -> float: ...
+
+    def paused_until(self) -> float: ...
+
+
+class SimulatedHost:
+    """A token bucket with a hidden ``limit`` (req/s) and a ``burst`` allowance.
+
+    ``burst`` is in seconds of traffic at the current limit, so the bucket holds
+    ``max(1, burst * limit)`` tokens and keeps that meaning when the limit changes.
+    ``latency`` is the mean response time; each answer takes 0.5–1.5 times that.
+    ``retry_after`` (seconds), when set, is what the host sends with its 429s.
+    """
+
+    def __init__(
+        self,
+        limit: float,
+        burst: float = 0.25,
+        latency: float = 0.05,
+        seed: int = 0,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        if limit <= 0 or burst < 0 or latency < 0:
+            raise ValueError("limit must be positive; burst and latency non-negative")
+        self.limit = limit
+        self.burst = burst
+        self.latency = latency
+        self.retry_after = retry_after
+        self._rng = random.Random(seed)
+        self._tokens = self._capacity()
+        self._clock = 0.0
+        self._changes: list[tuple[float, float]] = []  # (time, new limit), sorted
+
+    def _capacity(self) -> float:
+        return max(1.0, self.burst * self.limit)
+
+    def change_limit(self, at: float, limit: float) -> None:
+        """From time ``at`` on, the host allows ``limit`` req/s (it got busier, or freer)."""
+        bisect.insort(self._changes, (at, limit))
+
+    def _advance(self, now: float) -> None:
+        while self._changes and self._changes[0][0] <= now:
+            at, limit = self._changes.pop(0)
+            self._refill(at)
+            self.limit = limit
+            self._tokens = min(self._tokens, self._capacity())
+        self._refill(now)
+
+    def _refill(self, now: float) -> None:
+        if now > self._clock:
+            self._tokens = min(self._capacity(), self._tokens + (now - self._clock) * self.limit)
+            self._clock = now
+
+    def offer(self, times: list[float]) -> list[int]:
+        """The status the host answers to requests arriving at ``times`` (non-decreasing)."""
+        statuses: list[int] = []
+        for now in times:
+            self._advance(now)
+            # The epsilon forgives float noise in evenly spaced arrivals at exactly the limit.
+            if self._tokens >= 1.0 - 1e-9:
+                self._tokens -= 1.0
+                statuses.append(OK)
+            else:
+                statuses.append(THROTTLED)
+        return statuses
+
+    def draw_latency(self) -> float:
+        return self.latency * self._rng.uniform(0.5, 1.5)
+
+
+@dataclass
+class SimStats:
+    requests: int = 0
+    throttled: int = 0
+    served: int = 0
+    time_to_finish: float | None = None  # when the last URL was served; None if not all were
+    rate_trace: list[tuple[float, float]] = field(default_factory=list)  # (time, rate)
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / self.requests if self.requests else 0.0
+
+    def rate_at(self, time: float) -> float:
+        """The controller's rate in force at ``time`` (after the last report before it)."""
+        index = bisect.bisect_right(self.rate_trace, (time, math.inf)) - 1
+        return self.rate_trace[max(index, 0)][1]
+
+
+@dataclass
+class _Answer:
+    done_at: float
+    status: int
+    latency: float
+
+
+@dataclass
+class _Run:
+    controller: RateController
+    host: SimulatedHost
+    urls: int | None
+    stats: SimStats = field(default_factory=SimStats)
+    in_flight: deque[_Answer] = field(default_factory=deque)
+    next_start: float = 0.0
+    pending_urls: int = 0  # sent and not yet answered
+
+    def wants_more(self) -> bool:
+        if self.urls is None:
+            return True
+        return self.stats.served + self.pending_urls < self.urls
+
+    def send_until(self, end: float) -> None:
+        """Start requests evenly at the controller's rate during ``[next_start, end)``."""
+        times: list[float] = []
+        self.next_start = max(self.next_start, self.controller.paused_until())
+        while self.next_start < end and self.wants_more():
+            times.append(self.next_start)
+            self.pending_urls += 1
+            self.next_start += 1.0 / self.controller.rate
+        for start, status in zip(times, self.host.offer(times), strict=True):
+            latency = self.host.draw_latency()
+            self.in_flight.append(_Answer(start + latency, status, latency))
+        # Answers can overtake each other by a few milliseconds; report in arrival order.
+        self.in_flight = deque(sorted(self.in_flight, key=lambda answer: answer.done_at))
+
+    def collect_until(self, now: float) -> Feedback:
+        ok = throttled = 0
+        latency_sum = 0.0
+        while self.in_flight and self.in_flight[0].done_at <= now:
+            answer = self.in_flight.popleft()
+            self.pending_urls -= 1
+            latency_sum += answer.latency
+            if answer.status == OK:
+                ok += 1
+                self._served(answer.done_at)
+            else:
+                throttled += 1
+        self.stats.requests += ok + throttled
+        self.stats.throttled += throttled
+        retry_after = self.host.retry_after if throttled else None
+        return Feedback(
+            ok=ok,
+            throttled=throttled,
+            latency_sum=latency_sum,
+            latency_count=ok + throttled,
+            retry_after=retry_after,
+        )
+
+    def _served(self, at: float) -> None:
+        self.stats.served += 1
+        if self.urls is not None and self.stats.served == self.urls:
+            self.stats.time_to_finish = at
+
+
+def simulate(
+    controller: RateController,
+    host: SimulatedHost,
+    duration: float,
+    report_interval: float,
+    urls: int | None = None,
+) -> SimStats:
+    """Drive ``controller`` against ``host`` for ``duration`` simulated seconds.
+
+    With ``urls`` set, the run stops once that many URLs were served (a 429 puts its URL
+    back in the queue) and ``time_to_finish`` says when; ``duration`` is then a cap.
+    """
+    run = _Run(controller, host, urls)
+    run.stats.rate_trace.append((0.0, controller.rate))
+    now = 0.0
+    while now < duration and (urls is None or run.stats.time_to_finish is None):
+        end = min(now + report_interval, duration)
+        run.send_until(end)
+        now = end
+        feedback = run.collect_until(now)
+        controller.observe(feedback, now)
+        run.stats.rate_trace.append((now, controller.rate))
+    return run.stats

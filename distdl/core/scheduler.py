@@ -1,0 +1,397 @@
+"""The partition-lease scheduler run by rank 0: who downloads which partition, how fast.
+
+Work is planned as partitions of URLs grouped by host (``server_name``). A worker *leases* a
+partition together with a request rate; the scheduler owns the politeness invariant:
+
+    for every host, the rates of its open leases add up to at most the host's budget (req/s).
+
+Rules (the constants live just below this docstring):
+
+1. Concurrency per host. A host with budget ``B`` has at most
+   ``k_max(B) = max(1, min(n_workers, ceil(B / lease_rate_target)))`` leases open at once:
+   a CDN with a large budget is spread over several ranks, a museum server gets one. A worker
+   never holds two leases on the same host.
+2. Priority: the critical path first. ``acquire`` visits hosts by the largest expected
+   remaining time ``remaining_urls(host) / B`` (remaining = not completed and not given up,
+   leased partitions included), ties broken by name. The slowest host therefore starts at
+   once and is never starved by quicker ones. Within a host, requeued partitions come first,
+   then fresh ones, each in partition-id order.
+3. Rate of a new lease: ``B / k`` with ``k = min(k_max(B), open leases + unleased
+   partitions)``, never more than what is free (``B - rate_in_use``). When less than
+   ``MIN_GRANT_FRACTION`` of that fair share is free the lease is not granted now: a lease
+   keeps its rate for a long time, and a crumb of budget would make its partition crawl.
+4. Top-up. When a lease closes (completed or failed) the host's open leases are raised by
+   water-filling towards the fair share ``B / k``, never past ``B`` in total. When the host has
+   no unleased partition left this spreads the whole budget evenly over its open leases.
+   Raising is safe: the freed share belonged to a lease that is already closed.
+5. ``set_budget``: lowering scales every open lease down by ``new / old``; raising (and any
+   room left after lowering) is shared out by the same top-up. The invariant holds on the
+   state after every call. In the returned ``RateChange`` lists decreases come before increases,
+   so a coordinator that sends them in order never has a host above budget on the workers.
+6. Failures. A failed partition is requeued at the front of its host's queue (eligible again
+   ``retry_delay * 2**(failures - 1)`` seconds after the failure, 0 by default) until it has
+   failed ``max_attempts`` times; then it is given up (``given_up``). A dead worker's leases
+   (``release_worker``) are requeued without counting as a failure: the partition was not at
+   fault.
+7. ``pause_host``: no new lease on the host before ``until`` (open leases are the worker's
+   business: it received the Retry-After itself). ``next_wakeup`` says when a pause or a
+   retry delay ends for a host that has queued work, so the coordinator can set a timer.
+8. Stale lease ids (already closed, e.g. released after a worker was declared dead) are
+   ignored by ``complete`` and ``fail``: the partition's marker file keeps results exactly-once.
+
+Everything is deterministic: no randomness and no clock reads; time comes in as ``now``
+(monotonic seconds of the caller's clock).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+# Requests per second one lease is meant to carry. One rank's event loop comfortably drives
+# ~20 req/s of image downloads (fetch + decode + resize); a host allowing more is shared
+# between ranks so no single rank becomes its bottleneck.
+DEFAULT_LEASE_RATE_TARGET = 20.0
+# Three whole-partition failures are almost surely a bug or a broken host, not bad luck.
+DEFAULT_MAX_ATTEMPTS = 3
+# A new lease needs at least this fraction of its fair share free (see rule 3).
+MIN_GRANT_FRACTION = 0.25
+# Rate increases smaller than this fraction of the budget are float noise, not worth a message.
+_RATE_NOISE = 1e-12
+
+
+@dataclass(frozen=True)
+class PartitionRef:
+    server_name: str
+    partition_id: int
+    n_urls: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    lease_id: int
+    worker: int
+    server_name: str
+    partition_id: int
+    n_urls: int
+    rate: float  # requests per second this worker may send to the host for this lease
+
+    @property
+    def partition(self) -> PartitionRef:
+        return PartitionRef(self.server_name, self.partition_id, self.n_urls)
+
+
+@dataclass(frozen=True)
+class RateChange:
+    lease_id: int
+    worker: int
+    server_name: str
+    rate: float  # the lease's new rate, replacing the previous one
+
+
+def k_max(budget: float, n_workers: int, lease_rate_target: float) -> int:
+    """How many leases a host with this budget may have open at once (rule 1)."""
+    return max(1, min(n_workers, math.ceil(budget / lease_rate_target)))
+
+
+def water_level(rates: Iterable[float], budget: float, cap: float) -> float:
+    """The highest level ``L <= cap`` with ``sum(max(r, L)) <= budget``.
+
+    Raising every rate below ``L`` up to ``L`` shares out the free budget evenly among the
+    lowest leases. The result may lie below every rate, which then means "raise nothing".
+    """
+    ordered = sorted(rates)
+    if sum(max(rate, cap) for rate in ordered) <= budget:
+        return cap
+    untouched = sum(ordered)
+    for raised, rate in enumerate(ordered, start=1):
+        untouched -= rate
+        level = (budget - untouched) / raised
+        if raised == len(ordered) or level <= ordered[raised]:
+            return level
+    return cap  # only reached with no rates at all
+
+
+@dataclass
+class _Host:
+    name: str
+    budget: float
+    fresh: deque[PartitionRef] = field(default_factory=deque)
+    # (partition_id, not_before, ref), kept in partition-id order; leased before `fresh`.
+    requeued: list[tuple[int, float, PartitionRef]] = field(default_factory=list)
+    leases: dict[int, Lease] = field(default_factory=dict)
+    remaining_urls: int = 0
+    paused_until: float = -math.inf
+
+    @property
+    def unleased(self) -> int:
+        return len(self.fresh) + len(self.requeued)
+
+    def rate_in_use(self) -> float:
+        return sum(lease.rate for lease in self.leases.values())
+
+    def peek(self, now: float) -> PartitionRef | None:
+        for _, not_before, ref in self.requeued:
+            if not_before <= now:
+                return ref
+        return self.fresh[0] if self.fresh else None
+
+    def take(self, ref: PartitionRef) -> None:
+        if self.fresh and self.fresh[0] is ref:
+            self.fresh.popleft()
+            return
+        index = next(i for i, entry in enumerate(self.requeued) if entry[2] is ref)
+        del self.requeued[index]
+
+    def requeue(self, ref: PartitionRef, not_before: float) -> None:
+        bisect.insort(self.requeued, (ref.partition_id, not_before, ref), key=lambda e: e[0])
+
+    def ready_at(self) -> float:
+        """When a queued partition can next be leased, ignoring any pause."""
+        if self.fresh:
+            return -math.inf
+        return min((entry[1] for entry in self.requeued), default=math.inf)
+
+
+def _checked_budget(server_name: str, rate: float) -> float:
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"budget of {server_name!r} must be a positive number, got {rate}")
+    return float(rate)
+
+
+class LeaseScheduler:
+    def __init__(
+        self,
+        partitions: Iterable[PartitionRef],
+        budgets: Mapping[str, float],
+        *,
+        default_budget: float,
+        n_workers: int,
+        lease_rate_target: float = DEFAULT_LEASE_RATE_TARGET,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry_delay: float = 0.0,
+    ) -> None:
+        _checked_budget("(default)", default_budget)
+        if n_workers < 1 or max_attempts < 1:
+            raise ValueError(
+                f"n_workers ({n_workers}) and max_attempts ({max_attempts}) must be >= 1"
+            )
+        if not lease_rate_target > 0 or retry_delay < 0:
+            raise ValueError("lease_rate_target must be > 0 and retry_delay >= 0")
+        self._default_budget = float(default_budget)
+        self._n_workers = n_workers
+        self._lease_rate_target = lease_rate_target
+        self._max_attempts = max_attempts
+        self._retry_delay = retry_delay
+        self._hosts: dict[str, _Host] = {}
+        for name, rate in budgets.items():
+            self._host(name).budget = _checked_budget(name, rate)
+        self._n_partitions = self._enqueue(partitions)
+        self._waiting = {name for name, host in self._hosts.items() if host.unleased}
+        self._leases: dict[int, Lease] = {}
+        self._held: dict[int, dict[str, int]] = {}  # worker -> host -> lease_id
+        self._failures: dict[tuple[str, int], int] = {}
+        self._given_up: list[PartitionRef] = []
+        self._n_closed = 0  # partitions completed or given up
+        self._next_lease_id = 1
+
+    # ----------------------------------------------------------------- commands
+
+    def acquire(self, worker: int, now: float, max_leases: int) -> list[Lease]:
+        """Up to ``max_leases`` new leases for ``worker``, on distinct hosts it does not hold."""
+        granted: list[Lease] = []
+        held = self._held.get(worker, {})
+        for host in self._by_priority():
+            if len(granted) >= max_leases:
+                break
+            if host.name in held or host.paused_until > now:
+                continue
+            lease = self._grant(host, worker, now)
+            if lease is not None:
+                granted.append(lease)
+        return granted
+
+    def complete(self, lease_id: int) -> list[RateChange]:
+        lease = self._close(lease_id)
+        if lease is None:
+            return []
+        host = self._hosts[lease.server_name]
+        host.remaining_urls -= lease.n_urls
+        self._n_closed += 1
+        return self._rebalance(host)
+
+    def fail(self, lease_id: int, now: float) -> tuple[bool, list[RateChange]]:
+        """Requeue the lease's partition, or give it up after ``max_attempts`` failures."""
+        lease = self._close(lease_id)
+        if lease is None:
+            return False, []
+        host = self._hosts[lease.server_name]
+        key = (lease.server_name, lease.partition_id)
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        requeued = failures < self._max_attempts
+        if requeued:
+            self._requeue(host, lease.partition, now + self._retry_delay * 2 ** (failures - 1))
+        else:
+            host.remaining_urls -= lease.n_urls
+            self._given_up.append(lease.partition)
+            self._n_closed += 1
+        return requeued, self._rebalance(host)
+
+    def release_worker(self, worker: int) -> list[Lease]:
+        """Take back every lease of a dead worker; its partitions go back to the queue."""
+        lease_ids = sorted(self._held.get(worker, {}).values())
+        released = [lease for lease in map(self._close, lease_ids) if lease is not None]
+        for lease in released:
+            self._requeue(self._hosts[lease.server_name], lease.partition, -math.inf)
+        self._held.pop(worker, None)
+        return released
+
+    def set_budget(self, server_name: str, rate: float) -> list[RateChange]:
+        rate = _checked_budget(server_name, rate)
+        host = self._host(server_name)
+        scale = min(1.0, rate / host.budget)
+        host.budget = rate
+        return self._rebalance(host, scale)
+
+    def pause_host(self, server_name: str, until: float) -> None:
+        host = self._host(server_name)
+        host.paused_until = max(host.paused_until, until)
+
+    # ------------------------------------------------------------------ queries
+
+    def budget(self, server_name: str) -> float:
+        host = self._hosts.get(server_name)
+        return host.budget if host else self._default_budget
+
+    def open_leases(self, server_name: str) -> list[Lease]:
+        host = self._hosts.get(server_name)
+        return sorted(host.leases.values(), key=lambda lease: lease.lease_id) if host else []
+
+    def rate_in_use(self, server_name: str) -> float:
+        host = self._hosts.get(server_name)
+        return host.rate_in_use() if host else 0.0
+
+    def remaining_urls(self, server_name: str) -> int:
+        host = self._hosts.get(server_name)
+        return host.remaining_urls if host else 0
+
+    def leases_of(self, worker: int) -> list[Lease]:
+        return sorted(
+            (self._leases[i] for i in self._held.get(worker, {}).values()),
+            key=lambda lease: lease.lease_id,
+        )
+
+    def lease(self, lease_id: int) -> Lease | None:
+        """The open lease with this id (with its current rate), or None once closed."""
+        return self._leases.get(lease_id)
+
+    @property
+    def finished(self) -> bool:
+        """Every partition completed or given up."""
+        return self._n_closed == self._n_partitions
+
+    @property
+    def given_up(self) -> list[PartitionRef]:
+        return list(self._given_up)
+
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest time after ``now`` a host with queued work stops being paused (or its
+        requeued partition becomes eligible); None when nothing waits on time."""
+        times = (
+            max(host.paused_until, host.ready_at())
+            for host in map(self._hosts.__getitem__, self._waiting)
+        )
+        return min((t for t in times if now < t < math.inf), default=None)
+
+    # ---------------------------------------------------------------- internals
+
+    def _host(self, server_name: str) -> _Host:
+        host = self._hosts.get(server_name)
+        if host is None:
+            host = self._hosts[server_name] = _Host(server_name, self._default_budget)
+        return host
+
+    def _enqueue(self, partitions: Iterable[PartitionRef]) -> int:
+        ordered = sorted(partitions, key=lambda ref: (ref.server_name, ref.partition_id))
+        if len({(ref.server_name, ref.partition_id) for ref in ordered}) != len(ordered):
+            raise ValueError("a (server_name, partition_id) pair is listed twice")
+        for ref in ordered:
+            if ref.n_urls < 0:
+                raise ValueError(f"partition {ref} has a negative URL count")
+            host = self._host(ref.server_name)
+            host.fresh.append(ref)
+            host.remaining_urls += ref.n_urls
+        return len(ordered)
+
+    def _k_max(self, host: _Host) -> int:
+        return k_max(host.budget, self._n_workers, self._lease_rate_target)
+
+    def _fair_share(self, host: _Host) -> float:
+        return host.budget / min(self._k_max(host), len(host.leases) + host.unleased)
+
+    def _by_priority(self) -> list[_Host]:
+        hosts = [self._hosts[name] for name in self._waiting]
+        hosts.sort(key=lambda host: (-host.remaining_urls / host.budget, host.name))
+        return hosts
+
+    def _grant(self, host: _Host, worker: int, now: float) -> Lease | None:
+        if len(host.leases) >= self._k_max(host):
+            return None
+        ref = host.peek(now)
+        if ref is None:
+            return None
+        fair = self._fair_share(host)
+        free = host.budget - host.rate_in_use()
+        if free < MIN_GRANT_FRACTION * fair:
+            return None
+        host.take(ref)
+        if not host.unleased:
+            self._waiting.discard(host.name)
+        lease = Lease(
+            self._next_lease_id,
+            worker,
+            ref.server_name,
+            ref.partition_id,
+            ref.n_urls,
+            min(fair, free),
+        )
+        self._next_lease_id += 1
+        self._leases[lease.lease_id] = host.leases[lease.lease_id] = lease
+        self._held.setdefault(worker, {})[host.name] = lease.lease_id
+        return lease
+
+    def _close(self, lease_id: int) -> Lease | None:
+        lease = self._leases.pop(lease_id, None)
+        if lease is not None:
+            del self._hosts[lease.server_name].leases[lease_id]
+            del self._held[lease.worker][lease.server_name]
+        return lease
+
+    def _requeue(self, host: _Host, ref: PartitionRef, not_before: float) -> None:
+        host.requeue(ref, not_before)
+        self._waiting.add(host.name)
+
+    def _rebalance(self, host: _Host, scale: float = 1.0) -> list[RateChange]:
+        """Scale the host's open leases by ``scale`` (<= 1), then top them up (rules 4, 5)."""
+        if not host.leases:
+            return []
+        scaled = {lease_id: lease.rate * scale for lease_id, lease in host.leases.items()}
+        level = water_level(scaled.values(), host.budget, self._fair_share(host))
+        noise = _RATE_NOISE * host.budget
+        decreases: list[RateChange] = []
+        increases: list[RateChange] = []
+        for lease_id, lease in list(host.leases.items()):
+            rate = max(scaled[lease_id], level)
+            if rate < lease.rate:
+                decreases.append(self._set_rate(host, lease, rate))
+            elif rate > lease.rate + noise:
+                increases.append(self._set_rate(host, lease, rate))
+        return decreases + increases
+
+    def _set_rate(self, host: _Host, lease: Lease, rate: float) -> RateChange:
+        updated = replace(lease, rate=rate)
+        self._leases[lease.lease_id] = host.leases[lease.lease_id] = updated
+        return RateChange(lease.lease_id, lease.worker, lease.server_name, rate)

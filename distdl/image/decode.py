@@ -1,0 +1,121 @@
+"""Downloaded bytes to RGB pixels, refusing what must not be decoded.
+
+Accepted formats: JPEG (incl. camera MPO), PNG (incl. APNG), GIF, BMP, TIFF and WebP. Other
+formats Pillow knows are refused on purpose (some, like EPS, hand the bytes to external
+programs). Multi-frame images yield their first frame.
+
+The pixel limit is checked per call against the header size, before a single pixel is
+decoded, so a 100 kB file claiming 50000x50000 pixels costs nothing. Pillow's own global
+guard (``Image.MAX_IMAGE_PIXELS``: a warning above it, an error above twice it) still runs
+inside ``Image.open``; both its error and its warning (when warnings are errors) map to
+``DECOMPRESSION_BOMB`` as well, so a ``max_pixels`` above twice the global limit is capped by it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from distdl.core import codes
+from distdl.image.color import to_rgb
+from distdl.image.orientation import oriented_size, read_orientation
+from distdl.image.resize import target_size
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+_DRAFTABLE = frozenset({"JPEG", "MPO"})
+_BOMB_SIGNALS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+_MESSAGE_LIMIT = 200
+
+
+class ImageRejected(Exception):
+    """Bytes the pipeline refuses; :func:`~distdl.image.pipeline.process_image` turns it
+    into an ``ImageFailure`` row and never lets it escape."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    image: Image.Image  # RGB, as stored: orientation not applied yet
+    orientation: int  # EXIF orientation, 1 when absent or invalid
+    original_size: tuple[int, int]  # (width, height) of the full original, as displayed
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Parse only the header of ``data`` and enforce ``max_pixels``; decodes no pixel."""
+    if not data:
+        raise ImageRejected(codes.UNDECODABLE, "empty body")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError as exc:
+        raise ImageRejected(codes.UNDECODABLE, _unidentified_message(data)) from exc
+    except _BOMB_SIGNALS as exc:
+        raise ImageRejected(codes.DECOMPRESSION_BOMB, short_message(exc)) from exc
+    except Exception as exc:
+        raise ImageRejected(codes.UNDECODABLE, f"bad header: {short_message(exc)}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        message = f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
+        raise ImageRejected(codes.DECOMPRESSION_BOMB, message)
+    return image
+
+
+def decode(image: Image.Image, longer_side: int) -> DecodedImage:
+    """Decode the first frame of an opened ``image`` to RGB.
+
+    ``longer_side`` is the size the caller will resize to: a JPEG at least twice as large
+    is decoded at 1/2, 1/4 or 1/8 scale (draft mode, never below the final size).
+    """
+    header_size = image.size
+    if image.format in _DRAFTABLE:
+        orientation = read_orientation(image)  # JPEG keeps EXIF in its header
+        _draft(image, orientation, longer_side)
+        _load(image)
+    else:
+        _load(image)
+        orientation = read_orientation(image)  # PNG may keep eXIf after the pixels
+    try:
+        rgb = to_rgb(image)
+    except Exception as exc:
+        message = f"cannot convert mode {image.mode} to RGB: {short_message(exc)}"
+        raise ImageRejected(codes.UNDECODABLE, message) from exc
+    return DecodedImage(rgb, orientation, oriented_size(header_size, orientation))
+
+
+def short_message(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_MESSAGE_LIMIT]
+
+
+def _draft(image: Image.Image, orientation: int, longer_side: int) -> None:
+    # The final size comes from the header size alone, so drafting never changes it; the
+    # draft only has to stay at or above it, which Image.draft guarantees.
+    displayed = target_size(oriented_size(image.size, orientation), longer_side)
+    stored_width, stored_height = oriented_size(displayed, orientation)
+    if min(image.width // stored_width, image.height // stored_height) >= 2:
+        image.draft("RGB", (stored_width, stored_height))
+
+
+def _load(image: Image.Image) -> None:
+    try:
+        image.load()
+    except _BOMB_SIGNALS as exc:
+        raise ImageRejected(codes.DECOMPRESSION_BOMB, short_message(exc)) from exc
+    except Exception as exc:
+        message = f"{image.format} data: {short_message(exc)}"
+        raise ImageRejected(codes.UNDECODABLE, message) from exc
+
+
+def _unidentified_message(data: bytes) -> str:
+    head = data[:256].lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
+        head = head[3:].lstrip()
+    if head[:1] == b"<":
+        return "not an image: HTML/XML/SVG text"
+    if head[:1] in (b"{", b"["):
+        return "not an image: JSON text"
+    return f"not a JPEG/PNG/GIF/BMP/TIFF/WebP image (starts with {data[:8].hex()})"

@@ -1,0 +1,279 @@
+"""Streaming parquet writers: bounded memory, published by rename, partitions by marker.
+
+:class:`ParquetStreamWriter` writes one parquet file under a hidden temporary name, one row
+group at a time, so memory stays bounded by the group limits whatever the partition size;
+:meth:`~ParquetStreamWriter.commit` renames it into place. :class:`PartitionOutput` pairs
+the successes and errors writers of one image partition and writes the ``completed``
+marker only after both files are in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distdl import schema as schemas
+from distdl.io.atomic import publish, temp_path_for
+from distdl.io.markers import remove_marker, write_marker
+from distdl.layout import ERRORS_FILE, SUCCESSES_FILE
+
+MiB = 1024 * 1024
+DEFAULT_ROWS_PER_GROUP = 256
+DEFAULT_BYTES_PER_GROUP = 32 * MiB
+# Error rows are a few hundred bytes: one group per typical partition instead of dozens.
+ERROR_ROWS_PER_GROUP = 16_384
+_ROW_OVERHEAD_BYTES = 64  # rough cost of a row's non-blob values in the estimate
+
+
+def _is_blob(field: pa.Field) -> bool:
+    return pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)
+
+
+def _value_bytes(value: object) -> int:
+    if isinstance(value, bytes | bytearray | memoryview | str):
+        return len(value)
+    return 0
+
+
+class ParquetStreamWriter:
+    """One parquet file, written in row groups as rows arrive, visible only once committed.
+
+    A row group is flushed when ``max_rows_per_group`` rows or ``max_bytes_per_group``
+    bytes (estimated from ``bytes``/``str`` values) are buffered. Binary columns (images,
+    already compressed) get neither dictionary encoding nor statistics. Used as a context
+    manager it commits on a clean exit and aborts on an exception.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema,
+        *,
+        max_rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
+        max_bytes_per_group: int = DEFAULT_BYTES_PER_GROUP,
+        compression: str = "zstd",
+    ) -> None:
+        if max_rows_per_group < 1 or max_bytes_per_group < 1:
+            raise ValueError("row group bounds must be positive")
+        self.path = Path(path)
+        self.schema = schema
+        self.max_rows_per_group = max_rows_per_group
+        self.max_bytes_per_group = max_bytes_per_group
+        self._compression = compression
+        self._temp = temp_path_for(self.path)
+        self._writer: pq.ParquetWriter | None = None
+        self._names = frozenset(schema.names)
+        self._required = tuple(f.name for f in schema if not f.nullable)
+        self._columns: dict[str, list[object]] = {name: [] for name in schema.names}
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
+        self._written_rows = 0
+        self._state = "open"
+
+    @property
+    def num_rows(self) -> int:
+        """Rows appended so far, written or still buffered."""
+        return self._written_rows + self._buffered_rows
+
+    @property
+    def temp_path(self) -> Path:
+        return self._temp
+
+    def append(self, row: Mapping[str, object]) -> None:
+        """Buffer one row (missing nullable columns are null); flush a group when full."""
+        self._require_open()
+        unknown = row.keys() - self._names
+        if unknown:
+            raise ValueError(f"{self.path.name}: unknown columns {sorted(unknown)}")
+        for name in self._required:
+            if row.get(name) is None:
+                raise ValueError(f"{self.path.name}: column {name!r} must not be null")
+        size = _ROW_OVERHEAD_BYTES
+        for name, column in self._columns.items():
+            value = row.get(name)
+            column.append(value)
+            size += _value_bytes(value)
+        self._buffered_rows += 1
+        self._buffered_bytes += size
+        if (
+            self._buffered_rows >= self.max_rows_per_group
+            or self._buffered_bytes >= self.max_bytes_per_group
+        ):
+            self.flush()
+
+    def append_table(self, table: pa.Table) -> None:
+        """Write a whole table (columns in any order) in row groups within the bounds."""
+        self._require_open()
+        self.flush()
+        table = table.select(self.schema.names).cast(self.schema)
+        if table.num_rows == 0:
+            return
+        average_row_bytes = max(1, table.nbytes // table.num_rows)
+        by_bytes = max(1, self.max_bytes_per_group // average_row_bytes)
+        group_rows = min(self.max_rows_per_group, by_bytes)
+        for start in range(0, table.num_rows, group_rows):
+            self._write(table.slice(start, group_rows))
+
+    def flush(self) -> None:
+        """Write the buffered rows as one row group (nothing when the buffer is empty)."""
+        if self._buffered_rows == 0:
+            return
+        table = pa.Table.from_pydict(self._columns, schema=self.schema)
+        self._columns = {name: [] for name in self.schema.names}
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
+        self._write(table)
+
+    def commit(self) -> int:
+        """Flush, close and rename into place; return the row count.
+
+        An empty file still carries the full schema.
+        """
+        self._require_open()
+        try:
+            self.flush()
+            self._open_writer().close()
+            publish(self._temp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "committed"
+        return self._written_rows
+
+    def abort(self) -> None:
+        """Drop everything written so far; the final path is left untouched."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        if self._writer is not None:
+            # The temp is deleted anyway: a close error changes nothing.
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._temp.unlink(missing_ok=True)
+        self._columns = {name: [] for name in self.schema.names}
+
+    def _write(self, table: pa.Table) -> None:
+        self._open_writer().write_table(table, row_group_size=max(1, table.num_rows))
+        self._written_rows += table.num_rows
+
+    def _open_writer(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._temp.parent.mkdir(parents=True, exist_ok=True)
+            plain = [f.name for f in self.schema if not _is_blob(f)]
+            self._writer = pq.ParquetWriter(
+                self._temp,
+                self.schema,
+                compression=self._compression,
+                use_dictionary=plain,
+                write_statistics=plain,
+            )
+        return self._writer
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"{self.path.name}: writer already {self._state}")
+
+    def __enter__(self) -> ParquetStreamWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            self.commit()
+
+
+class PartitionOutput:
+    """The successes and errors files of one image partition, then its ``completed`` marker.
+
+    A partition is done exactly when its marker exists. :meth:`commit` removes any old
+    marker, renames both files into place, and only then writes the new marker, so a crash
+    at any point leaves either a done partition with whole files or a not-done one. Used as
+    a context manager it aborts unless :meth:`commit` was called.
+    """
+
+    def __init__(
+        self,
+        partition_dir: Path,
+        *,
+        max_rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
+        max_bytes_per_group: int = DEFAULT_BYTES_PER_GROUP,
+    ) -> None:
+        self.partition_dir = Path(partition_dir)
+        self.successes = ParquetStreamWriter(
+            self.partition_dir / SUCCESSES_FILE,
+            schemas.SUCCESSES,
+            max_rows_per_group=max_rows_per_group,
+            max_bytes_per_group=max_bytes_per_group,
+        )
+        self.errors = ParquetStreamWriter(
+            self.partition_dir / ERRORS_FILE,
+            schemas.ERRORS,
+            max_rows_per_group=max(max_rows_per_group, ERROR_ROWS_PER_GROUP),
+            max_bytes_per_group=max_bytes_per_group,
+        )
+        self._started = time.monotonic()
+        self._committed = False
+
+    def add_success(self, row: Mapping[str, object]) -> None:
+        self.successes.append(row)
+
+    def add_error(self, row: Mapping[str, object]) -> None:
+        self.errors.append(row)
+
+    def commit(self, summary: Mapping[str, object]) -> None:
+        """Publish both files, then the marker holding ``summary`` plus counts, time, host.
+
+        ``summary`` carries what only the caller knows (attempt, server name, …); the row
+        counts are always the writers' own, ``completed_at``/``host``/``pid``/``elapsed_s``
+        are filled in unless given.
+        """
+        remove_marker(self.partition_dir)
+        try:
+            successes = self.successes.commit()
+            errors = self.errors.commit()
+        except BaseException:
+            self.abort()
+            raise
+        marker = {
+            "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "elapsed_s": round(time.monotonic() - self._started, 3),
+            **summary,
+            "successes": successes,
+            "errors": errors,
+        }
+        write_marker(self.partition_dir, marker)
+        self._committed = True
+
+    def abort(self) -> None:
+        """Delete the temporary files; committed files and markers are left as they are."""
+        self.successes.abort()
+        self.errors.abort()
+
+    def __enter__(self) -> PartitionOutput:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._committed:
+            self.abort()

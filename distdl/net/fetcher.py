@@ -1,0 +1,296 @@
+"""GET one URL with aiohttp and describe the outcome as data: the only place aiohttp errors
+are mapped to distdl error codes.
+
+Every per-URL problem becomes a :class:`FetchResult` with a code from
+:mod:`distdl.core.codes`; :meth:`AiohttpFetcher.fetch` never raises for them. Only
+``asyncio.CancelledError`` (and other ``BaseException``) travel up.
+
+A 2xx answer with an empty body is returned as a success with ``body == b""``: deciding
+that zero bytes are not an image (``UNDECODABLE``) is the image pipeline's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Protocol
+
+import aiohttp
+from aiohttp import client_exceptions as ce
+from aiohttp import http_exceptions
+
+from distdl.core import codes
+from distdl.net.session import make_timeout
+from distdl.net.settings import FetchSettings
+
+CHUNK_SIZE = 64 * 1024
+# Small error bodies are read and dropped so the keep-alive connection can be reused;
+# larger ones are not worth the bytes, and closing the connection is cheaper.
+_DRAIN_LIMIT = 64 * 1024
+_MAX_MSG_CHARS = 200
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str
+    final_url: str  # after redirects; ``url`` when no response arrived
+    status: int  # HTTP status, or 0 when no response
+    error_code: int  # 0 = success; else the HTTP status or a negative distdl.core.codes code
+    error_msg: str  # "" on success
+    body: bytes | None  # only kept on success
+    content_type: str | None
+    retry_after: str | None
+    x_robots_tag: tuple[str, ...]
+    elapsed: float  # wall seconds, from the call to the last byte or the failure
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code == 0
+
+
+class Fetcher(Protocol):
+    async def fetch(self, url: str) -> FetchResult: ...
+
+
+class AiohttpFetcher:
+    """Streams bodies up to ``settings.max_bytes`` and follows up to ``max_redirects``.
+
+    With ``truncate_oversize`` a body over the cap is cut to ``max_bytes`` and returned as a
+    success instead of ``TOO_LARGE`` (robots.txt parsers must read the first 500 KiB).
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: FetchSettings,
+        *,
+        truncate_oversize: bool = False,
+    ) -> None:
+        self._session = session
+        self._settings = settings
+        self._truncate_oversize = truncate_oversize
+        self._headers = dict(settings.headers)
+        self._timeout = make_timeout(settings)
+        # aiohttp raises when the redirect count *reaches* its max_redirects (and treats 0
+        # as unlimited), so following N redirects means passing N + 1.
+        self._aiohttp_max_redirects = settings.max_redirects
+
+    async def fetch(self, url: str) -> FetchResult:
+        started = time.monotonic()
+        try:
+            async with self._session.get(
+                url,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=True,
+                max_redirects=self._aiohttp_max_redirects,
+            ) as resp:
+                return await self._read_response(url, resp, started)
+        except Exception as exc:  # CancelledError is a BaseException: it propagates
+            code, msg = map_exception(exc, self._settings)
+            return _result(url, None, code, msg, None, started)
+
+    async def _read_response(
+        self, url: str, resp: aiohttp.ClientResponse, started: float
+    ) -> FetchResult:
+        if not 200 <= resp.status < 300:
+            await _drain_small_body(resp)
+            return _result(url, resp, resp.status, _status_message(resp), None, started)
+        try:
+            body, too_large_msg = await self._read_body(resp)
+        except Exception as exc:
+            code, msg = map_exception(exc, self._settings)
+            return _result(url, resp, code, msg, None, started)
+        if body is None:
+            return _result(url, resp, codes.TOO_LARGE, too_large_msg, None, started)
+        return _result(url, resp, 0, "", body, started)
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> tuple[bytes | None, str]:
+        """The body, or ``None`` and why it was refused; never reads much past the cap."""
+        cap = self._settings.max_bytes
+        declared = resp.content_length
+        if False:
+            resp.close()  # drop the connection rather than download what we will not keep
+            return None, f"Content-Length {declared} over max_bytes {cap}"
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                resp.close()
+                if self._truncate_oversize:
+                    return b"".join(chunks)[:cap], ""
+                return None, f"body over max_bytes {cap}"
+        return b"".join(chunks), ""
+
+
+def _result(
+    url: str,
+    resp: aiohttp.ClientResponse | None,
+    code: int,
+    msg: str,
+    body: bytes | None,
+    started: float,
+) -> FetchResult:
+    elapsed = time.monotonic() - started
+    if resp is None:
+        return FetchResult(url, url, 0, code, msg, None, None, None, (), elapsed)
+    headers = resp.headers
+    return FetchResult(
+        url=url,
+        final_url=str(resp.url),
+        status=resp.status,
+        error_code=code,
+        error_msg=msg,
+        body=body,
+        content_type=headers.get("Content-Type"),
+        retry_after=headers.get("Retry-After"),
+        x_robots_tag=tuple(headers.getall("X-Robots-Tag", ())),
+        elapsed=elapsed,
+    )
+
+
+def _status_message(resp: aiohttp.ClientResponse) -> str:
+    reason = resp.reason
+    if not reason:
+        try:
+            reason = HTTPStatus(resp.status).phrase
+        except ValueError:
+            reason = ""
+    return _clip(f"HTTP {resp.status} {reason}".rstrip())
+
+
+async def _drain_small_body(resp: aiohttp.ClientResponse) -> None:
+    length = resp.content_length
+    if length is None or length > _DRAIN_LIMIT:
+        return  # leaving it unread makes aiohttp close the connection on release
+    try:
+        await resp.content.read()
+    except Exception:
+        # The status is what we report; a broken error body only costs the connection.
+        resp.close()
+
+
+# --- the one place aiohttp / OS exceptions become error codes ------------------------------
+
+_Mapped = tuple[int, str]
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MSG_CHARS else text[: _MAX_MSG_CHARS - 1] + "…"
+
+
+def _seconds(value: float | None) -> str:
+    return f" after {value:g} s" if value is not None else ""
+
+
+def _map_url_or_redirect(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
+    if isinstance(exc, ce.TooManyRedirects):
+        if settings is not None:
+            return codes.TOO_MANY_REDIRECTS, f"more than {settings.max_redirects} redirects"
+        return codes.TOO_MANY_REDIRECTS, f"too many redirects ({len(exc.history)})"
+    # Redirect errors first: InvalidUrlRedirectClientError is also an InvalidURL.
+    if isinstance(exc, ce.NonHttpUrlRedirectClientError):
+        return codes.INVALID_REDIRECT, f"redirect to non-http(s) location {exc.args[0]!s}"
+    if isinstance(exc, ce.RedirectClientError):
+        return codes.INVALID_REDIRECT, f"redirect to an invalid location {exc!s}"
+    if isinstance(exc, ce.NonHttpUrlClientError):
+        return codes.UNSUPPORTED_SCHEME, f"unsupported URL scheme in {exc.args[0]!s}"
+    if isinstance(exc, ce.InvalidURL):
+        return codes.INVALID_URL, f"invalid URL {exc!s}"
+    return None
+
+
+def _map_ssl(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
+    # Before DNS and connection errors: ClientSSLError is a ClientConnectorError and
+    # ssl.SSLError an OSError.
+    if isinstance(exc, ce.ClientConnectorCertificateError):
+        return codes.SSL_ERROR, f"TLS certificate error: {exc.certificate_error}"
+    if isinstance(exc, ce.ClientSSLError | ssl.SSLError | ssl.CertificateError):
+        return codes.SSL_ERROR, f"TLS error: {exc}"
+    if isinstance(exc, ce.ServerFingerprintMismatch):
+        return codes.SSL_ERROR, "TLS certificate fingerprint mismatch"
+    return None
+
+
+def _map_dns(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
+    if isinstance(exc, socket.gaierror):
+        return codes.DNS_ERROR, f"DNS lookup failed: {exc.strerror or exc}"
+    if isinstance(exc, ce.ClientConnectorDNSError) or (
+        isinstance(exc, ce.ClientConnectorError) and isinstance(exc.os_error, socket.gaierror)
+    ):
+        return codes.DNS_ERROR, f"DNS lookup failed for {exc.host}: {exc.strerror or exc.os_error}"
+    return None
+
+
+def _map_timeout(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
+    # Before connection errors: ServerTimeoutError is a ClientConnectionError, and the
+    # builtin TimeoutError an OSError.
+    connect = settings.connect_timeout if settings else None
+    read = settings.read_timeout if settings else None
+    total = settings.total_timeout if settings else None
+    if isinstance(exc, ce.ConnectionTimeoutError):
+        return codes.TIMEOUT, f"connect timeout{_seconds(connect)}"
+    if isinstance(exc, ce.ServerTimeoutError):  # SocketTimeoutError and older read timeouts
+        return codes.TIMEOUT, f"read timeout{_seconds(read)}"
+    if isinstance(exc, ce.ClientConnectorError) and isinstance(exc.os_error, TimeoutError):
+        return codes.TIMEOUT, f"connect timeout (by the OS) to {exc.host}:{exc.port}"
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return codes.TIMEOUT, f"total timeout{_seconds(total)}"
+    return None
+
+
+def _map_payload(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
+    if isinstance(exc, ce.ClientPayloadError | http_exceptions.HttpProcessingError):
+        return codes.PAYLOAD_ERROR, f"bad response body: {exc}"
+    if isinstance(exc, ce.ClientResponseError):
+        # Raised for a malformed status line or headers; its .status is aiohttp's 400,
+        # not something the server said.
+        return codes.PAYLOAD_ERROR, f"malformed response: {exc.message or type(exc).__name__}"
+    return None
+
+
+def _map_connection(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
+    if isinstance(exc, ce.ServerDisconnectedError):
+        return codes.CONNECTION_ERROR, "server disconnected without a complete response"
+    if isinstance(exc, ce.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return codes.CONNECTION_ERROR, f"connection refused by {exc.host}:{exc.port}"
+        return codes.CONNECTION_ERROR, f"cannot connect to {exc.host}:{exc.port}: {exc.strerror}"
+    if isinstance(exc, ConnectionResetError):  # includes ClientConnectionResetError
+        return codes.CONNECTION_ERROR, "connection reset by peer"
+    if isinstance(exc, ce.ClientConnectionError | OSError):  # ClientOSError, lost, refused
+        return codes.CONNECTION_ERROR, f"connection error: {exc}"
+    return None
+
+
+# Order matters: several aiohttp exceptions inherit from more than one family (see above).
+_MAPPERS: tuple[Callable[[BaseException, FetchSettings | None], _Mapped | None], ...] = (
+    _map_url_or_redirect,
+    _map_ssl,
+    _map_dns,
+    _map_timeout,
+    _map_payload,
+    _map_connection,
+)
+
+
+def map_exception(exc: BaseException, settings: FetchSettings | None = None) -> tuple[int, str]:
+    """``(error_code, error_msg)`` for an exception raised while fetching one URL.
+
+    ``settings``, when given, puts the configured limits into the message
+    ("read timeout after 30 s"). Anything unexpected is ``INTERNAL_ERROR`` with the
+    exception class name, so a surprise costs one URL, never the rank.
+    """
+    for mapper in _MAPPERS:
+        mapped = mapper(exc, settings)
+        if mapped is not None:
+            return mapped[0], _clip(mapped[1])
+    return codes.INTERNAL_ERROR, _clip(f"unexpected {type(exc).__name__}: {exc}")

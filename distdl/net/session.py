@@ -1,0 +1,57 @@
+"""The one ``aiohttp.ClientSession`` a rank downloads with, tuned for many hosts."""
+
+from __future__ import annotations
+
+import sys
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+
+from distdl.net.settings import FetchSettings
+
+# CPython fixed the leak of aborted TLS transports in 3.12.8 / 3.13.1; aiohttp warns when
+# asked to clean them up on a fixed interpreter, so only ask where it is still needed.
+_NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (
+    3,
+    13,
+    1,
+)
+
+
+def make_timeout(settings: FetchSettings) -> aiohttp.ClientTimeout:
+    # sock_read bounds every wait for bytes, so a slow-drip server cannot hold a slot for
+    # the whole total timeout; sock_connect bounds the TCP/TLS handshake.
+    return aiohttp.ClientTimeout(
+        total=settings.total_timeout,
+        sock_connect=settings.connect_timeout,
+        sock_read=settings.read_timeout,
+    )
+
+
+def make_session(
+    settings: FetchSettings, *, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """A session for :class:`~distdl.net.fetcher.AiohttpFetcher`; call inside a running loop.
+
+    Per-host concurrency is capped above this layer, so ``limit_per_host`` stays 0 while
+    ``limit`` bounds the open sockets of the rank. Cookies are not kept (every request is
+    stateless, and a jar for hundreds of hosts costs memory and time). ``resolver`` lets
+    tests and the simulated fleet map host names to loopback addresses.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=settings.connections_limit,
+        limit_per_host=0,
+        ttl_dns_cache=settings.dns_cache_ttl,
+        keepalive_timeout=settings.keepalive_timeout,
+        enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
+        resolver=resolver,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=make_timeout(settings),
+        headers=dict(settings.headers),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=True,
+        raise_for_status=False,
+        trust_env=False,
+    )

@@ -1,0 +1,207 @@
+"""Rank 0: leases server partitions to workers and owns every host's request budget.
+
+The budget of a host is split among the leases open on it by the `LeaseScheduler`; the
+workers only report what they saw, and rank 0 turns those reports into budgets (through
+`HostBudgets`) and sends the resulting rate changes and pauses back out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from distdl.core.scheduler import LeaseScheduler, RateChange
+from distdl.errors import RankFailure
+from distdl.runtime.budgets import HostBudgets
+from distdl.runtime.channel import Channel, receive
+from distdl.runtime.messages import (
+    AssignPartition,
+    ChangeRate,
+    HostFeedbackReported,
+    PartitionCompleted,
+    PartitionFailed,
+    PartitionStats,
+    PauseHost,
+    Shutdown,
+    WorkerCrashed,
+    WorkerStopped,
+    WorkRequested,
+)
+
+log = logging.getLogger("distdl.coordinator")
+
+PROGRESS_INTERVAL = 10.0  # seconds between progress lines in the log
+SHUTDOWN_GRACE = 30.0  # seconds to wait for workers to stop after an abort
+
+
+@dataclass
+class HostTally:
+    partitions: int = 0
+    successes: int = 0
+    errors: int = 0
+    requests: int = 0
+    throttled: int = 0
+    first_start: float | None = None
+    last_finish: float | None = None
+
+
+@dataclass
+class RunReport:
+    partitions_completed: int = 0
+    successes: int = 0
+    errors: int = 0
+    requests: int = 0
+    throttled: int = 0
+    bytes_downloaded: int = 0
+    errors_by_code: Counter[int] = field(default_factory=Counter)
+    hosts: dict[str, HostTally] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, server_name: str, stats: PartitionStats, now: float) -> None:
+        self.partitions_completed += 1
+        self.successes += stats.successes
+        self.errors += stats.errors
+        self.requests += stats.requests
+        self.throttled += stats.throttled
+        self.bytes_downloaded += stats.bytes_downloaded
+        self.errors_by_code.update(stats.errors_by_code)
+        host = self.hosts.setdefault(server_name, HostTally())
+        host.partitions += 1
+        host.successes += stats.successes
+        host.errors += stats.errors
+        host.requests += stats.requests
+        host.throttled += stats.throttled
+        host.last_finish = now
+
+
+class Coordinator:
+    def __init__(
+        self,
+        channel: Channel,
+        workers: list[int],
+        scheduler: LeaseScheduler,
+        budgets: HostBudgets,
+    ) -> None:
+        self._channel = channel
+        self._workers = list(workers)
+        self._scheduler = scheduler
+        self._budgets = budgets
+        self._wanted: Counter[int] = Counter()
+        self._report = RunReport()
+        self._lease_hosts: dict[int, str] = {}
+        self._started = time.monotonic()
+
+    @property
+    def report(self) -> RunReport:
+        return self._report
+
+    @property
+    def budgets(self) -> HostBudgets:
+        return self._budgets
+
+    async def run(self) -> RunReport:
+        """Lease until every partition is done, then shut the workers down.
+
+        Raises RankFailure when a worker crashed or partitions had to be given up: such a
+        run never looks successful.
+        """
+        alive = set(self._workers)
+        shutdown_sent = False
+        next_progress = time.monotonic() + PROGRESS_INTERVAL
+        abort_deadline: float | None = None
+        while alive:
+            for source, message in await receive(self._channel, timeout=0.02):
+                if isinstance(message, WorkerStopped):
+                    alive.discard(source)
+                else:
+                    self._handle(source, message)
+            if self._report.failures and abort_deadline is None:
+                abort_deadline = time.monotonic() + SHUTDOWN_GRACE
+                self._broadcast(Shutdown("abort"))
+                shutdown_sent = True
+            if abort_deadline is not None and time.monotonic() > abort_deadline:
+                break
+            if not shutdown_sent:
+                self._grant()
+                if self._scheduler.finished:
+                    self._broadcast(Shutdown())
+                    shutdown_sent = True
+            if time.monotonic() >= next_progress:
+                self._log_progress()
+                next_progress = time.monotonic() + PROGRESS_INTERVAL
+        self._report.seconds = time.monotonic() - self._started
+        self._report.failures.extend(
+            f"partition {ref.server_name}/{ref.partition_id} given up after repeated failures"
+            for ref in self._scheduler.given_up
+        )
+        if self._report.failures:
+            raise RankFailure("; ".join(self._report.failures))
+        return self._report
+
+    def _broadcast(self, message: Shutdown) -> None:
+        for worker in self._workers:
+            self._channel.send(worker, message)
+
+    def _grant(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers:
+            if self._wanted[worker] <= 0:
+                continue
+            for lease in self._scheduler.acquire(worker, now, self._wanted[worker]):
+                self._wanted[worker] -= 1
+                self._lease_hosts[lease.lease_id] = lease.server_name
+                tally = self._report.hosts.setdefault(lease.server_name, HostTally())
+                if tally.first_start is None:
+                    tally.first_start = now - self._started
+                log.debug("lease %d: %s/%d -> rank %d at %.2f req/s", lease.lease_id,
+                          lease.server_name, lease.partition_id, worker, lease.rate)
+                self._channel.send(worker, AssignPartition(lease))
+
+    def _send_rate_changes(self, changes: list[RateChange]) -> None:
+        for change in changes:
+            self._channel.send(change.worker, ChangeRate(change.lease_id, change.rate))
+
+    def _handle(self, source: int, message: object) -> None:
+        now = time.monotonic()
+        if isinstance(message, WorkRequested):
+            self._wanted[source] += message.free_slots
+        elif isinstance(message, HostFeedbackReported):
+            self._apply_feedback(message, now)
+        elif isinstance(message, PartitionCompleted):
+            host = self._lease_hosts.pop(message.lease_id)
+            self._report.add(host, message.stats, now - self._started)
+            self._send_rate_changes(self._scheduler.complete(message.lease_id))
+        elif isinstance(message, PartitionFailed):
+            host = self._lease_hosts.pop(message.lease_id)
+            log.error("rank %d: partition on %s failed: %s", source, host, message.cause)
+            requeued, changes = self._scheduler.fail(message.lease_id, now)
+            self._send_rate_changes(changes)
+            if not requeued:
+                self._report.failures.append(f"{host}: {message.cause}")
+        elif isinstance(message, WorkerCrashed):
+            log.error("rank %d crashed: %s\n%s", source, message.cause, message.traceback)
+            self._report.failures.append(f"rank {source} crashed: {message.cause}")
+        else:
+            raise TypeError(f"coordinator got an unexpected message {message!r}")
+
+    def _apply_feedback(self, message: HostFeedbackReported, now: float) -> None:
+        host = message.server_name
+        decision = self._budgets.observe(host, message.feedback, now)
+        if decision.pause_seconds:
+            self._scheduler.pause_host(host, now + decision.pause_seconds)
+            for lease in self._scheduler.open_leases(host):
+                self._channel.send(lease.worker, PauseHost(host, decision.pause_seconds))
+        if decision.rate is not None:
+            self._send_rate_changes(self._scheduler.set_budget(host, decision.rate))
+
+    def _log_progress(self) -> None:
+        report = self._report
+        elapsed = time.monotonic() - self._started
+        log.info(
+            "%.0fs: %d partitions done, %d images, %d errors, %d requests (%d throttled)",
+            elapsed, report.partitions_completed, report.successes, report.errors,
+            report.requests, report.throttled,
+        )

@@ -1,0 +1,107 @@
+"""Composition of the download stage: which partitions remain, budgets, roles per rank."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+
+from distdl.config import Config
+from distdl.core.scheduler import LeaseScheduler, PartitionRef
+from distdl.io.markers import completed_partitions
+from distdl.layout import Layout
+from distdl.core.urls import safe_dir_name
+from distdl.net.fetcher import AiohttpFetcher
+from distdl.net.headers import user_agent_token
+from distdl.net.session import make_session
+from distdl.net.settings import FetchSettings
+from distdl.core.retry import RetryPolicy
+from distdl.plan.planner import list_url_partitions
+from distdl.runtime.budgets import HostBudgets
+from distdl.runtime.channel import Channel, QueueHub
+from distdl.runtime.coordinator import Coordinator, RunReport
+from distdl.runtime.lease_runner import LeasePolicy
+from distdl.runtime.worker import Worker, WorkerSettings
+
+
+def remaining_partitions(layout: Layout) -> list[PartitionRef]:
+    """The plan minus what is done: resume is nothing more than this."""
+    done = completed_partitions(layout.images)
+    return [
+        PartitionRef(server, pid, n_urls)
+        for server, pid, n_urls in list_url_partitions(layout)
+        if (f"server_name={safe_dir_name(server)}", pid) not in done
+        and (safe_dir_name(server), pid) not in done
+    ]
+
+
+def build_coordinator(
+    config: Config, layout: Layout, channel: Channel, workers: list[int]
+) -> Coordinator:
+    params = config.downloader_parameters
+    partitions = remaining_partitions(layout)
+    budgets = HostBudgets.from_profiles(layout, params, {p.server_name for p in partitions})
+    scheduler = LeaseScheduler(
+        partitions,
+        budgets.initial_budgets(),
+        default_budget=params.default_rate_limit,
+        n_workers=len(workers),
+    )
+    return Coordinator(channel, workers, scheduler, budgets)
+
+
+def lease_policy(config: Config) -> LeasePolicy:
+    params = config.downloader_parameters
+    return LeasePolicy(
+        retry=RetryPolicy(max_retries=params.max_retries),
+        retry_after_cap=params.retry_after_cap,
+        respect_opt_out=params.respect_opt_out,
+        user_agent_token=user_agent_token(),
+    )
+
+
+@asynccontextmanager
+async def open_worker(
+    config: Config, layout: Layout, channel: Channel, retry_codes: frozenset[int]
+) -> AsyncIterator[Worker]:
+    params = config.downloader_parameters
+    fetch_settings = FetchSettings.from_config(params)
+    settings = WorkerSettings.from_params(params, lease_policy(config), retry_codes)
+    executor = ThreadPoolExecutor(max_workers=params.cpu_per_worker, thread_name_prefix="image")
+    try:
+        async with make_session(fetch_settings) as session:
+            fetcher = AiohttpFetcher(session, fetch_settings)
+            yield Worker(channel, layout, settings, fetcher, executor, random.Random())
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def run_rank(
+    config: Config, layout: Layout, channel: Channel, size: int, retry_codes: frozenset[int]
+) -> RunReport | None:
+    """Play this rank's role in a world of ``size`` ranks: rank 0 coordinates, others work."""
+    if channel.rank == 0:
+        coordinator = build_coordinator(config, layout, channel, list(range(1, size)))
+        try:
+            return await coordinator.run()
+        finally:
+            coordinator.budgets.save()
+    async with open_worker(config, layout, channel, retry_codes) as worker:
+        await worker.run()
+    return None
+
+
+async def run_in_process(config: Config, layout: Layout, retry_codes: frozenset[int]) -> RunReport:
+    """Coordinator and one worker in this process, over queues: `--ranks 1` and tests."""
+    hub = QueueHub(2)
+    coordinator = build_coordinator(config, layout, hub.channel(0), [1])
+    async with open_worker(config, layout, hub.channel(1), retry_codes) as worker:
+        worker_task = asyncio.ensure_future(worker.run())
+        try:
+            report = await coordinator.run()
+        finally:
+            await asyncio.gather(worker_task, return_exceptions=True)
+            coordinator.budgets.save()
+    return report

@@ -1,0 +1,68 @@
+"""How fast one lease may start requests on its host: an aiolimiter bucket plus an in-flight cap.
+
+aiolimiter cannot change its rate (upstream issue #98), so a rate change swaps the limiter;
+a waiter that got through the old limiter after a swap queues again on the new one, so every
+request passes the current rate. ``AsyncLimiter(1, 1 / rate)`` has a bucket of one: starts
+are spaced by ``1 / rate`` with no burst, so in any 1 s window a lease starts at most
+``rate + 1`` requests (the documented tolerance is one request per open lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiolimiter import AsyncLimiter
+
+
+def _limiter_for(rate: float) -> AsyncLimiter:
+    return AsyncLimiter(1, 1.0 / rate)
+
+
+class HostGate:
+    def __init__(self, rate: float, max_in_flight: int) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        self._rate = rate
+        self._limiter = _limiter_for(rate)
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._paused_until = 0.0
+        self._primer: asyncio.Task[None] | None = None
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def set_rate(self, rate: float) -> None:
+        if rate <= 0 or rate == self._rate:
+            return
+        self._rate = rate
+        self._limiter = _limiter_for(rate)
+        # A fresh bucket is empty and would let one request through at once, right after the
+        # old bucket let one through: fill it first so the switch adds no burst.
+        self._primer = asyncio.get_running_loop().create_task(self._limiter.acquire())
+
+    def pause(self, seconds: float) -> None:
+        until = asyncio.get_running_loop().time() + seconds
+        self._paused_until = max(self._paused_until, until)
+
+    async def _wait_pause(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (delay := self._paused_until - loop.time()) > 0:
+            await asyncio.sleep(delay)
+
+    async def acquire(self) -> None:
+        """Wait for an in-flight slot, the end of any pause, and a token at the current rate."""
+        await self._slots.acquire()
+        try:
+            while True:
+                await self._wait_pause()
+                limiter = self._limiter
+                await limiter.acquire()
+                if limiter is self._limiter and self._paused_until <= asyncio.get_running_loop().time():
+                    return
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self) -> None:
+        self._slots.release()

@@ -1,0 +1,78 @@
+"""The one module that imports mpi4py (lazily, so `import distdl` works without MPI)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from distdl.errors import LaunchError
+from distdl.runtime.messages import Message
+
+TAG = 17  # every distdl message uses one tag; the payload says what it is
+
+# Environment variables that launchers set: their presence means we were started by one.
+_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+
+
+def launched_world_size() -> int | None:
+    """The world size a launcher announced in the environment, or None outside one."""
+    if os.environ.get("SLURM_STEP_ID") is None and "SLURM_NTASKS" in os.environ:
+        # sbatch sets SLURM_NTASKS for the batch script itself, which is not a rank.
+        sizes = [os.environ.get(v) for v in _LAUNCHER_SIZE_VARS if v != "SLURM_NTASKS"]
+    else:
+        sizes = [os.environ.get(v) for v in _LAUNCHER_SIZE_VARS]
+    for size in sizes:
+        if size and size.isdigit():
+            return int(size)
+    return None
+
+
+def comm_world() -> Any:
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def checked_world() -> Any:
+    """COMM_WORLD, refusing the silent failure where a launcher started N size-1 worlds."""
+    comm = comm_world()
+    expected = launched_world_size()
+    if expected is not None and expected > 1 and comm.Get_size() != expected:
+        raise LaunchError(
+            f"the launcher started {expected} tasks but MPI sees a world of {comm.Get_size()}: "
+            "each task runs alone. Under Slurm use `srun --mpi=pmi2` with the mpich wheel "
+            "(or the plugin matching your site MPI); `--mpi=none` gives size-1 worlds."
+        )
+    return comm
+
+
+class MpiChannel:
+    def __init__(self, comm: Any) -> None:
+        self._comm = comm
+        self._pending: list[Any] = []  # isend requests not yet known to be done
+
+    @property
+    def rank(self) -> int:
+        return int(self._comm.Get_rank())
+
+    def send(self, dest: int, message: Message) -> None:
+        self._pending.append(self._comm.isend(message, dest=dest, tag=TAG))
+        # Completed requests are released so the list stays short.
+        self._pending = [req for req in self._pending if not req.Test()]
+
+    def poll(self) -> list[tuple[int, Message]]:
+        from mpi4py import MPI
+
+        out: list[tuple[int, Message]] = []
+        status = MPI.Status()
+        while self._comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG, status=status):
+            source = status.Get_source()
+            out.append((source, self._comm.recv(source=source, tag=TAG)))
+        return out
+
+    def flush(self) -> None:
+        """Wait until every message sent has left, before the process exits."""
+        from mpi4py import MPI
+
+        MPI.Request.Waitall(self._pending)
+        self._pending = []

@@ -1,0 +1,65 @@
+"""The pipeline's stages, in order, and what completes each one.
+
+A stage is recorded as complete in ``inner_checkpoint_file`` only after it has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from distdl.config import Config
+from distdl.errors import StateError
+from distdl.io.checkpoint import Checkpoint, input_fingerprint
+from distdl.layout import Layout
+from distdl.plan.planner import PlanSummary, plan_input
+
+log = logging.getLogger("distdl.stages")
+
+Stage = Literal["batched", "profiled", "downloaded"]
+STAGES: tuple[Stage, ...] = ("batched", "profiled", "downloaded")
+InputFormat = Literal["csv", "tsv", "parquet"]
+
+
+def stages_until(until: Stage) -> tuple[Stage, ...]:
+    return STAGES[: STAGES.index(until) + 1]
+
+
+def plan_fingerprint(config: Config, input_format: InputFormat | None) -> dict[str, object]:
+    params = config.downloader_parameters
+    return input_fingerprint(
+        config.path_to_input, batch_size=params.batch_size, input_format=input_format
+    )
+
+
+def ensure_batched(
+    config: Config, layout: Layout, checkpoint: Checkpoint, input_format: InputFormat | None
+) -> PlanSummary | None:
+    """Plan the input unless an identical plan is already complete; refuse a changed one."""
+    fingerprint = plan_fingerprint(config, input_format)
+    checkpoint.check_fingerprint(fingerprint)
+    if checkpoint.is_complete("batched"):
+        return None
+    layout.root.mkdir(parents=True, exist_ok=True)
+    checkpoint.record_fingerprint(fingerprint)
+    checkpoint.save()
+    summary = plan_input(config, layout, input_format)
+    checkpoint.mark_complete(
+        "batched",
+        rows=summary.total_rows,
+        rejected=summary.rejected_rows,
+        servers=summary.servers,
+        partitions=summary.partitions,
+    )
+    checkpoint.save()
+    log.info("planned %d rows: %d partitions on %d servers, %d rejected rows",
+             summary.total_rows, summary.partitions, summary.servers, summary.rejected_rows)
+    return summary
+
+
+def require_started(checkpoint: Checkpoint, config_path: str) -> None:
+    if not checkpoint.started:
+        raise StateError(
+            f"nothing to resume: no stage of {config_path} has been started; "
+            f"use `distdl run {config_path}`"
+        )

@@ -1,0 +1,577 @@
+from __future__ import annotations
+
+import heapq
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distdl.core.clock import FakeClock
+from distdl.core.scheduler import (
+    MIN_GRANT_FRACTION,
+    Lease,
+    LeaseScheduler,
+    PartitionRef,
+    RateChange,
+    k_max,
+    water_level,
+)
+
+EPS = 1e-9
+
+
+def parts(host: str, count: int, n_urls: int = 100) -> list[PartitionRef]:
+    return [PartitionRef(host, i, n_urls) for i in range(count)]
+
+
+def scheduler(
+    partitions: list[PartitionRef],
+    budgets: dict[str, float],
+    n_workers: int = 4,
+    **kwargs: float,
+) -> LeaseScheduler:
+    return LeaseScheduler(partitions, budgets, default_budget=1.0, n_workers=n_workers, **kwargs)
+
+
+def rates(sched: LeaseScheduler, host: str) -> list[float]:
+    return [lease.rate for lease in sched.open_leases(host)]
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def test_k_max_spreads_big_budgets_over_several_ranks() -> None:
+    assert k_max(5.0, 8, 20.0) == 1
+    assert k_max(20.0, 8, 20.0) == 1
+    assert k_max(20.5, 8, 20.0) == 2
+    assert k_max(100.0, 8, 20.0) == 5
+    assert k_max(10_000.0, 8, 20.0) == 8
+    assert k_max(0.01, 8, 20.0) == 1
+
+
+def test_water_level_shares_free_budget_among_the_lowest() -> None:
+    assert water_level([], 100.0, 25.0) == 25.0
+    assert water_level([10.0, 10.0], 100.0, 25.0) == 25.0  # capped by the fair share
+    assert water_level([10.0, 10.0], 30.0, 25.0) == 15.0
+    assert water_level([5.0, 40.0], 60.0, 50.0) == 20.0  # the 40 stays, the 5 rises to 20
+    assert water_level([30.0, 30.0], 60.0, 30.0) == 30.0
+
+
+# ----------------------------------------------------------- rule 1: k_max
+
+
+def test_small_host_gets_a_single_lease() -> None:
+    sched = scheduler(parts("museum", 4), {"museum": 5.0})
+    first = sched.acquire(0, 0.0, 1)
+    assert [(lease.partition_id, lease.rate) for lease in first] == [(0, 5.0)]
+    assert sched.acquire(1, 0.0, 1) == []
+    assert sched.acquire(2, 0.0, 1) == []
+
+
+def test_big_host_is_spread_over_k_max_workers() -> None:
+    sched = scheduler(parts("cdn", 10), {"cdn": 100.0}, n_workers=8)
+    leases = [lease for w in range(8) for lease in sched.acquire(w, 0.0, 1)]
+    assert len(leases) == 5
+    assert {lease.worker for lease in leases} == {0, 1, 2, 3, 4}
+    assert all(lease.rate == 20.0 for lease in leases)
+    assert sched.rate_in_use("cdn") == pytest.approx(100.0)
+
+
+def test_worker_never_holds_two_leases_on_one_host() -> None:
+    sched = scheduler(parts("cdn", 10), {"cdn": 100.0})
+    assert len(sched.acquire(0, 0.0, 5)) == 1
+    assert sched.acquire(0, 0.0, 5) == []
+
+
+def test_acquire_gives_up_to_max_leases_on_distinct_hosts() -> None:
+    partitions = parts("a", 2) + parts("b", 2) + parts("c", 2)
+    sched = scheduler(partitions, {})
+    leases = sched.acquire(0, 0.0, 2)
+    assert len(leases) == 2
+    assert len({lease.server_name for lease in leases}) == 2
+    assert sched.acquire(0, 0.0, 0) == []
+    assert [lease.server_name for lease in sched.acquire(0, 0.0, 5)] == ["c"]
+
+
+# -------------------------------------------------------- rule 2: priority
+
+
+def test_hosts_by_expected_remaining_time_then_name() -> None:
+    partitions = (
+        parts("a-fast", 10, 100)  # 1000 URLs at 100/s: 10 s
+        + parts("b-slow", 1, 100)  # 100 URLs at 1/s: 100 s
+        + parts("c-slowest", 1, 10)  # 10 URLs at 0.05/s: 200 s
+        + parts("d-tie", 1, 100)  # 100 s, ties with b-slow: name decides
+    )
+    budgets = {"a-fast": 100.0, "b-slow": 1.0, "c-slowest": 0.05, "d-tie": 1.0}
+    sched = scheduler(partitions, budgets)
+    leases = sched.acquire(0, 0.0, 4)
+    assert [lease.server_name for lease in leases] == ["c-slowest", "b-slow", "d-tie", "a-fast"]
+
+
+def test_remaining_counts_leased_partitions_until_completed() -> None:
+    sched = scheduler(parts("a", 3, 10), {"a": 100.0})
+    assert sched.remaining_urls("a") == 30
+    lease = sched.acquire(0, 0.0, 1)[0]
+    assert sched.remaining_urls("a") == 30
+    sched.complete(lease.lease_id)
+    assert sched.remaining_urls("a") == 20
+    assert sched.remaining_urls("unknown") == 0
+
+
+def test_partitions_of_a_host_go_in_id_order() -> None:
+    shuffled = [PartitionRef("a", i, 5) for i in (3, 0, 2, 1)]
+    sched = scheduler(shuffled, {"a": 100.0})
+    got = [sched.acquire(w, 0.0, 1)[0].partition_id for w in range(4)]
+    assert got == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------ rule 3: lease rate
+
+
+def test_new_lease_rate_is_budget_over_expected_concurrency() -> None:
+    few = scheduler(parts("a", 2), {"a": 100.0})  # k_max 5, but only 2 partitions
+    assert [few.acquire(w, 0.0, 1)[0].rate for w in range(2)] == [50.0, 50.0]
+    many = scheduler(parts("a", 10), {"a": 100.0})
+    assert [many.acquire(w, 0.0, 1)[0].rate for w in range(4)] == [20.0] * 4
+
+
+def test_new_lease_never_takes_more_than_what_is_free() -> None:
+    sched = scheduler(parts("a", 3), {"a": 20.0})
+    sched.acquire(0, 0.0, 1)  # k_max(20) = 1: the whole 20 req/s
+    assert sched.set_budget("a", 25.0) == []  # k_max 2 now, the open lease keeps its 20
+    second = sched.acquire(1, 0.0, 1)
+    assert [lease.rate for lease in second] == [pytest.approx(5.0)]  # fair 12.5, free 5
+    assert sched.rate_in_use("a") == pytest.approx(25.0)
+
+
+def test_no_lease_when_only_a_crumb_is_free() -> None:
+    sched = scheduler(parts("a", 3), {"a": 20.0})
+    sched.acquire(0, 0.0, 1)
+    sched.set_budget("a", 22.0)  # fair share 11, free 2: below MIN_GRANT_FRACTION
+    assert 2.0 < MIN_GRANT_FRACTION * 11.0
+    assert sched.acquire(1, 0.0, 1) == []
+
+
+# ---------------------------------------------------------- rule 4: top-up
+
+
+def test_budget_is_redistributed_when_no_partition_is_left() -> None:
+    sched = scheduler(parts("a", 3), {"a": 90.0})
+    leases = [sched.acquire(w, 0.0, 1)[0] for w in range(3)]
+    assert rates(sched, "a") == [30.0, 30.0, 30.0]
+    changes = sched.complete(leases[0].lease_id)
+    assert changes == [
+        RateChange(leases[1].lease_id, 1, "a", 45.0),
+        RateChange(leases[2].lease_id, 2, "a", 45.0),
+    ]
+    assert sched.complete(leases[1].lease_id) == [RateChange(leases[2].lease_id, 2, "a", 90.0)]
+    assert sched.open_leases("a")[0].rate == 90.0
+
+
+def test_no_rate_change_while_partitions_wait() -> None:
+    sched = scheduler(parts("a", 6), {"a": 60.0})
+    leases = [sched.acquire(w, 0.0, 1)[0] for w in range(3)]
+    assert sched.complete(leases[0].lease_id) == []
+    assert sched.acquire(0, 0.0, 1)[0].rate == 20.0
+
+
+def test_failure_redistributes_when_the_partition_is_given_up() -> None:
+    sched = scheduler(parts("a", 2), {"a": 40.0}, max_attempts=1)
+    first, second = (sched.acquire(w, 0.0, 1)[0] for w in range(2))
+    requeued, changes = sched.fail(first.lease_id, 0.0)
+    assert not requeued
+    assert changes == [RateChange(second.lease_id, 1, "a", 40.0)]
+
+
+# ------------------------------------------------------ rule 5: set_budget
+
+
+def test_lowering_a_budget_scales_open_leases_down() -> None:
+    sched = scheduler(parts("a", 2), {"a": 100.0})
+    first, second = (sched.acquire(w, 0.0, 1)[0] for w in range(2))
+    changes = sched.set_budget("a", 60.0)
+    assert changes == [
+        RateChange(first.lease_id, 0, "a", 30.0),
+        RateChange(second.lease_id, 1, "a", 30.0),
+    ]
+    assert sched.budget("a") == 60.0
+    assert sched.rate_in_use("a") == pytest.approx(60.0)
+
+
+def test_raising_a_budget_redistributes_up_to_it() -> None:
+    sched = scheduler(parts("a", 2), {"a": 40.0}, n_workers=2)
+    sched.acquire(0, 0.0, 1)
+    sched.acquire(1, 0.0, 1)
+    changes = sched.set_budget("a", 100.0)
+    assert [change.rate for change in changes] == [50.0, 50.0]
+    assert sched.rate_in_use("a") == pytest.approx(100.0)
+
+
+def test_raising_a_budget_keeps_room_for_waiting_partitions() -> None:
+    sched = scheduler(parts("a", 4), {"a": 20.0})
+    sched.acquire(0, 0.0, 1)
+    assert sched.set_budget("a", 80.0) == []  # the open lease already has its fair share
+    new = [lease for w in (1, 2, 3) for lease in sched.acquire(w, 0.0, 1)]
+    assert [lease.rate for lease in new] == [20.0, 20.0, 20.0]
+
+
+def test_rate_changes_list_decreases_before_increases() -> None:
+    sched = scheduler(parts("a", 2), {"a": 20.0})
+    big = sched.acquire(0, 0.0, 1)[0]
+    sched.set_budget("a", 25.0)
+    small = sched.acquire(1, 0.0, 1)[0]
+    assert (big.rate, small.rate) == (20.0, pytest.approx(5.0))
+    sched.complete(small.lease_id)  # only `big` is left: it gets the whole 25
+    sched2 = scheduler(parts("a", 3), {"a": 20.0})
+    big = sched2.acquire(0, 0.0, 1)[0]
+    sched2.set_budget("a", 25.0)
+    small = sched2.acquire(1, 0.0, 1)[0]
+    # Lowering to 24 scales both (20 -> 19.2, 5 -> 4.8); nothing is free for a raise.
+    changes = sched2.set_budget("a", 24.0)
+    assert [c.rate for c in changes] == [pytest.approx(19.2), pytest.approx(4.8)]
+    assert sched2.rate_in_use("a") <= 24.0 + EPS
+    assert sched2.lease(big.lease_id) is not None
+    assert sched2.lease(small.lease_id).rate == pytest.approx(4.8)  # type: ignore[union-attr]
+
+
+def test_invalid_budgets_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        scheduler(parts("a", 1), {"a": 0.0})
+    with pytest.raises(ValueError):
+        LeaseScheduler([], {}, default_budget=-1.0, n_workers=1)
+    sched = scheduler(parts("a", 1), {"a": 1.0})
+    with pytest.raises(ValueError):
+        sched.set_budget("a", math.nan)
+
+
+def test_duplicate_partitions_are_rejected() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        scheduler([PartitionRef("a", 0, 1), PartitionRef("a", 0, 2)], {})
+
+
+# -------------------------------------------------------- rule 6: failures
+
+
+def test_failed_partition_goes_back_to_the_front_of_its_host() -> None:
+    sched = scheduler(parts("a", 4), {"a": 1.0})
+    lease = sched.acquire(0, 0.0, 1)[0]
+    assert sched.fail(lease.lease_id, 0.0) == (True, [])
+    assert sched.acquire(1, 0.0, 1)[0].partition_id == 0
+
+
+def test_partition_is_given_up_after_max_attempts() -> None:
+    sched = scheduler(parts("a", 2, 10), {"a": 1.0}, max_attempts=3)
+    outcomes = []
+    for _ in range(3):
+        lease = sched.acquire(0, 0.0, 1)[0]
+        assert lease.partition_id == 0
+        outcomes.append(sched.fail(lease.lease_id, 0.0)[0])
+    assert outcomes == [True, True, False]
+    assert sched.given_up == [PartitionRef("a", 0, 10)]
+    assert sched.remaining_urls("a") == 10
+    assert not sched.finished
+    last = sched.acquire(0, 0.0, 1)[0]
+    assert last.partition_id == 1
+    sched.complete(last.lease_id)
+    assert sched.finished
+
+
+def test_retry_delay_holds_a_failed_partition_back() -> None:
+    sched = scheduler(parts("a", 1), {"a": 1.0}, retry_delay=5.0)
+    lease = sched.acquire(0, 0.0, 1)[0]
+    sched.fail(lease.lease_id, 10.0)
+    assert sched.next_wakeup(10.0) == 15.0
+    assert sched.acquire(0, 14.9, 1) == []
+    lease = sched.acquire(0, 15.0, 1)[0]
+    sched.fail(lease.lease_id, 20.0)  # second failure: the delay doubles
+    assert sched.next_wakeup(20.0) == 30.0
+
+
+def test_requeued_partition_waiting_does_not_block_fresh_ones() -> None:
+    sched = scheduler(parts("a", 2), {"a": 1.0}, retry_delay=5.0)
+    lease = sched.acquire(0, 0.0, 1)[0]
+    sched.fail(lease.lease_id, 0.0)
+    assert sched.acquire(0, 1.0, 1)[0].partition_id == 1
+
+
+def test_dead_workers_leases_are_requeued_without_counting_a_failure() -> None:
+    partitions = parts("a", 2) + parts("b", 2)
+    sched = scheduler(partitions, {}, max_attempts=1)
+    held = sched.acquire(0, 0.0, 2)
+    assert sched.leases_of(0) == held
+    assert sched.release_worker(0) == held
+    assert sched.leases_of(0) == []
+    assert sched.rate_in_use("a") == sched.rate_in_use("b") == 0.0
+    retaken = sched.acquire(1, 0.0, 2)
+    assert sorted((x.server_name, x.partition_id) for x in retaken) == [("a", 0), ("b", 0)]
+    requeued, _ = sched.fail(retaken[0].lease_id, 0.0)  # first real failure: max_attempts=1
+    assert not requeued
+    assert sched.release_worker(7) == []
+
+
+def test_stale_lease_ids_are_ignored() -> None:
+    sched = scheduler(parts("a", 2), {"a": 10.0})
+    lease = sched.acquire(0, 0.0, 1)[0]
+    sched.complete(lease.lease_id)
+    assert sched.complete(lease.lease_id) == []
+    assert sched.fail(lease.lease_id, 0.0) == (False, [])
+    released = sched.acquire(1, 0.0, 1)[0]
+    sched.release_worker(1)
+    assert sched.complete(released.lease_id) == []
+    assert sched.remaining_urls("a") == 100
+    assert sched.lease(released.lease_id) is None
+
+
+# ------------------------------------------------------------ rule 7: pause
+
+
+def test_paused_host_gets_no_new_lease_until_the_pause_ends() -> None:
+    sched = scheduler(parts("slow", 2) + parts("other", 2), {"slow": 0.1, "other": 10.0})
+    sched.pause_host("slow", 30.0)
+    sched.pause_host("slow", 20.0)  # a shorter pause does not cut the longer one
+    leases = sched.acquire(0, 0.0, 2)
+    assert [lease.server_name for lease in leases] == ["other"]
+    assert sched.next_wakeup(0.0) == 30.0
+    assert sched.acquire(1, 29.0, 1)[0].server_name == "other"
+    assert sched.acquire(2, 30.0, 1)[0].server_name == "slow"
+
+
+def test_next_wakeup_is_none_when_nothing_waits_on_time() -> None:
+    sched = scheduler(parts("a", 1), {})
+    assert sched.next_wakeup(0.0) is None
+    sched.pause_host("a", 10.0)
+    assert sched.next_wakeup(10.0) is None  # the pause is over
+    lease = sched.acquire(0, 10.0, 1)[0]
+    sched.pause_host("a", 99.0)
+    assert sched.next_wakeup(10.0) is None  # paused, but no queued work on it
+    sched.pause_host("nowhere", 50.0)
+    assert sched.next_wakeup(10.0) is None
+    sched.complete(lease.lease_id)
+    assert sched.finished
+
+
+def test_budget_of_an_unknown_host_is_the_default() -> None:
+    sched = LeaseScheduler([], {"a": 3.0}, default_budget=2.0, n_workers=1)
+    assert sched.budget("a") == 3.0
+    assert sched.budget("b") == 2.0
+    assert sched.finished
+    assert sched.open_leases("b") == []
+    assert sched.rate_in_use("b") == 0.0
+
+
+# ----------------------------------------------------------- property test
+
+
+@st.composite
+def setups(draw: st.DrawFn) -> tuple[LeaseScheduler, list[str], int]:
+    n_hosts = draw(st.integers(1, 4))
+    hosts = [f"h{i}" for i in range(n_hosts)]
+    partitions = [
+        PartitionRef(host, pid, draw(st.integers(0, 50)))
+        for host in hosts
+        for pid in range(draw(st.integers(0, 5)))
+    ]
+    budget = st.floats(0.3, 150.0, allow_nan=False)
+    budgets = {host: draw(budget) for host in hosts if draw(st.booleans())}
+    n_workers = draw(st.integers(1, 5))
+    sched = LeaseScheduler(
+        partitions,
+        budgets,
+        default_budget=draw(budget),
+        n_workers=n_workers,
+        lease_rate_target=draw(st.sampled_from([5.0, 20.0, 50.0])),
+        max_attempts=draw(st.integers(1, 3)),
+        retry_delay=draw(st.sampled_from([0.0, 2.0])),
+    )
+    return sched, hosts, n_workers
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["acquire", "complete", "fail", "budget", "release", "pause", "wait"]),
+        st.integers(0, 10),
+        st.floats(0.3, 150.0, allow_nan=False),
+    ),
+    max_size=60,
+)
+
+
+class Model:
+    """What the coordinator knows: leases it was given and rate changes it was told about."""
+
+    def __init__(self, sched: LeaseScheduler, hosts: list[str]) -> None:
+        self.sched = sched
+        self.hosts = hosts
+        self.open: dict[int, Lease] = {}
+        self.completed: list[tuple[str, int]] = []
+        self.all_partitions = {
+            (lease_host, pid)
+            for lease_host in hosts
+            for pid in range(_count_partitions(sched, lease_host))
+        }
+
+    def granted(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            assert lease.lease_id not in self.open
+            self.open[lease.lease_id] = lease
+
+    def apply(self, changes: list[RateChange], budget_before: float) -> None:
+        """Apply in order, checking no prefix ever exceeds the larger of the two budgets."""
+        for change in changes:
+            host = change.server_name
+            self.open[change.lease_id] = _with_rate(self.open[change.lease_id], change.rate)
+            ceiling = max(budget_before, self.sched.budget(host))
+            assert self.rate(host) <= ceiling + EPS
+
+    def rate(self, host: str) -> float:
+        return sum(lease.rate for lease in self.open.values() if lease.server_name == host)
+
+    def check(self) -> None:
+        seen_partitions: set[tuple[str, int]] = set()
+        seen_worker_host: set[tuple[int, str]] = set()
+        for lease in self.open.values():
+            assert (lease.server_name, lease.partition_id) not in seen_partitions
+            assert (lease.worker, lease.server_name) not in seen_worker_host
+            seen_partitions.add((lease.server_name, lease.partition_id))
+            seen_worker_host.add((lease.worker, lease.server_name))
+        for host in self.hosts:
+            assert self.rate(host) <= self.sched.budget(host) + EPS
+            assert self.sched.open_leases(host) == sorted(
+                (x for x in self.open.values() if x.server_name == host), key=lambda x: x.lease_id
+            )
+
+
+def _with_rate(lease: Lease, rate: float) -> Lease:
+    return Lease(lease.lease_id, lease.worker, lease.server_name, lease.partition_id, lease.n_urls, rate)
+
+
+def _count_partitions(sched: LeaseScheduler, host: str) -> int:
+    return sum(1 for _ in _partitions_of(sched, host))
+
+
+def _partitions_of(sched: LeaseScheduler, host: str) -> list[PartitionRef]:
+    return [ref for ref in sched._hosts[host].fresh if ref.server_name == host]
+
+
+def step(model: Model, op: str, index: int, value: float, now: float, n_workers: int) -> None:
+    sched = model.sched
+    host = model.hosts[index % len(model.hosts)]
+    open_ids = sorted(model.open)
+    lease_id = open_ids[index % len(open_ids)] if open_ids else None
+    if op == "acquire":
+        model.granted(sched.acquire(index % (n_workers + 1), now, index % 4))
+    elif op == "complete" and lease_id is not None:
+        lease = model.open[lease_id]
+        changes = sched.complete(lease_id)
+        del model.open[lease_id]
+        model.completed.append((lease.server_name, lease.partition_id))
+        model.apply(changes, sched.budget(lease.server_name))
+    elif op == "fail" and lease_id is not None:
+        lease = model.open.pop(lease_id)
+        _, changes = sched.fail(lease_id, now)
+        model.apply(changes, sched.budget(lease.server_name))
+    elif op == "budget":
+        before = sched.budget(host)
+        model.apply(sched.set_budget(host, value), before)
+    elif op == "release":
+        released = sched.release_worker(index % (n_workers + 1))
+        for lease in released:
+            assert model.open.pop(lease.lease_id).worker == index % (n_workers + 1)
+    elif op == "pause":
+        sched.pause_host(host, now + value)
+
+
+def drive_to_completion(model: Model, now: float, n_workers: int) -> None:
+    sched = model.sched
+    for _ in range(10_000):
+        if sched.finished:
+            break
+        for worker in range(n_workers):
+            model.granted(sched.acquire(worker, now, 3))
+            model.check()
+        if not model.open:
+            wakeup = sched.next_wakeup(now)
+            assert wakeup is not None, "queued work but nothing open and nothing to wait for"
+            now = wakeup
+            continue
+        for lease_id in sorted(model.open):
+            lease = model.open.pop(lease_id)
+            model.apply(sched.complete(lease_id), sched.budget(lease.server_name))
+            model.completed.append((lease.server_name, lease.partition_id))
+            model.check()
+    assert sched.finished
+    assert model.open == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(setups(), OPS)
+def test_politeness_and_exactly_once_under_random_operations(
+    setup: tuple[LeaseScheduler, list[str], int], ops: list[tuple[str, int, float]]
+) -> None:
+    sched, hosts, n_workers = setup
+    model = Model(sched, hosts)
+    now = 0.0
+    for op, index, value in ops:
+        if op == "wait":
+            now += value / 10
+        step(model, op, index, value, now, n_workers)
+        model.check()
+    drive_to_completion(model, now, n_workers)
+    given_up = [(ref.server_name, ref.partition_id) for ref in sched.given_up]
+    assert len(model.completed) == len(set(model.completed))
+    assert len(given_up) == len(set(given_up))
+    assert set(model.completed).isdisjoint(given_up)
+    assert set(model.completed) | set(given_up) == model.all_partitions
+    assert all(sched.remaining_urls(host) == 0 for host in hosts)
+
+
+# -------------------------------------------------------------- simulation
+
+
+def test_critical_host_starts_first_and_never_waits() -> None:
+    """Two hosts; the museum has 10x the work per unit of budget of the CDN.
+
+    Named so that alphabetical order would pick the CDN: the priority rule must override it.
+    Leases drain their URLs at their current rate (rate changes apply immediately).
+    """
+    partitions = parts("a-cdn", 10, 100) + parts("z-museum", 10, 100)
+    budgets = {"a-cdn": 100.0, "z-museum": 10.0}  # 10 s of work vs 100 s
+    slots = 2
+    sched = LeaseScheduler(partitions, budgets, default_budget=1.0, n_workers=3)
+    clock = FakeClock()
+    left: dict[int, float] = {}  # lease id -> URLs still to fetch
+    rate: dict[int, float] = {}
+    holder: dict[int, int] = {}
+    first_lease: Lease | None = None
+
+    while not sched.finished:
+        for worker in range(3):
+            free = slots - sum(1 for w in holder.values() if w == worker)
+            for lease in sched.acquire(worker, clock.now(), free):
+                first_lease = first_lease or lease
+                left[lease.lease_id], rate[lease.lease_id] = lease.n_urls, lease.rate
+                holder[lease.lease_id] = worker
+        if sched.remaining_urls("z-museum") > len(sched.open_leases("z-museum")) * 100:
+            assert len(sched.open_leases("z-museum")) == 1, f"museum idle at t={clock.now()}"
+        ends = [(left[i] / rate[i], i) for i in left]
+        dt, done = heapq.nsmallest(1, ends)[0]
+        clock.advance(dt)
+        for i in left:
+            left[i] -= rate[i] * dt
+        for change in sched.complete(done):
+            rate[change.lease_id] = change.rate
+        del left[done], rate[done], holder[done]
+
+    assert first_lease is not None and first_lease.server_name == "z-museum"
+    # The museum worked back to back from t=0, so it alone sets the makespan.
+    assert clock.now() == pytest.approx(100.0)
+
+
+def test_fake_clock_only_moves_forward() -> None:
+    clock = FakeClock(5.0)
+    clock.advance(2.5)
+    assert clock.now() == 7.5
+    with pytest.raises(ValueError):
+        clock.advance(-1.0)
