@@ -12,9 +12,9 @@ from pathlib import Path
 from distdl.config import Config, load_config
 from distdl.errors import DistdlError, RankFailure
 from distdl.io.atomic import safe_rmtree
+from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
 from distdl.layout import Layout
-from distdl.io.carry_over import requeue_error_partitions
 from distdl.runtime.coordinator import RunReport
 from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
 from distdl.runtime.launch import default_rank_count, launch_local_ranks

@@ -60,8 +60,14 @@ def _codes(text: str | None) -> frozenset[int]:
         raise typer.BadParameter(f"expected comma-separated integer codes, got {text!r}") from None
 
 
-def _run(config: Path, until: StageName, ranks: int | None, input_format: InputFormatName | None,
-         retry_errors: str | None, resume: bool) -> None:
+def _run(
+    config: Path,
+    until: StageName,
+    ranks: int | None,
+    input_format: InputFormatName | None,
+    retry_errors: str | None,
+    resume: bool,
+) -> None:
     from distdl.api import RunOptions, run
 
     if ranks is not None and ranks < 1:
@@ -87,8 +93,9 @@ FormatOpt = Annotated[
 ]
 RetryOpt = Annotated[
     str | None,
-    typer.Option("--retry-errors", help="re-queue rows whose last error had one of these codes, "
-                 "e.g. 429,-12"),
+    typer.Option(
+        "--retry-errors", help="re-queue rows whose last error had one of these codes, e.g. 429,-12"
+    ),
 ]
 
 
@@ -141,7 +148,9 @@ def status_command(config: ConfigArg) -> None:
 
 @app.command("doctor")
 def doctor_command(
-    config: Annotated[Path | None, typer.Argument(help="optional config, to check `contact`")] = None,
+    config: Annotated[
+        Path | None, typer.Argument(help="optional config, to check `contact`")
+    ] = None,
 ) -> None:
     """Check the installation: Python, MPI, pillow-simd and its codecs, libraries, CPUs."""
     from distdl import doctor
@@ -166,8 +175,10 @@ def demo_command(
     """A full run against a local simulated server fleet with hidden rate limits."""
     from distdl.demo import run_demo
 
-    out.print(_guarded(lambda: run_demo(hosts=hosts, images=images, ranks=ranks, folder=output)),
-              soft_wrap=True)
+    out.print(
+        _guarded(lambda: run_demo(hosts=hosts, images=images, ranks=ranks, folder=output)),
+        soft_wrap=True,
+    )
 
 
 def main() -> None:
@@ -181,7 +192,9 @@ legacy_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 def legacy_command(
     config: ConfigArg,
     reset_batched: Annotated[bool, typer.Option("--reset_batched", help="replan first")] = False,
-    reset_profiled: Annotated[bool, typer.Option("--reset_profiled", help="reprofile first")] = False,
+    reset_profiled: Annotated[
+        bool, typer.Option("--reset_profiled", help="reprofile first")
+    ] = False,
 ) -> None:
     """The original tool's entry point: `distributed_downloader CONFIG`."""
     from distdl.api import RunOptions, reset, run

@@ -52,8 +52,13 @@ def ensure_batched(
         partitions=summary.partitions,
     )
     checkpoint.save()
-    log.info("planned %d rows: %d partitions on %d servers, %d rejected rows",
-             summary.total_rows, summary.partitions, summary.servers, summary.rejected_rows)
+    log.info(
+        "planned %d rows: %d partitions on %d servers, %d rejected rows",
+        summary.total_rows,
+        summary.partitions,
+        summary.servers,
+        summary.rejected_rows,
+    )
     return summary
 
 

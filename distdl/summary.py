@@ -71,7 +71,8 @@ def render_run(report: RunReport, totals: DatasetTotals, slowest: int = 5) -> st
     lines = [
         f"this run: {report.partitions_completed} partitions, {report.successes} images, "
         f"{report.errors} error rows in {report.seconds:.1f} s "
-        f"({report.successes / seconds:.1f} img/s, {report.bytes_downloaded / seconds / 1e6:.2f} MB/s)",
+        f"({report.successes / seconds:.1f} img/s, "
+        f"{report.bytes_downloaded / seconds / 1e6:.2f} MB/s)",
         f"requests: {report.requests}, answered 429/503: {report.throttled} "
         f"({100 * report.throttled / max(report.requests, 1):.2f}%)",
     ]

@@ -13,6 +13,7 @@ inside ``Image.open``; both its error and its warning (when warnings are errors)
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 
@@ -97,7 +98,9 @@ def _draft(image: Image.Image, orientation: int, longer_side: int) -> None:
     displayed = target_size(oriented_size(image.size, orientation), longer_side)
     stored_width, stored_height = oriented_size(displayed, orientation)
     if min(image.width // stored_width, image.height // stored_height) >= 2:
-        image.draft("RGB", (stored_width, stored_height))
+        # Only a speed-up: if a damaged header upsets it, decode at full scale instead.
+        with contextlib.suppress(Exception):
+            image.draft("RGB", (stored_width, stored_height))
 
 
 def _load(image: Image.Image) -> None:

@@ -33,17 +33,19 @@ _PIL_FORMAT = {
     "tiff": "TIFF",
     "webp": "WEBP",
 }
-# Modes each writer stores as such (checked up front for a clear error message).
-_WRITABLE = {
-    "jpeg": {"RGB", "L", "CMYK", "1"},
-    "png": {"RGB", "L", "LA", "P", "PA", "RGBA", "I;16", "1"},  # "I" is deprecated in Pillow 12
-    "gif": {"RGB", "L", "P", "PA", "1"},
-    "bmp": {"RGB", "L", "P", "1"},
-    "tiff": set(MODES),
-    "webp": {"RGB", "RGBA"},
+
+# Modes each format can be asked for (checked up front for a clear error message).
+WRITABLE_MODES: dict[str, frozenset[str]] = {
+    "jpeg": frozenset({"RGB", "L", "CMYK", "1"}),  # "1" is stored as L
+    # "I" is left out of PNG: Pillow 12 deprecates writing it (use "I;16")
+    "png": frozenset({"RGB", "L", "LA", "P", "PA", "RGBA", "I;16", "1"}),
+    "gif": frozenset({"RGB", "L", "P", "PA", "1"}),
+    "bmp": frozenset({"RGB", "L", "P", "1"}),
+    "tiff": frozenset(MODES),
+    "webp": frozenset({"RGB", "RGBA"}),
 }
-_ANIMATED = {"gif", "webp", "png", "tiff"}
-_EXIF_CAPABLE = {"jpeg", "png", "tiff", "webp"}
+ANIMATED_FORMATS = frozenset({"gif", "webp", "png", "tiff"})  # tiff: multi-page
+EXIF_FORMATS = frozenset({"jpeg", "png", "tiff", "webp"})
 _ORIENTATION_TAG = 0x0112
 _TRANSPARENT_INDEX_FORMATS = {"png", "gif"}
 _TRANSPARENT_INDEX = 255
@@ -124,12 +126,12 @@ def _check_arguments(
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if width < 1 or height < 1:
         raise ValueError(f"width and height must be >= 1, got {width}x{height}")
-    if mode not in _WRITABLE[fmt]:
+    if mode not in WRITABLE_MODES[fmt]:
         raise ValueError(f"{fmt} cannot store mode {mode}")
-    if frames < 1 or (frames > 1 and fmt not in _ANIMATED):
+    if frames < 1 or (frames > 1 and fmt not in ANIMATED_FORMATS):
         raise ValueError(f"{fmt} cannot hold {frames} frames")
     if exif_orientation is not None:
-        if fmt not in _EXIF_CAPABLE:
+        if fmt not in EXIF_FORMATS:
             raise ValueError(f"{fmt} cannot carry EXIF")
         if not 1 <= exif_orientation <= 8:
             raise ValueError(f"EXIF orientation must be 1..8, got {exif_orientation}")

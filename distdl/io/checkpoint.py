@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from distdl.errors import StateError
+from distdl.errors import InputError, StateError
 from distdl.io.atomic import atomic_write_text
 
 STAGES = ("batched", "profiled", "downloaded")
@@ -29,9 +29,8 @@ _HEADER = (
     "# distdl stage checkpoint. A stage is true only once it has finished.\n"
     "# Use `distdl reset CONFIG --stage STAGE` rather than editing this file.\n"
 )
-# Keys compared by check_fingerprint; path and mtime are informative only, so a plan
-# survives copying or moving the very same input file.
-_INPUT_KEYS = ("size", "sample_sha256")
+# check_fingerprint compares size, sampled content and these parameters. Path and mtime are
+# informative only, so a plan survives copying or moving the very same input file.
 _PARAMETER_KEYS = ("batch_size", "input_format")
 
 
@@ -96,14 +95,17 @@ def input_fingerprint(
     digest = hashlib.sha256()
     total_size = 0
     newest_mtime = 0
-    for path in _input_files(input_path):
-        stat = path.stat()
-        total_size += stat.st_size
-        newest_mtime = max(newest_mtime, stat.st_mtime_ns)
-        if path != input_path:
-            digest.update(path.relative_to(input_path).as_posix().encode() + b"\0")
-        digest.update(f"{stat.st_size}\0".encode())
-        _sample_file(digest, path, stat.st_size)
+    try:
+        for path in _input_files(input_path):
+            stat = path.stat()
+            total_size += stat.st_size
+            newest_mtime = max(newest_mtime, stat.st_mtime_ns)
+            if path != input_path:
+                digest.update(path.relative_to(input_path).as_posix().encode() + b"\0")
+            digest.update(f"{stat.st_size}\0".encode())
+            _sample_file(digest, path, stat.st_size)
+    except OSError as exc:
+        raise InputError(f"cannot read the input {input_path}: {exc.strerror or exc}") from None
     return {
         "path": str(input_path),
         "size": total_size,
@@ -111,7 +113,7 @@ def input_fingerprint(
         "sample_sha256": digest.hexdigest(),
         "batch_size": batch_size,
         "input_format": input_format,
-        "extra": dict(extra or {}),
+        "extra": _plain_dict(extra or {}),  # as YAML will store it, so comparisons hold
     }
 
 
@@ -138,7 +140,9 @@ def _describe_input_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> st
 
 
 def _describe(value: object) -> str:
-    return "(unset)" if value is None else repr(value) if isinstance(value, str) else str(value)
+    if value is None:
+        return "(unset)"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

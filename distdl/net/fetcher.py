@@ -78,7 +78,7 @@ class AiohttpFetcher:
         self._timeout = make_timeout(settings)
         # aiohttp raises when the redirect count *reaches* its max_redirects (and treats 0
         # as unlimited), so following N redirects means passing N + 1.
-        self._aiohttp_max_redirects = settings.max_redirects
+        self._aiohttp_max_redirects = settings.max_redirects + 1
 
     async def fetch(self, url: str) -> FetchResult:
         started = time.monotonic()
@@ -114,7 +114,7 @@ class AiohttpFetcher:
         """The body, or ``None`` and why it was refused; never reads much past the cap."""
         cap = self._settings.max_bytes
         declared = resp.content_length
-        if False:
+        if declared is not None and declared > cap and not self._truncate_oversize:
             resp.close()  # drop the connection rather than download what we will not keep
             return None, f"Content-Length {declared} over max_bytes {cap}"
         chunks: list[bytes] = []

@@ -34,14 +34,19 @@ def fast_server_names(identifiers: pl.Series) -> pl.Series:
         .select(pl.col("identifier").str.extract_groups(SIMPLE_URL).alias("m"))
         .select(
             pl.col("m").struct.field("scheme").str.to_lowercase().alias("scheme"),
-            pl.col("m").struct.field("host").str.to_lowercase().str.strip_chars_end(".").alias("host"),
+            pl.col("m")
+            .struct.field("host")
+            .str.to_lowercase()
+            .str.strip_chars_end(".")
+            .alias("host"),
             pl.col("m").struct.field("port").cast(pl.Int64).alias("port"),
         )
     )
     port = pl.col("port")
     default_port = pl.when(pl.col("scheme") == "http").then(80).otherwise(443)
     with_port = pl.concat_str([pl.col("host"), pl.lit(":"), port.cast(pl.String)])
-    named = pl.when(port.is_null() | (port == default_port)).then(pl.col("host")).otherwise(with_port)
+    keeps_port = port.is_not_null() & (port != default_port)
+    named = pl.when(keeps_port).then(with_port).otherwise(pl.col("host"))
     # Port 0 and ports above 65535 are rejections: leave them to the reference's messages.
     decidable = port.is_null() | port.is_between(1, _MAX_PORT)
     return parts.select(pl.when(decidable).then(named).alias("server_name")).to_series()

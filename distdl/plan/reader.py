@@ -82,15 +82,14 @@ class InputSource:
     def _parquet_chunks(self) -> Iterator[pa.Table]:
         parquet = pq.ParquetFile(self.path)
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=self._wanted()):
-            table = pa.Table.from_batches([batch])
-            yield self._complete(table.cast(pa.schema([(n, pa.string()) for n in table.schema.names])))
+            as_strings = [pa.field(name, pa.string()) for name in batch.schema.names]
+            yield self._complete(pa.Table.from_batches([batch]).cast(pa.schema(as_strings)))
 
     def _complete(self, table: pa.Table) -> pa.Table:
         """Give the chunk every input column, in order, absent optional ones as nulls."""
-        columns = [
-            table.column(name) if name in table.schema.names else pa.nulls(table.num_rows, pa.string())
-            for name in INPUT_COLUMNS
-        ]
+        names = table.schema.names
+        absent = pa.nulls(table.num_rows, pa.string())
+        columns = [table.column(name) if name in names else absent for name in INPUT_COLUMNS]
         return pa.Table.from_arrays(columns, names=list(INPUT_COLUMNS))
 
 

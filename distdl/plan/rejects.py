@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distdl.io.atomic import publish, temp_path_for
+from distdl.io.atomic import atomic_write_bytes, publish, temp_path_for
 from distdl.layout import COMPLETED_MARKER, ERRORS_FILE
 from distdl.schema import ERRORS
 
@@ -49,7 +49,7 @@ class RejectWriter:
         self._writer.close()
         self._writer = None
         publish(self._temp, self._final)
-        self._marker.touch()
+        atomic_write_bytes(self._marker, b"")
 
     def abort(self) -> None:
         if self._writer is not None:

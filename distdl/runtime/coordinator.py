@@ -156,8 +156,14 @@ class Coordinator:
                 tally = self._report.hosts.setdefault(lease.server_name, HostTally())
                 if tally.first_start is None:
                     tally.first_start = now - self._started
-                log.debug("lease %d: %s/%d -> rank %d at %.2f req/s", lease.lease_id,
-                          lease.server_name, lease.partition_id, worker, lease.rate)
+                log.debug(
+                    "lease %d: %s/%d -> rank %d at %.2f req/s",
+                    lease.lease_id,
+                    lease.server_name,
+                    lease.partition_id,
+                    worker,
+                    lease.rate,
+                )
                 self._channel.send(worker, AssignPartition(lease))
 
     def _send_rate_changes(self, changes: list[RateChange]) -> None:
@@ -202,6 +208,10 @@ class Coordinator:
         elapsed = time.monotonic() - self._started
         log.info(
             "%.0fs: %d partitions done, %d images, %d errors, %d requests (%d throttled)",
-            elapsed, report.partitions_completed, report.successes, report.errors,
-            report.requests, report.throttled,
+            elapsed,
+            report.partitions_completed,
+            report.successes,
+            report.errors,
+            report.requests,
+            report.throttled,
         )

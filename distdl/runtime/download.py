@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
 
 from distdl.config import Config
+from distdl.core.retry import RetryPolicy
 from distdl.core.scheduler import LeaseScheduler, PartitionRef
+from distdl.core.urls import safe_dir_name
 from distdl.io.markers import completed_partitions
 from distdl.layout import Layout
-from distdl.core.urls import safe_dir_name
 from distdl.net.fetcher import AiohttpFetcher
 from distdl.net.headers import user_agent_token
 from distdl.net.session import make_session
 from distdl.net.settings import FetchSettings
-from distdl.core.retry import RetryPolicy
 from distdl.plan.planner import list_url_partitions
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.channel import Channel, QueueHub
@@ -42,7 +43,9 @@ def build_coordinator(
 ) -> Coordinator:
     params = config.downloader_parameters
     partitions = remaining_partitions(layout)
-    budgets = HostBudgets.from_profiles(layout, params, {p.server_name for p in partitions})
+    budgets = HostBudgets.from_profiles(
+        layout, params, {p.server_name for p in partitions}, time.monotonic()
+    )
     scheduler = LeaseScheduler(
         partitions,
         budgets.initial_budgets(),

@@ -58,7 +58,10 @@ class HostGate:
                 await self._wait_pause()
                 limiter = self._limiter
                 await limiter.acquire()
-                if limiter is self._limiter and self._paused_until <= asyncio.get_running_loop().time():
+                if (
+                    limiter is self._limiter
+                    and self._paused_until <= asyncio.get_running_loop().time()
+                ):
                     return
         except BaseException:
             self._slots.release()

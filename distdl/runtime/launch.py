@@ -26,7 +26,7 @@ def find_mpiexec() -> str:
     found = shutil.which("mpiexec") or shutil.which("mpirun")
     if found is None:
         raise LaunchError(
-            "no mpiexec found: install the MPI extra (pip install -e \".[mpi]\") or load your "
+            'no mpiexec found: install the MPI extra (pip install -e ".[mpi]") or load your '
             "site MPI module; or run with --ranks 1"
         )
     return found

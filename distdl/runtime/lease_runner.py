@@ -7,6 +7,7 @@ work, instead of sleeping in place; a Retry-After pauses the whole host gate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import random
@@ -117,10 +118,8 @@ class LeaseRunner:
         if self._queue:
             timeout = max(0.0, self._queue[0].not_before - loop.time())
         self._changed.clear()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._active.discard(task)
@@ -147,8 +146,13 @@ class LeaseRunner:
             self._add_error(item, codes.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
     async def _handle(self, item: _Pending, result: FetchResult) -> None:
-        log.debug("%s %s -> %s %s", self.lease.server_name, result.url, result.error_code,
-                  result.error_msg)
+        log.debug(
+            "%s %s -> %s %s",
+            self.lease.server_name,
+            result.url,
+            result.error_code,
+            result.error_msg,
+        )
         if not result.ok:
             self._handle_failure(item, result)
             return
@@ -156,7 +160,9 @@ class LeaseRunner:
         if self._policy.respect_opt_out and is_opted_out(
             list(result.x_robots_tag), self._policy.user_agent_token
         ):
-            self._add_error(item, codes.OPTED_OUT, "X-Robots-Tag: " + ", ".join(result.x_robots_tag))
+            self._add_error(
+                item, codes.OPTED_OUT, "X-Robots-Tag: " + ", ".join(result.x_robots_tag)
+            )
             return
         processed = await self._process_image(result.body or b"")
         if isinstance(processed, ImageFailure):
@@ -166,7 +172,9 @@ class LeaseRunner:
 
     def _handle_failure(self, item: _Pending, result: FetchResult) -> None:
         code = result.error_code
-        retry_after = parse_retry_after(result.retry_after, time.time(), self._policy.retry_after_cap)
+        retry_after = parse_retry_after(
+            result.retry_after, time.time(), self._policy.retry_after_cap
+        )
         if code in (429, 503):
             self._throttled += 1
             if retry_after:
@@ -177,7 +185,8 @@ class LeaseRunner:
             loop_now = asyncio.get_running_loop().time()
             self._order += 1
             heapq.heappush(
-                self._queue, _Pending(loop_now + decision.delay, self._order, item.index, item.attempt + 1)
+                self._queue,
+                _Pending(loop_now + decision.delay, self._order, item.index, item.attempt + 1),
             )
         else:
             self._add_error(item, code, result.error_msg)

@@ -126,7 +126,9 @@ class Worker:
         if isinstance(message, AssignPartition):
             lease = message.lease
             self._leases[lease.lease_id] = lease
-            self._gates[lease.lease_id] = HostGate(lease.rate, self._settings.max_in_flight_per_host)
+            self._gates[lease.lease_id] = HostGate(
+                lease.rate, self._settings.max_in_flight_per_host
+            )
             task = asyncio.get_running_loop().create_task(self._run_lease(lease))
             self._tasks[lease.lease_id] = task
         elif isinstance(message, ChangeRate):
@@ -150,8 +152,12 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("partition %s/%d failed: %s", lease.server_name, lease.partition_id,
-                      traceback.format_exc())
+            log.error(
+                "partition %s/%d failed: %s",
+                lease.server_name,
+                lease.partition_id,
+                traceback.format_exc(),
+            )
             self._send_feedback()
             self._channel.send(
                 COORDINATOR, PartitionFailed(lease.lease_id, f"{type(exc).__name__}: {exc}")

@@ -37,6 +37,9 @@ URL scheme: ``/img/{id}.{fmt}?w=&h=[&mode=][&exif=][&frames=]`` (:meth:`Fleet.im
 Every request is recorded as a :class:`RequestRecord` in ``fleet.requests`` (completion
 order; ``requests_for`` sorts by arrival). Use :meth:`Fleet.save_requests` to hand the log
 to another process and :func:`load_requests` to read it.
+
+For benchmarks and the demo, :func:`make_zipf_fleet` builds GBIF-shaped host lists,
+:func:`zipf_rows` a skewed row count per host and :func:`write_url_list` the input file.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from urllib.parse import urlencode
 
 from distdl.core.urls import classify_url
 from distdl.testing.fleet_content import CONTENT_TYPES, ImageCache, ImageFate, image_fate
-from distdl.testing.fleet_host import BlackHoleHost, HttpHost, RefusedHost, RunningHost
+from distdl.testing.fleet_host import HttpHost, RunningHost
 from distdl.testing.fleet_log import (
     NO_RESPONSE,
     RequestRecord,
@@ -58,7 +61,9 @@ from distdl.testing.fleet_log import (
     max_requests_in_window,
     save_requests,
 )
+from distdl.testing.fleet_silent import BlackHoleHost, RefusedHost
 from distdl.testing.fleet_spec import HostSpec, default_burst
+from distdl.testing.fleet_workload import make_zipf_fleet, write_url_list, zipf_rows
 
 __all__ = [
     "NO_RESPONSE",
@@ -69,8 +74,11 @@ __all__ = [
     "default_burst",
     "host_ip",
     "load_requests",
+    "make_zipf_fleet",
     "max_requests_in_window",
     "save_requests",
+    "write_url_list",
+    "zipf_rows",
 ]
 
 _USABLE_PER_BLOCK = 254  # last octets 1..254

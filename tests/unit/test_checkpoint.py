@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distdl.errors import StateError
+from distdl.errors import InputError, StateError
 from distdl.io.checkpoint import (
     SAMPLE_BYTES,
     STAGES,
@@ -207,3 +207,21 @@ def test_folder_input_is_fingerprinted_over_its_files(tmp_path: Path) -> None:
 )
 def test_format_size(size: int, shown: str) -> None:
     assert format_size(size) == shown
+
+
+def test_missing_input_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read the input"):
+        input_fingerprint(tmp_path / "absent.csv", batch_size=1, input_format=None)
+
+
+def test_extra_tuples_compare_equal_after_a_yaml_round_trip(
+    checkpoint_path: Path, input_file: Path
+) -> None:
+    extra = {"columns": ("uuid", "identifier"), "where": Path("/x")}
+    Checkpoint.load(checkpoint_path).record_fingerprint(
+        input_fingerprint(input_file, batch_size=1, input_format=None, extra=extra)
+    )
+    stored = Checkpoint.load(checkpoint_path)
+    stored.check_fingerprint(
+        input_fingerprint(input_file, batch_size=1, input_format=None, extra=extra)
+    )

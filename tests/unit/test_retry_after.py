@@ -32,7 +32,15 @@ def test_negative_delay_means_now() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["1.5", "abc", "5s", "²", "5 5", "Sun, 99 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 99999 08:49:37 GMT"],
+    [
+        "1.5",
+        "abc",
+        "5s",
+        "²",
+        "5 5",
+        "Sun, 99 Nov 1994 08:49:37 GMT",
+        "Sun, 06 Nov 99999 08:49:37 GMT",
+    ],
 )
 def test_garbage_gives_none(value: str) -> None:
     assert parse_retry_after(value, EXAMPLE_EPOCH, CAP) is None

@@ -1,0 +1,247 @@
+"""Stage "batched": plan the input into per-server partitions of URLs, streaming.
+
+Every input row ends up exactly once either in a partition
+(``{urls}/server_name=<safe>/partition_id=<n>/urls.parquet``) or, when its identifier is
+not a fetchable URL or its uuid is empty, as an error row in
+``layout.rejected_dir/errors.parquet``. Memory is bounded by a chunk of input plus the
+partitioner's budget plus 8 bytes a row for the duplicate-uuid check, never by the input.
+
+The plan appears atomically: it is built in a staging folder and renamed into place only
+when complete, after the rejects file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distdl.config import Config
+from distdl.core import codes
+from distdl.core.urls import safe_dir_name
+from distdl.errors import InputError, StateError
+from distdl.layout import SERVERS_TABLE, URLS_FILE, Layout
+from distdl.plan.classify import classify_identifiers
+from distdl.plan.duplicates import UuidHashes, confirm_duplicates
+from distdl.plan.ignored import read_ignored_servers
+from distdl.plan.partitioner import DEFAULT_MEMORY_BUDGET, Partitioner, ServerTotals
+from distdl.plan.reader import InputSource, open_input
+from distdl.plan.rejects import RejectWriter
+from distdl.plan.staging import create_staging_dir, discard_staging_dir, swap_into_place
+from distdl.schema import URLS
+
+log = logging.getLogger("distdl.plan")
+
+SERVERS_SCHEMA = pa.schema(
+    [
+        pa.field("server_name", pa.string(), nullable=False),
+        pa.field("safe_name", pa.string(), nullable=False),
+        pa.field("total_urls", pa.int64(), nullable=False),
+        pa.field("total_batches", pa.int64(), nullable=False),
+        pa.field("ignored", pa.bool_(), nullable=False),
+    ]
+)
+# Lets list_url_partitions size every partition without opening it.
+_BATCH_SIZE_KEY = b"distdl.batch_size"
+_PROGRESS_EVERY_ROWS = 10_000_000
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    total_rows: int
+    planned_rows: int
+    rejected_rows: int
+    servers: int
+    partitions: int
+    ignored_servers: int
+    ignored_rows: int
+
+
+def plan_input(
+    config: Config, layout: Layout, input_format: Literal["csv", "tsv", "parquet"] | None = None
+) -> PlanSummary:
+    """Read ``config.path_to_input`` and write the plan; raise InputError on bad input."""
+    source = open_input(config.path_to_input, input_format)
+    ignored = read_ignored_servers(layout.ignored_table)
+    return plan_source(source, layout, config.downloader_parameters.batch_size, ignored)
+
+
+def plan_source(
+    source: InputSource,
+    layout: Layout,
+    batch_size: int,
+    ignored: frozenset[str] = frozenset(),
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> PlanSummary:
+    """:func:`plan_input` on an opened input, with the partitioner's memory budget exposed."""
+    staging = create_staging_dir(layout)
+    rejects = RejectWriter(layout.rejected_dir)
+    try:
+        partitioner = Partitioner(staging, batch_size, memory_budget)
+        hashes = UuidHashes()
+        total_rows = _stream_rows(source, partitioner, rejects, hashes)
+        totals = partitioner.finish()
+        _check_duplicates(source, hashes)
+        servers = _servers_table(totals, ignored)
+        _write_servers_table(servers, staging / SERVERS_TABLE, batch_size)
+        rejects.commit()
+        swap_into_place(layout, staging)
+    except BaseException:
+        rejects.abort()
+        discard_staging_dir(layout, staging)
+        raise
+    return _summarise(total_rows, rejects.rows, servers)
+
+
+def _stream_rows(
+    source: InputSource, partitioner: Partitioner, rejects: RejectWriter, hashes: UuidHashes
+) -> int:
+    total = 0
+    for table in source.chunks():
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        planned, rejected = _split_chunk(frame, hashes)
+        partitioner.add(planned)
+        rejects.write(rejected.to_arrow())
+        if (total + frame.height) // _PROGRESS_EVERY_ROWS > total // _PROGRESS_EVERY_ROWS:
+            log.info("planning: %d rows read", total + frame.height)
+        total += frame.height
+    return total
+
+
+def _split_chunk(frame: pl.DataFrame, hashes: UuidHashes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows to plan, in schema.URLS columns; error rows, in schema.ERRORS columns)."""
+    verdicts = classify_identifiers(frame["identifier"])
+    uuid_given = (frame["uuid"].str.strip_chars() != "").fill_null(False)
+    hashes.add(frame["uuid"].filter(uuid_given))
+    frame = frame.with_columns(
+        verdicts["server_name"],
+        verdicts["url"].alias("url"),
+        verdicts["error_code"].alias("url_code"),
+        verdicts["error_msg"].alias("url_msg"),
+        uuid_given.alias("uuid_given"),
+    )
+    # A bad URL is reported before a missing uuid: it is the more useful message.
+    bad_url = pl.col("url_code") != 0
+    no_uuid = ~pl.col("uuid_given")
+    frame = frame.with_columns(
+        error_code=pl.when(bad_url)
+        .then(pl.col("url_code"))
+        .when(no_uuid)
+        .then(pl.lit(codes.MISSING_UUID, pl.Int64))
+        .otherwise(pl.lit(0, pl.Int64)),
+        error_msg=pl.when(bad_url)
+        .then(pl.col("url_msg"))
+        .when(no_uuid)
+        .then(pl.lit(codes.describe(codes.MISSING_UUID))),
+    )
+    accepted = pl.col("error_code") == 0
+    planned = frame.filter(accepted).with_columns(identifier=pl.col("url")).select(URLS.names)
+    rejected = frame.filter(~accepted).select(
+        pl.col("uuid").fill_null(""),
+        "identifier",
+        pl.lit(0, pl.Int64).alias("retry_count"),
+        "error_code",
+        "error_msg",
+    )
+    return planned, rejected
+
+
+def _check_duplicates(source: InputSource, hashes: UuidHashes) -> None:
+    candidates = hashes.candidates()
+    if len(candidates) == 0:
+        return
+    log.info("planning: %d possible duplicate uuids, confirming", len(candidates))
+    report = confirm_duplicates(_uuid_chunks(source), candidates)
+    if report is not None:
+        raise InputError(f"{source.path}: duplicate uuids: {report.describe()}")
+
+
+def _uuid_chunks(source: InputSource) -> Iterator[pl.Series]:
+    for table in source.chunks():
+        uuids = pl.Series("uuid", table.column("uuid"))
+        yield uuids.filter((uuids.str.strip_chars() != "").fill_null(False))
+
+
+def _servers_table(totals: dict[str, ServerTotals], ignored: frozenset[str]) -> pa.Table:
+    names = sorted(totals)
+    return pa.Table.from_pydict(
+        {
+            "server_name": names,
+            "safe_name": [safe_dir_name(name) for name in names],
+            "total_urls": [totals[name].total_urls for name in names],
+            "total_batches": [totals[name].total_batches for name in names],
+            "ignored": [name in ignored for name in names],
+        },
+        schema=SERVERS_SCHEMA,
+    )
+
+
+def _write_servers_table(servers: pa.Table, path: Path, batch_size: int) -> None:
+    metadata = {_BATCH_SIZE_KEY: str(batch_size).encode()}
+    pq.write_table(servers.replace_schema_metadata(metadata), path)
+
+
+def _summarise(total_rows: int, rejected_rows: int, servers: pa.Table) -> PlanSummary:
+    urls = servers.column("total_urls").to_pylist()
+    batches = servers.column("total_batches").to_pylist()
+    ignored = servers.column("ignored").to_pylist()
+    return PlanSummary(
+        total_rows=total_rows,
+        planned_rows=sum(urls),
+        rejected_rows=rejected_rows,
+        servers=servers.num_rows,
+        partitions=sum(batches),
+        ignored_servers=sum(ignored),
+        ignored_rows=sum(n for n, skip in zip(urls, ignored, strict=True) if skip),
+    )
+
+
+def read_servers_table(layout: Layout) -> pl.DataFrame:
+    """server_name, safe_name, total_urls, total_batches, ignored: one row per server."""
+    try:
+        frame = pl.read_parquet(layout.servers_table)
+    except FileNotFoundError:
+        raise StateError(f"no plan found at {layout.urls}: run the batched stage") from None
+    return frame
+
+
+def list_url_partitions(layout: Layout) -> list[tuple[str, int, int]]:
+    """(server_name, partition_id, n_urls) of every partition of a non-ignored server."""
+    try:
+        servers = pq.read_table(layout.servers_table)
+    except FileNotFoundError:
+        raise StateError(f"no plan found at {layout.urls}: run the batched stage") from None
+    metadata = servers.schema.metadata or {}
+    batch_size = int(metadata[_BATCH_SIZE_KEY]) if _BATCH_SIZE_KEY in metadata else None
+    partitions: list[tuple[str, int, int]] = []
+    for row in servers.to_pylist():
+        if row["ignored"]:
+            continue
+        for pid in range(row["total_batches"]):
+            if batch_size is None:
+                n_urls = pq.read_metadata(_partition_file(layout, row["server_name"], pid)).num_rows
+            else:
+                n_urls = min(batch_size, row["total_urls"] - pid * batch_size)
+            partitions.append((row["server_name"], pid, n_urls))
+    return partitions
+
+
+def read_url_partition(layout: Layout, server_name: str, partition_id: int) -> pa.Table:
+    """The planned URLs of one partition, in input order, as schema.URLS."""
+    path = _partition_file(layout, server_name, partition_id)
+    try:
+        table = pq.ParquetFile(path).read()
+    except FileNotFoundError:
+        raise StateError(f"planned partition {path} is missing: re-plan the input") from None
+    return table.select(URLS.names).cast(URLS)
+
+
+def _partition_file(layout: Layout, server_name: str, partition_id: int) -> Path:
+    return layout.url_partition_dir(server_name, partition_id) / URLS_FILE
