@@ -64,7 +64,7 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     if options.resume:
         require_started(checkpoint, str(config_path))
-    _prepare(config, layout, checkpoint, options)
+    _prepare(config, layout, checkpoint, options, str(config_path))
     if "downloaded" not in stages_until(options.until):
         return _outcome(layout, checkpoint, None)
     if checkpoint.is_complete("downloaded"):
@@ -81,20 +81,20 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     return _outcome(layout, checkpoint, report)
 
 
-def _prepare(config: Config, layout: Layout, checkpoint: Checkpoint, options: RunOptions) -> None:
+def _prepare(
+    config: Config, layout: Layout, checkpoint: Checkpoint, options: RunOptions, config_path: str
+) -> None:
     """Every stage before downloading, then the --retry-errors re-queue."""
-    ensure_batched(config, layout, checkpoint, options.input_format)
+    ensure_batched(config, layout, checkpoint, options.input_format, config_path)
     if "profiled" in stages_until(options.until) and not checkpoint.is_complete("profiled"):
         from distdl.profile import run_profiling
 
         run_profiling(config, layout)
         checkpoint.mark_complete("profiled")
-        checkpoint.save()
     if options.retry_errors and "downloaded" in stages_until(options.until):
         requeued = requeue_error_partitions(layout, options.retry_errors)
         if requeued:
             checkpoint.invalidate_from("downloaded")
-            checkpoint.save()
         log.info("--retry-errors: %d partitions re-queued", requeued)
 
 
@@ -103,7 +103,6 @@ def _finish_download(layout: Layout, checkpoint: Checkpoint) -> None:
     if left:
         raise RankFailure(f"{len(left)} partitions are still not done; run `distdl resume` again")
     checkpoint.mark_complete("downloaded")
-    checkpoint.save()
 
 
 def _rank_argv(config_path: str, options: RunOptions) -> list[str]:
@@ -128,7 +127,7 @@ def _run_as_mpi_rank(
         try:
             if options.resume:
                 require_started(checkpoint, config_path)
-            _prepare(config, layout, checkpoint, options)
+            _prepare(config, layout, checkpoint, options, config_path)
         except DistdlError as exc:
             failure = (str(exc), exc.exit_code)
     failure = comm.bcast(failure, root=0)

@@ -33,16 +33,23 @@ def plan_fingerprint(config: Config, input_format: InputFormat | None) -> dict[s
 
 
 def ensure_batched(
-    config: Config, layout: Layout, checkpoint: Checkpoint, input_format: InputFormat | None
+    config: Config,
+    layout: Layout,
+    checkpoint: Checkpoint,
+    input_format: InputFormat | None,
+    config_path: str = "CONFIG",
 ) -> PlanSummary | None:
-    """Plan the input unless an identical plan is already complete; refuse a changed one."""
+    """Plan the input unless an identical plan is already complete; refuse a changed one.
+
+    An unfinished plan is simply redone from scratch (it is built in a staging folder), so
+    only a complete plan is protected by the fingerprint.
+    """
     fingerprint = plan_fingerprint(config, input_format)
-    checkpoint.check_fingerprint(fingerprint)
     if checkpoint.is_complete("batched"):
+        checkpoint.check_fingerprint(fingerprint, config=config_path)
         return None
     layout.root.mkdir(parents=True, exist_ok=True)
     checkpoint.record_fingerprint(fingerprint)
-    checkpoint.save()
     summary = plan_input(config, layout, input_format)
     checkpoint.mark_complete(
         "batched",
@@ -51,7 +58,6 @@ def ensure_batched(
         servers=summary.servers,
         partitions=summary.partitions,
     )
-    checkpoint.save()
     log.info(
         "planned %d rows: %d partitions on %d servers, %d rejected rows",
         summary.total_rows,

@@ -130,6 +130,7 @@ class _Run:
     controller: RateController
     host: SimulatedHost
     urls: int | None
+    control_delay: float = 0.0
     stats: SimStats = field(default_factory=SimStats)
     in_flight: deque[_Answer] = field(default_factory=deque)
     next_start: float = 0.0
@@ -140,6 +141,11 @@ class _Run:
             return True
         return self.stats.served + self.pending_urls < self.urls
 
+    def rate_in_force(self, time: float) -> float:
+        if self.control_delay <= 0:
+            return self.controller.rate
+        return self.stats.rate_at(time - self.control_delay)
+
     def send_until(self, end: float) -> None:
         """Start requests evenly at the controller's rate during ``[next_start, end)``."""
         times: list[float] = []
@@ -147,7 +153,7 @@ class _Run:
         while self.next_start < end and self.wants_more():
             times.append(self.next_start)
             self.pending_urls += 1
-            self.next_start += 1.0 / self.controller.rate
+            self.next_start += 1.0 / self.rate_in_force(self.next_start)
         for start, status in zip(times, self.host.offer(times), strict=True):
             latency = self.host.draw_latency()
             self.in_flight.append(_Answer(start + latency, status, latency))
@@ -189,13 +195,16 @@ def simulate(
     duration: float,
     report_interval: float,
     urls: int | None = None,
+    control_delay: float = 0.0,
 ) -> SimStats:
     """Drive ``controller`` against ``host`` for ``duration`` simulated seconds.
 
     With ``urls`` set, the run stops once that many URLs were served (a 429 puts its URL
     back in the queue) and ``time_to_finish`` says when; ``duration`` is then a cap.
+    ``control_delay`` is how long a new rate takes to reach the senders (rank 0's message
+    to the workers); answers are reported as soon as they arrive.
     """
-    run = _Run(controller, host, urls)
+    run = _Run(controller, host, urls, control_delay)
     run.stats.rate_trace.append((0.0, controller.rate))
     now = 0.0
     while now < duration and (urls is None or run.stats.time_to_finish is None):

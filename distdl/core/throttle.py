@@ -2,35 +2,39 @@
 
 Rank 0 owns one :class:`HostThrottle` per host. Workers report what they saw on the host
 (:class:`Feedback`) every 0.25–1 s; :meth:`HostThrottle.observe` merges the reports into a
-*window* and, when the window can be judged, moves the host's rate (req/s), which rank 0
+*window* and, when something can be concluded, moves the host's rate (req/s), which rank 0
 then splits among the ranks leasing the host. Time is an argument: no clock, no I/O.
 
 The algorithm
 -------------
 * **Complaint**: any 429/503 in the window, a Retry-After, a share of timeouts, or a sudden
   burst of 403s (some CDNs forbid instead of throttling). A complaint is acted on at once,
-  whatever the window size: the safe reaction must not wait for statistics.
+  whatever the window's size: the safe reaction must not wait for statistics.
 * **Slow start**: while the host answers cleanly and latency stays steady, the rate doubles
-  every judged window (at least ``min_window_requests`` answers over at least
-  ``feedback_interval`` seconds), so 3 → 60 req/s takes about five windows.
-* **Cut**: on a complaint, the rate the host actually *served* during the window
-  (rate × share of OK answers) estimates its limit; a token bucket serves exactly its limit
-  once we exceed it. The rate drops to ``settle_share`` × that estimate, but by at least
-  ``1 - decrease_factor`` and at most ``1 - max_decrease`` of the current rate (a burst
-  allowance inflates the first estimate; a few answers make a noisy one). The estimate
-  becomes ``max_ok_rate``, the highest rate believed to pass without complaint.
+  every *judged* window (at least ``min_window_requests`` answers over at least
+  ``feedback_interval`` seconds), so 3 → 60 req/s takes five windows, a few seconds.
+* **Cut**: a token bucket serves exactly its limit once we exceed it, so the rate the host
+  *served* while complaining (rate × share of OK answers) estimates its limit: the
+  *ceiling*. The rate drops to ``settle_share`` × ceiling, so a drained bucket refills,
+  but by no less than ``1 - decrease_factor`` and no more than ``1 - max_decrease`` of the
+  current rate (a burst allowance inflates a first estimate; the bounds keep one odd
+  window from doing much harm). A window with too few answers measures nothing: the
+  ceiling becomes the rate we complained at (or stays lower) and the cut is
+  ``blind_decrease``.
 * **Hold**: for ``feedback_interval`` after a cut, answers to requests sent at the old rate
-  are still arriving. No increase, and a complaint cuts again only if even the old rate's
-  served share could not sustain the new rate.
-* **Recover and probe**: clean windows raise ``max_ok_rate`` to the rate they ran at. Below
-  ``rate_multiplier × max_ok_rate`` the rate climbs back quickly (it was accepted before);
-  with ``rate_multiplier`` 1 it then probes above it by ``probe_step`` every
-  ``probe_windows`` clean windows (additive increase), so a crossed limit costs a handful
-  of 429s, and a raised limit is found again.
-* **Settle** (``rate_multiplier`` < 1): the controller searches like above until the host
-  has complained twice (the second estimate comes from a drained bucket, so it is sound) or
-  ``max_rate`` passed cleanly, then stays at ``rate_multiplier × max_ok_rate`` without
-  probing; later complaints still lower it.
+  are still arriving: no increase, and a complaint cuts again only if even the old rate's
+  served share could not carry the new rate.
+* **Recover and probe**: below ``settle_share`` × ceiling the rate climbs back by
+  ``recovery_factor`` per clean window (the host served that much). Above it, every
+  ``probe_requests`` clean answers add ``probe_step`` (additive increase): a crossed limit
+  first drains the host's burst allowance and then costs a handful of 429s, rarely, and a
+  raised limit is found again.
+* **max_ok_rate** is the highest rate of a clean window. A complaint at or below it proves
+  it stale and lowers it to the cut rate; a complaint above it (a failed probe) does not.
+* **rate_multiplier** < 1: the controller searches like above until the host has
+  complained ``settle_after_complaints`` times and the rate has held a plateau (or
+  ``max_rate`` passed cleanly), then stays at ``rate_multiplier × max_ok_rate`` without
+  probing. Later complaints still lower it.
 * **Latency**: a window whose mean latency exceeds ``latency_rise`` × the smoothed baseline
   blocks increases (queues are growing on the server) and ends slow start.
 * **Retry-After** pauses the whole host until ``now + retry_after`` (see
@@ -41,7 +45,8 @@ The rate always stays within ``[min_rate, max_rate]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Phase = Literal["slow_start", "steady", "settled"]
@@ -60,41 +65,58 @@ class ThrottleSettings:
     max_rate: float = 100.0
     # Settle at this share of the highest rate accepted without complaint (config).
     rate_multiplier: float = 1.0
-    # How long a rate change takes to show in reports (worker reports every 0.25–1 s plus
-    # response latency): judge windows no shorter than this, hold this long after a cut.
+    # Judge a clean window only after this long: a rate change needs a report or two
+    # (workers report every 0.25–1 s) to show.
     feedback_interval: float = 0.5
+    # After a cut, reports still carry answers to the old rate for up to one report period
+    # (1 s) plus the latency: hold increases and discount complaints this long.
+    hold_seconds: float = 0.5
     # Fewer answers than this say nothing about a clean host: keep accumulating.
     min_window_requests: int = 5
+    # A complaining window needs this many answers before its share of OK answers is
+    # trusted as a measure of the host's limit (at 5 answers one 429 more or less moves the
+    # estimate by 20%); smaller windows get a fixed cut instead.
+    measure_requests: int = 12
     # Slow start multiplies by this per clean window: 3 → 96 req/s in five windows.
-    slow_start_factor: float = 2.0
-    # Below the known-good rate, climb back this fast: it was accepted before.
-    recovery_factor: float = 1.5
-    # Probing above the known-good rate adds this share of it per probe: a crossed limit
-    # drains a burst allowance slowly and then costs a few 429s, not dozens.
+    slow_start_factor: float = 1.5
+    # Below settle_share × ceiling, add this share per clean window (additive increase
+    # per round trip, as TCP's congestion avoidance): a crossing costs a 5% overshoot.
+    recovery_step: float = 0.05
+    recovery_gain: float = 0.25
+    ucb: float = 0.5
+    # Probing above it adds this share per probe: a crossed limit drains a burst
+    # allowance slowly, then costs a few 429s, not dozens.
     probe_step: float = 0.03
-    # Clean windows at the plateau before each probe (a burst allowance hides an
-    # overshoot for a while; the wait also keeps 429 episodes rare).
-    probe_windows: int = 2
+    # Clean answers between probes: 429 episodes stay rare for every host size (a probe
+    # every ~2 s at 60 req/s, every ~50 s at 2 req/s) and a burst allowance that hides an
+    # overshoot has time to run dry before the next probe.
+    probe_requests: int = 200
+    # Each probe that passes doubles the next one, up to this: a limit far above the
+    # current rate (or one that was raised) is found in a few probes, CUBIC-like.
+    max_probe_step: float = 0.03
     # A cut removes at least 15% (multiplicative decrease when the estimate is no lower)…
     decrease_factor: float = 0.85
-    # …and at most half (TCP's factor), however bad one noisy window looks.
-    max_decrease: float = 0.5
-    # After a cut, run at this share of the rate the host served while complaining, so a
-    # drained bucket refills and the next probe has room.
+    # …and at most three quarters, however bad one measured window looks…
+    max_decrease: float = 0.25
+    # …and exactly half (TCP's factor) when the window was too small to measure anything.
+    blind_decrease: float = 0.5
+    # After a cut, run at this share of the ceiling, so a drained bucket refills (at 10% of
+    # the limit: 0.25 s of burst in 2.5 s) before the next probe reaches the limit again.
     settle_share: float = 0.9
     # Mean latency this many times the baseline means the server is queueing.
     latency_rise: float = 2.0
     # Baseline smoothing: slow, so a lasting change becomes the new normal in ~20 windows.
     latency_smoothing: float = 0.05
     # Timeouts are a complaint only when they are this share of the window (and ≥ 2):
-    # a stray slow image must not halve a host's rate.
+    # a stray slow image must not cut a host's rate.
     timeout_share: float = 0.1
     # 403s are a complaint when they suddenly make up this share (and ≥ forbidden_min) of a
-    # window; a host that always forbids is not rate limiting.
+    # window; a host that always forbids is refusing, not rate limiting.
     forbidden_share: float = 0.5
     forbidden_min: int = 5
     forbidden_smoothing: float = 0.3
-    # rate_multiplier < 1 settles after this many complaints (the 2nd estimate is sound).
+    # rate_multiplier < 1 settles after this many complaints: a first estimate is inflated
+    # by the host's burst allowance, a second comes from a drained bucket.
     settle_after_complaints: int = 2
 
     def __post_init__(self) -> None:
@@ -102,8 +124,8 @@ class ThrottleSettings:
             raise ValueError("need 0 < min_rate <= max_rate")
         if not 0 < self.rate_multiplier <= 1:
             raise ValueError("rate_multiplier must be in (0, 1]")
-        if not 0 < self.max_decrease <= self.decrease_factor < 1:
-            raise ValueError("need 0 < max_decrease <= decrease_factor < 1")
+        if not 0 < self.max_decrease <= self.blind_decrease <= self.decrease_factor < 1:
+            raise ValueError("need 0 < max_decrease <= blind_decrease <= decrease_factor < 1")
 
     def clamp(self, rate: float) -> float:
         return min(self.max_rate, max(self.min_rate, rate))
@@ -146,16 +168,27 @@ class Feedback:
         )
 
 
+_UCB = [1.0]
+
+
+def _upper(count: int) -> float:
+    """``count`` plus one standard deviation of counting noise: a ceiling measured from a
+    dozen answers must not pin the rate 20% below the limit for good."""
+    return count + _UCB[0] * math.sqrt(count)
+
+
 @dataclass
 class _State:
     rate: float
     phase: Phase = "slow_start"
     max_ok_rate: float = 0.0
+    ceiling: float = math.inf  # the host's limit as last measured while it complained
     complaints: int = 0
-    clean_streak: int = 0  # clean judged windows at or above the plateau
+    clean_answers: int = 0  # clean answers since the rate last changed
+    probe_step: float = 0.0  # grows with each probe that passed, back to the start on a cut
     cut_from: float = 0.0  # the rate before the last cut
-    hold_until: float = float("-inf")
-    paused_until: float = float("-inf")
+    hold_until: float = -math.inf
+    paused_until: float = -math.inf
     latency_baseline: float | None = None
     forbidden_baseline: float = 0.0
     window: Feedback = field(default_factory=Feedback)
@@ -167,7 +200,12 @@ class HostThrottle:
 
     def __init__(self, settings: ThrottleSettings, now: float) -> None:
         self._settings = settings
-        self._state = _State(rate=settings.clamp(settings.start_rate), window_start=now)
+        _UCB[0] = settings.ucb
+        self._state = _State(
+            rate=settings.clamp(settings.start_rate),
+            window_start=now,
+            probe_step=settings.probe_step,
+        )
 
     @property
     def rate(self) -> float:
@@ -181,19 +219,34 @@ class HostThrottle:
     def max_ok_rate(self) -> float:
         return self._state.max_ok_rate
 
+    @property
+    def ceiling(self) -> float:
+        """The limit measured at the last complaint; ``inf`` before the first one."""
+        return self._state.ceiling
+
     def paused_until(self) -> float:
-        """Start no request on the host before this time (Retry-After); -inf when not paused."""
+        """Start no request on the host before this time (Retry-After); -inf if not paused."""
         return self._state.paused_until
 
     def observe(self, feedback: Feedback, now: float) -> float:
         """Fold in one report; returns the host's new rate."""
         state = self._state
+        measure = self._settings.measure_requests
         state.window = state.window.merged(feedback)
-        if feedback.retry_after is not None and feedback.retry_after > 0:
-            state.paused_until = max(state.paused_until, now + feedback.retry_after)
-        if self._is_complaint(state.window, feedback):
-            self._on_complaint(state.window, now)
-            self._start_window(now)
+        retry_after = feedback.retry_after is not None and feedback.retry_after > 0
+        if retry_after:
+            state.paused_until = max(state.paused_until, now + (feedback.retry_after or 0.0))
+        if retry_after or self._is_complaint(state.window):
+            if state.window_start >= state.hold_until:
+                self._on_complaint(state.window, now)
+                self._start_window(now)
+            elif state.window.total >= measure:
+                self._recheck_after_cut(state.window, now)
+                self._start_window(now)
+            elif now > state.hold_until:
+                # Too few answers to tell the old rate's from the new one's: if the new rate
+                # is still too high, the next window says so.
+                self._start_window(now)
         elif self._judgeable(now):
             self._on_clean(state.window, now)
             self._start_window(now)
@@ -205,9 +258,9 @@ class HostThrottle:
         enough = state.window.total >= settings.min_window_requests
         return enough and now - state.window_start >= settings.feedback_interval
 
-    def _is_complaint(self, window: Feedback, latest: Feedback) -> bool:
+    def _is_complaint(self, window: Feedback) -> bool:
         settings = self._settings
-        if window.throttled or (latest.retry_after is not None and latest.retry_after > 0):
+        if window.throttled:
             return True
         total = window.total
         if window.timeouts >= 2 and window.timeouts >= settings.timeout_share * total:
@@ -231,86 +284,110 @@ class HostThrottle:
     # --- decreasing -----------------------------------------------------------------
     def _on_complaint(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
-        ok_share = window.ok / window.total if window.total else 0.0
-        sized = window.total >= settings.min_window_requests
-        if now < state.hold_until:
-            # Mostly answers to the old rate: cut again only if even that rate's served
-            # share cannot carry the new one.
-            if not sized or state.cut_from * ok_share >= state.rate:
-                return
-            estimate = settings.settle_share * state.cut_from * ok_share
-        elif sized:
-            estimate = settings.settle_share * state.rate * ok_share
+        measured = window.total >= settings.measure_requests
+        state.ceiling = min(state.ceiling, state.rate)
+        if measured:
+            served = state.rate * window.ok / window.total
+            state.ceiling = min(state.ceiling, state.rate * _upper(window.ok) / window.total)
+            target = settings.settle_share * served
+        elif state.phase == "slow_start":
+            target = state.rate / settings.slow_start_factor  # the last rate that passed
         else:
-            estimate = state.rate * settings.decrease_factor
+            target = settings.settle_share * state.ceiling
+        floor = settings.max_decrease if measured else settings.blind_decrease
+        low, high = state.rate * floor, state.rate * settings.decrease_factor
+        if state.phase == "slow_start":
+            # The host's burst allowance inflates this first estimate; the previous rate
+            # passed without complaint.
+            high = min(high, state.rate / settings.slow_start_factor)
+        self._cut_to(settings.clamp(min(high, max(low, target))), now)
+
+    def _recheck_after_cut(self, window: Feedback, now: float) -> None:
+        """Cut again only if the host serves clearly less than the rate just set.
+
+        Answers to the old, higher rate are still arriving, so the share of 429s overstates
+        the problem; the number of OK answers per second does not depend on when their
+        requests were sent.
+        """
+        state, settings = self._state, self._settings
+        duration = now - state.window_start
+        if duration <= 0:
+            return
+        served = window.ok / duration
+        if served >= state.rate * settings.decrease_factor:
+            return
+        # We are above the limit, so the bucket is drained and serves exactly its limit.
+        state.ceiling = min(state.ceiling, state.rate, _upper(window.ok) / duration)
         low = state.rate * settings.max_decrease
-        high = state.rate * settings.decrease_factor
-        new_rate = settings.clamp(min(high, max(low, estimate)))
+        self._cut_to(settings.clamp(max(low, settings.settle_share * served)), now)
+
+    def _cut_to(self, new_rate: float, now: float) -> None:
+        state, settings = self._state, self._settings
+        if state.phase == "settled":
+            state.max_ok_rate = min(state.max_ok_rate, new_rate / settings.rate_multiplier)
+        elif state.rate <= state.max_ok_rate or state.phase == "slow_start":
+            state.max_ok_rate = min(state.max_ok_rate, new_rate)
+        if state.phase == "slow_start":
+            state.phase = "steady"
         state.cut_from = state.rate
+        state.rate = new_rate
         state.complaints += 1
-        state.clean_streak = 0
-        state.hold_until = now + settings.feedback_interval
-        if state.phase == "settled":
-            state.max_ok_rate = new_rate / settings.rate_multiplier
-        else:
-            state.max_ok_rate = new_rate
-            state.phase = "settled" if self._ready_to_settle() else "steady"
-        state.rate = settings.clamp(self._target())
-
-    def _ready_to_settle(self) -> bool:
-        settings = self._settings
-        return (
-            settings.rate_multiplier < 1
-            and self._state.complaints >= settings.settle_after_complaints
-        )
-
-    def _target(self) -> float:
-        """Where the rate settles: the multiplier applies once the search is over."""
-        state = self._state
-        if state.phase == "settled":
-            return self._settings.rate_multiplier * state.max_ok_rate
-        return state.max_ok_rate
+        state.clean_answers = 0
+        state.probe_step = settings.probe_step
+        state.hold_until = now + settings.hold_seconds
 
     # --- increasing -----------------------------------------------------------------
     def _on_clean(self, window: Feedback, now: float) -> None:
-        state, settings = self._state, self._settings
-        latency_ok = self._latency_steady(window.mean_latency)
+        state = self._state
+        latency_steady = self._latency_steady(window.mean_latency)
         if state.phase != "settled":
             state.max_ok_rate = max(state.max_ok_rate, state.rate)
-        if now < state.hold_until:
+        if now <= state.hold_until:
             return
-        if not latency_ok:
+        state.clean_answers += window.total
+        if not latency_steady:
             if state.phase == "slow_start":
                 state.phase = "steady"
-            state.clean_streak = 0
-            return
-        if state.phase == "slow_start":
+            state.clean_answers = 0
+        elif state.phase == "slow_start":
             self._slow_start_step()
         elif state.phase == "steady":
             self._steady_step()
-        else:
-            state.rate = settings.clamp(self._target())
 
     def _slow_start_step(self) -> None:
         state, settings = self._state, self._settings
         if state.rate >= settings.max_rate:
             # The host took everything we may send: the search is over.
-            state.phase = "settled" if settings.rate_multiplier < 1 else "steady"
-            state.rate = settings.clamp(self._target())
+            self._settle_or(lambda: None, force=True)
             return
-        state.rate = settings.clamp(state.rate * settings.slow_start_factor)
+        self._set_rate(state.rate * settings.slow_start_factor)
 
     def _steady_step(self) -> None:
         state, settings = self._state, self._settings
-        target = self._target()
-        if state.rate < target * 0.999:
-            state.rate = settings.clamp(min(target, state.rate * settings.recovery_factor))
-            state.clean_streak = 0
-            return
-        state.clean_streak += 1
-        if state.clean_streak >= settings.probe_windows:
-            state.clean_streak = 0
-            state.rate = settings.clamp(state.rate + settings.probe_step * state.max_ok_rate)
+        recovered = settings.settle_share * state.ceiling if math.isfinite(state.ceiling) else 0
+        if state.rate < recovered:
+            step = max((recovered - state.rate) * settings.recovery_gain, state.rate * 0.01)
+            self._set_rate(min(recovered, state.rate + step))
+        elif state.clean_answers >= settings.probe_requests:
+            if state.rate > state.ceiling:
+                state.ceiling = math.inf  # a long clean run above it: the limit has risen
+            step = state.probe_step
+            state.probe_step = min(settings.max_probe_step, step * 2)
+            self._settle_or(lambda: self._set_rate(state.rate * (1 + step)))
+
+    def _settle_or(self, probe: Any, force: bool = False) -> None:
+        state, settings = self._state, self._settings
+        enough = state.complaints >= settings.settle_after_complaints
+        if settings.rate_multiplier < 1 and (force or enough):
+            state.phase = "settled"
+            self._set_rate(settings.rate_multiplier * state.max_ok_rate)
+        else:
+            state.phase = "steady"
+            probe()
+
+    def _set_rate(self, rate: float) -> None:
+        self._state.rate = self._settings.clamp(rate)
+        self._state.clean_answers = 0
 
     def _latency_steady(self, mean_latency: float | None) -> bool:
         state, settings = self._state, self._settings
@@ -320,7 +397,7 @@ class HostThrottle:
             state.latency_baseline = mean_latency
             return True
         steady = mean_latency <= settings.latency_rise * state.latency_baseline
-        # Fast to learn a lower baseline, slow to accept a higher one as the new normal.
+        # Quick to learn a lower baseline, slow to accept a higher one as the new normal.
         weight = 1.0 if mean_latency < state.latency_baseline else settings.latency_smoothing
         state.latency_baseline += weight * (mean_latency - state.latency_baseline)
         return steady
@@ -332,6 +409,7 @@ class HostThrottle:
         return {
             "rate": state.rate,
             "max_ok_rate": state.max_ok_rate,
+            "ceiling": state.ceiling if math.isfinite(state.ceiling) else None,
             "phase": state.phase,
             "complaints": state.complaints,
             "latency_baseline": state.latency_baseline,
@@ -341,19 +419,20 @@ class HostThrottle:
     def restore(
         cls, settings: ThrottleSettings, snapshot: dict[str, Any], now: float
     ) -> HostThrottle:
-        """Resume from a learned rate instead of ``start_rate``; no slow start from 3."""
-        learned = float(snapshot.get("max_ok_rate") or snapshot.get("rate") or 0.0)
+        """Resume from a learned profile instead of slow-starting from ``start_rate``."""
+        throttle = cls(settings, now)
+        learned = float(snapshot.get("rate") or 0.0)
         if learned <= 0:
-            return cls(settings, now)
-        throttle = cls(replace(settings), now)
+            return throttle
         state = throttle._state
-        phase = snapshot.get("phase")
-        state.phase = phase if phase in _PHASES and phase != "slow_start" else "steady"
-        if state.phase == "settled" and settings.rate_multiplier >= 1:
-            state.phase = "steady"
-        state.max_ok_rate = settings.clamp(learned)
+        state.phase = "steady"
+        if snapshot.get("phase") == "settled" and settings.rate_multiplier < 1:
+            state.phase = "settled"
+        state.rate = settings.clamp(learned)
+        state.max_ok_rate = settings.clamp(float(snapshot.get("max_ok_rate") or learned))
+        ceiling = snapshot.get("ceiling")
+        state.ceiling = float(ceiling) if ceiling else math.inf
         state.complaints = int(snapshot.get("complaints") or 0)
         baseline = snapshot.get("latency_baseline")
         state.latency_baseline = float(baseline) if baseline else None
-        state.rate = settings.clamp(throttle._target())
         return throttle

@@ -6,9 +6,11 @@ programs). Multi-frame images yield their first frame.
 
 The pixel limit is checked per call against the header size, before a single pixel is
 decoded, so a 100 kB file claiming 50000x50000 pixels costs nothing. Pillow's own global
-guard (``Image.MAX_IMAGE_PIXELS``: a warning above it, an error above twice it) still runs
-inside ``Image.open``; both its error and its warning (when warnings are errors) map to
-``DECOMPRESSION_BOMB`` as well, so a ``max_pixels`` above twice the global limit is capped by it.
+guard (``Image.MAX_IMAGE_PIXELS``, 89.5 Mpx by default: a ``DecompressionBombWarning`` above
+it, a ``DecompressionBombError`` above twice it) still runs inside ``Image.open`` and is left
+untouched (it is process-wide). Its error, and its warning when warnings are turned into
+errors, map to ``DECOMPRESSION_BOMB`` too; so a ``max_pixels`` above twice the global limit
+is capped by it, and images between the two limits are accepted with Pillow's warning.
 """
 
 from __future__ import annotations
@@ -20,14 +22,27 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from distdl.core import codes
-from distdl.image.color import to_rgb
+from distdl.image.color import to_rgb_or_rgba
 from distdl.image.orientation import oriented_size, read_orientation
 from distdl.image.resize import target_size
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 _DRAFTABLE = frozenset({"JPEG", "MPO"})
+# Below this many output rows (or columns) the partial 8x8 block at the image edge would
+# weigh too much in the DCT-scaled draft (a 7201x10 strip drafted to 1 row is visibly off);
+# such extreme strips are cheap to decode in full anyway.
+_MIN_DRAFT_SIDE = 8
 _BOMB_SIGNALS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _MESSAGE_LIMIT = 200
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
 
 
 class ImageRejected(Exception):
@@ -42,7 +57,7 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
-    image: Image.Image  # RGB, as stored: orientation not applied yet
+    image: Image.Image  # RGB, or RGBA if transparent; as stored: orientation not applied yet
     orientation: int  # EXIF orientation, 1 when absent or invalid
     original_size: tuple[int, int]  # (width, height) of the full original, as displayed
 
@@ -58,7 +73,9 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except _BOMB_SIGNALS as exc:
         raise ImageRejected(codes.DECOMPRESSION_BOMB, short_message(exc)) from exc
     except Exception as exc:
-        raise ImageRejected(codes.UNDECODABLE, f"bad header: {short_message(exc)}") from exc
+        name = _format_by_signature(data) or "image"
+        message = f"damaged {name} header: {short_message(exc)}"
+        raise ImageRejected(codes.UNDECODABLE, message) from exc
     width, height = image.size
     if width * height > max_pixels:
         message = f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
@@ -67,10 +84,11 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def decode(image: Image.Image, longer_side: int) -> DecodedImage:
-    """Decode the first frame of an opened ``image`` to RGB.
+    """Decode the first frame of an opened ``image`` to RGB (RGBA if it has transparency).
 
     ``longer_side`` is the size the caller will resize to: a JPEG at least twice as large
-    is decoded at 1/2, 1/4 or 1/8 scale (draft mode, never below the final size).
+    is decoded at 1/2, 1/4 or 1/8 scale (draft mode, never below the final size), unless
+    the final size is a strip thinner than ``_MIN_DRAFT_SIDE``.
     """
     header_size = image.size
     if image.format in _DRAFTABLE:
@@ -81,11 +99,11 @@ def decode(image: Image.Image, longer_side: int) -> DecodedImage:
         _load(image)
         orientation = read_orientation(image)  # PNG may keep eXIf after the pixels
     try:
-        rgb = to_rgb(image)
+        pixels = to_rgb_or_rgba(image)
     except Exception as exc:
         message = f"cannot convert mode {image.mode} to RGB: {short_message(exc)}"
         raise ImageRejected(codes.UNDECODABLE, message) from exc
-    return DecodedImage(rgb, orientation, oriented_size(header_size, orientation))
+    return DecodedImage(pixels, orientation, oriented_size(header_size, orientation))
 
 
 def short_message(exc: BaseException) -> str:
@@ -97,7 +115,8 @@ def _draft(image: Image.Image, orientation: int, longer_side: int) -> None:
     # draft only has to stay at or above it, which Image.draft guarantees.
     displayed = target_size(oriented_size(image.size, orientation), longer_side)
     stored_width, stored_height = oriented_size(displayed, orientation)
-    if min(image.width // stored_width, image.height // stored_height) >= 2:
+    scale = min(image.width // stored_width, image.height // stored_height)
+    if scale >= 2 and min(stored_width, stored_height) >= _MIN_DRAFT_SIDE:
         # Only a speed-up: if a damaged header upsets it, decode at full scale instead.
         with contextlib.suppress(Exception):
             image.draft("RGB", (stored_width, stored_height))
@@ -114,6 +133,9 @@ def _load(image: Image.Image) -> None:
 
 
 def _unidentified_message(data: bytes) -> str:
+    name = _format_by_signature(data)
+    if name is not None:
+        return f"damaged {name} header"
     head = data[:256].lstrip()
     if head.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte order mark
         head = head[3:].lstrip()
@@ -122,3 +144,13 @@ def _unidentified_message(data: bytes) -> str:
     if head[:1] in (b"{", b"["):
         return "not an image: JSON text"
     return f"not a JPEG/PNG/GIF/BMP/TIFF/WebP image (starts with {data[:8].hex()})"
+
+
+def _format_by_signature(data: bytes) -> str | None:
+    """The accepted format whose magic number ``data`` starts with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    return None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from distdl.core import codes
+from distdl.image.color import flatten_on_white
 from distdl.image.decode import ImageRejected, decode, open_image, short_message
 from distdl.image.encode import StoredFormat, encode
 from distdl.image.hashes import md5_hex
@@ -90,7 +91,8 @@ def _process(data: bytes, options: ImageOptions) -> ProcessedImage:
     decoded = decode(open_image(data, options.max_pixels), options.image_size)
     displayed_target = target_size(decoded.original_size, options.image_size)
     stored_target = oriented_size(displayed_target, decoded.orientation)
-    resized = resize_to(decoded.image, stored_target)
+    # Transparency is flattened and orientation applied on the small image: cheaper.
+    resized = flatten_on_white(resize_to(decoded.image, stored_target))
     upright = apply_orientation(resized, decoded.orientation)
     payload = encode(upright, options.image_format, options.jpeg_quality)
     return ProcessedImage(

@@ -39,4 +39,9 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``image`` resampled to exactly ``size`` (returned unchanged if already that size)."""
     if image.size == size:
         return image
+    if image.mode == "RGBA":
+        # Resample premultiplied colours so transparent pixels do not bleed into their
+        # neighbours. Pillow does that itself for RGBA but then ignores reducing_gap.
+        premultiplied = image.convert("RGBa")
+        return resize_to(premultiplied, size).convert("RGBA")
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)

@@ -14,7 +14,6 @@ A mode the format cannot store raises :class:`ValueError`.
 
 from __future__ import annotations
 
-import functools
 import io
 import random
 import struct
@@ -68,22 +67,10 @@ def make_image_bytes(
     ``i`` is drawn with seed ``seed + i``: frame 0 equals the single-frame image of ``seed``.
     ``exif_orientation`` (1-8) is written as the EXIF Orientation tag; the pixels are stored
     as given, so a viewer applying the tag shows them rotated/flipped.
-    Results are memoised (small LRU), so a server serving the same image again is free.
+    Nothing is cached here (a 50 Mpx BMP is 150 MB): callers serving images again keep
+    their own size-bounded cache.
     """
     _check_arguments(fmt, width, height, mode, exif_orientation, frames)
-    return _make_image_bytes(fmt, width, height, seed, mode, exif_orientation, frames)
-
-
-@functools.lru_cache(maxsize=32)
-def _make_image_bytes(
-    fmt: str,
-    width: int,
-    height: int,
-    seed: int,
-    mode: str,
-    exif_orientation: int | None,
-    frames: int,
-) -> bytes:
     rgb_frames = (make_rgb_image(width, height, seed=seed + i) for i in range(frames))
     images = [_in_mode(frame, mode, fmt) for frame in rgb_frames]
     options = _save_options(fmt, mode, exif_orientation)
@@ -105,8 +92,9 @@ def make_rgb_image(width: int, height: int, *, seed: int = 0) -> Image.Image:
 def make_bomb_bytes(fmt: str, width: int, height: int) -> bytes:
     """A tiny file whose header claims ``width`` x ``height`` pixels (png, gif or jpeg).
 
-    The pixel data is absent or truncated: only a decoder that trusts the header and
-    allocates the full canvas would get hurt. Used to test the decompression-bomb guard.
+    The pixel data is absent or truncated. PNG and GIF decoders give up once they have
+    allocated the full canvas; libjpeg pads the missing data and really decodes it, so the
+    JPEG one is a working bomb. Used to test the decompression-bomb guard.
     """
     if fmt == "png":
         return _png_bomb(width, height)

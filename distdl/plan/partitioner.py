@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,14 +28,13 @@ from distdl.schema import URLS
 
 DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024
 SPILL_FOLDER = "_spill"
-_PARQUET_COMPRESSION = "zstd"
 
 
 @dataclass
 class _ServerRows:
     """The rows of one server not yet written, oldest first."""
 
-    frames: list[pl.DataFrame] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
     buffered_rows: int = 0
     buffered_bytes: int = 0
     pieces: list[Path] = field(default_factory=list)  # spilled rows of the open partition
@@ -45,27 +46,26 @@ class _ServerRows:
     def pending_rows(self) -> int:
         return self.spilled_rows + self.buffered_rows
 
-    def append(self, frame: pl.DataFrame) -> None:
-        self.frames.append(frame)
-        self.buffered_rows += frame.height
-        self.buffered_bytes += frame.estimated_size()
-        self.total_rows += frame.height
+    def append(self, table: pa.Table) -> None:
+        self.tables.append(table)
+        self.buffered_rows += table.num_rows
+        self.buffered_bytes += table.nbytes
+        self.total_rows += table.num_rows
 
-    def take_buffered(self, n_rows: int) -> list[pl.DataFrame]:
+    def take_buffered(self, n_rows: int) -> list[pa.Table]:
         """Remove and return the first ``n_rows`` buffered rows."""
-        taken: list[pl.DataFrame] = []
+        taken: list[pa.Table] = []
         while n_rows > 0:
-            frame = self.frames.pop(0)
-            if frame.height > n_rows:
-                # Copy the tail so it does not pin (or be billed for) the whole frame.
-                tail = pl.from_arrow(frame.slice(n_rows).to_arrow())
-                assert isinstance(tail, pl.DataFrame)
-                self.frames.insert(0, tail)
-                frame = frame.head(n_rows)
-            taken.append(frame)
-            n_rows -= frame.height
-        self.buffered_rows = sum(f.height for f in self.frames)
-        self.buffered_bytes = sum(f.estimated_size() for f in self.frames)
+            table = self.tables.pop(0)
+            if table.num_rows > n_rows:
+                # Copy the tail so it does not pin its parent's buffers after they are written.
+                tail = table.slice(n_rows)
+                self.tables.insert(0, tail.take(pa.array(range(tail.num_rows), pa.int32())))
+                table = table.slice(0, n_rows)
+            taken.append(table)
+            n_rows -= table.num_rows
+        self.buffered_rows = sum(t.num_rows for t in self.tables)
+        self.buffered_bytes = sum(t.nbytes for t in self.tables)
         return taken
 
 
@@ -76,7 +76,11 @@ class ServerTotals:
 
 
 class Partitioner:
-    """Writes ``root/server_name=<safe>/partition_id=<n>/urls.parquet`` files."""
+    """Writes ``root/server_name=<safe>/partition_id=<n>/urls.parquet`` files.
+
+    Parquet encoding runs on a background thread (Arrow releases the GIL), overlapping the
+    next chunk's parsing and classification; :meth:`finish` or :meth:`close` waits for it.
+    """
 
     def __init__(
         self, root: Path, batch_size: int, memory_budget: int = DEFAULT_MEMORY_BUDGET
@@ -87,18 +91,22 @@ class Partitioner:
         self._servers: dict[str, _ServerRows] = {}
         self._buffered_bytes = 0
         self._spill_names = itertools.count()
+        self._writer = _BackgroundWriter()
 
     def add(self, rows: pl.DataFrame) -> None:
-        """Add planned rows (columns of schema.URLS) in input order."""
+        """Add planned rows (the columns of schema.URLS) in input order."""
         if rows.height == 0:
             return
-        groups = rows.partition_by("server_name", as_dict=True, maintain_order=True)
+        groups = rows.select(URLS.names).partition_by(
+            "server_name", as_dict=True, maintain_order=True, include_key=False
+        )
         for (server_name,), group in groups.items():
-            server = self._servers.setdefault(str(server_name), _ServerRows())
+            server = self._servers.setdefault(server_name, _ServerRows())
             self._buffered_bytes -= server.buffered_bytes
-            server.append(group)
+            # to_arrow copies the rows out of the chunk, so the chunk can be freed.
+            server.append(group.to_arrow())
             while server.pending_rows >= self._batch_size:
-                self._write_partition(str(server_name), server, self._batch_size)
+                self._write_partition(server_name, server, self._batch_size)
             self._buffered_bytes += server.buffered_bytes
         if self._buffered_bytes > self._memory_budget:
             self._spill_largest()
@@ -108,21 +116,31 @@ class Partitioner:
         for server_name, server in self._servers.items():
             if server.pending_rows:
                 self._write_partition(server_name, server, server.pending_rows)
-        shutil.rmtree(self._root / SPILL_FOLDER, ignore_errors=True)
         self._buffered_bytes = 0
+        self.close()
         return {
             name: ServerTotals(server.total_rows, server.next_partition)
             for name, server in self._servers.items()
         }
 
+    def close(self) -> None:
+        """Wait for pending writes (raising the first failure) and drop spilled pieces."""
+        try:
+            self._writer.close()
+        finally:
+            shutil.rmtree(self._root / SPILL_FOLDER, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Stop writing after a failure elsewhere; write errors are not raised."""
+        self._writer.close(raise_errors=False)
+        shutil.rmtree(self._root / SPILL_FOLDER, ignore_errors=True)
+
     def _write_partition(self, server_name: str, server: _ServerRows, n_rows: int) -> None:
         tables = [_read_piece(piece) for piece in server.pieces]
-        frames = server.take_buffered(n_rows - server.spilled_rows)
-        tables += [_to_urls_table(frame) for frame in frames]
+        tables += server.take_buffered(n_rows - server.spilled_rows)
         folder = self._root / partition_subpath(server_name, server.next_partition)
         folder.mkdir(parents=True, exist_ok=True)
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        pq.write_table(table, folder / URLS_FILE, compression=_PARQUET_COMPRESSION)
+        self._writer.submit(_urls_table(server_name, tables), folder / URLS_FILE)
         for piece in server.pieces:
             piece.unlink()
         server.pieces = []
@@ -143,15 +161,60 @@ class Partitioner:
         folder.mkdir(parents=True, exist_ok=True)
         piece = folder / f"{next(self._spill_names)}.arrow"
         n_rows = server.buffered_rows
-        table = pa.concat_tables([_to_urls_table(f) for f in server.take_buffered(n_rows)])
-        with pa.OSFile(str(piece), "wb") as sink, ipc.new_file(sink, URLS) as writer:
+        table = pa.concat_tables(server.take_buffered(n_rows))
+        with pa.OSFile(str(piece), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         server.pieces.append(piece)
         server.spilled_rows += n_rows
 
 
-def _to_urls_table(frame: pl.DataFrame) -> pa.Table:
-    return frame.select(URLS.names).to_arrow().cast(URLS)
+class _BackgroundWriter:
+    """Writes parquet files on one thread, with a bounded amount of data queued."""
+
+    _MAX_QUEUED_BYTES = 64 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-writer")
+        self._queued: deque[tuple[Future[None], int]] = deque()
+        self._queued_bytes = 0
+
+    def submit(self, table: pa.Table, path: Path) -> None:
+        while self._queued and self._queued_bytes + table.nbytes > self._MAX_QUEUED_BYTES:
+            self._wait_oldest()
+        self._queued.append((self._pool.submit(_write_parquet, table, path), table.nbytes))
+        self._queued_bytes += table.nbytes
+
+    def close(self, raise_errors: bool = True) -> None:
+        try:
+            while self._queued:
+                self._wait_oldest(raise_errors)
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _wait_oldest(self, raise_errors: bool = True) -> None:
+        future, size = self._queued.popleft()
+        self._queued_bytes -= size
+        if raise_errors:
+            future.result()
+        else:
+            future.exception()
+
+
+def _urls_table(server_name: str, tables: list[pa.Table]) -> pa.Table:
+    table = pa.concat_tables(tables)
+    names = pa.repeat(pa.scalar(server_name, pa.string()), table.num_rows)
+    return table.append_column("server_name", names).cast(URLS)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    # Dictionaries only pay off on low-cardinality columns; statistics are never used.
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        use_dictionary=["server_name", "license", "title"],
+        write_statistics=False,
+    )
 
 
 def _read_piece(piece: Path) -> pa.Table:

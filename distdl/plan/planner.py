@@ -82,8 +82,8 @@ def plan_source(
     """:func:`plan_input` on an opened input, with the partitioner's memory budget exposed."""
     staging = create_staging_dir(layout)
     rejects = RejectWriter(layout.rejected_dir)
+    partitioner = Partitioner(staging, batch_size, memory_budget)
     try:
-        partitioner = Partitioner(staging, batch_size, memory_budget)
         hashes = UuidHashes()
         total_rows = _stream_rows(source, partitioner, rejects, hashes)
         totals = partitioner.finish()
@@ -93,6 +93,7 @@ def plan_source(
         rejects.commit()
         swap_into_place(layout, staging)
     except BaseException:
+        partitioner.abort()  # its writer thread must stop before the staging folder goes
         rejects.abort()
         discard_staging_dir(layout, staging)
         raise

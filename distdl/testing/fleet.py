@@ -147,8 +147,12 @@ class Fleet:
             raise
 
     async def stop(self) -> None:
+        """Stop every host (each is tried even if another fails), then raise the first error."""
         running, self._running = self._running, []
-        await asyncio.gather(*(host.stop() for host in running), return_exceptions=True)
+        outcomes = await asyncio.gather(*(host.stop() for host in running), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _make_host(self, spec: HostSpec) -> RunningHost:
         if spec.mode == "black_hole":

@@ -59,13 +59,6 @@ class Draft:
     chunked: bool = False
 
 
-@dataclass
-class Reply:
-    response: web.StreamResponse
-    status: int
-    fault: str
-
-
 class HttpHost:
     """A normal host: token bucket, latency, transient faults, then content."""
 
@@ -89,6 +82,7 @@ class HttpHost:
             ("drip", spec.drip_rate),
         ]
         self._runner: web.ServerRunner | None = None
+        self._in_flight: set[asyncio.Task[object]] = set()
 
     async def start(self, ip: str, port: int) -> int:
         server = web.Server(self.handle, access_log=None)
@@ -102,35 +96,46 @@ class HttpHost:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # aiohttp forgets a handler whose client left (a drip, a latency sleep): end those too
+        stragglers = list(self._in_flight)
+        for task in stragglers:
+            task.cancel()
+        await asyncio.gather(*stragglers, return_exceptions=True)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         arrived = time.monotonic()
-        status, fault = NO_RESPONSE, "cancelled"  # kept only if the handler is cancelled
+        status, fault = NO_RESPONSE, "cancelled"  # kept if cancelled before deciding
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
-            reply = await self._answer(request, arrived)
-            status, fault = reply.status, reply.fault
-            return reply.response
+            draft, delivery = await self._decide(request, arrived)
+            status, fault = draft.status, delivery or draft.fault
+            return await _deliver(request, draft, delivery, self.spec)
         finally:
+            if task is not None:
+                self._in_flight.discard(task)
             remote = request.remote or ""
             record = RequestRecord(self.spec.name, arrived, request.path_qs, status, remote, fault)
             self._log.append(record)
 
-    async def _answer(self, request: web.BaseRequest, arrived: float) -> Reply:
+    async def _decide(self, request: web.BaseRequest, arrived: float) -> tuple[Draft, str | None]:
+        """The response, and how to deliver it: None (whole), "truncate", "drip" or "reset"."""
         limited = self._bucket is not None and not self._bucket.try_take(arrived)
         await self._delay()
         if limited:
-            return await _send(request, self._rate_limited(), None)
+            return self._rate_limited(), None
         if request.path == "/robots.txt":
-            return await _send(request, self._robots(), None)
+            return self._robots(), None
         key = request.path_qs
         attempt = self._attempts.get(key, 0)
         self._attempts[key] = attempt + 1
         transient = pick_band(roll(self.seed, self.spec.name, key, attempt), self._transient)
         if transient == "5xx":
-            return await _send(request, self._server_error(key, attempt), None)
+            return self._server_error(key, attempt), None
         if transient == "reset":
-            return _reset(request)
-        return await _send(request, await self._route(request), transient, self.spec)
+            return Draft(NO_RESPONSE, b""), "reset"
+        return await self._route(request), transient
 
     async def _delay(self) -> None:
         spec = self.spec
@@ -217,44 +222,46 @@ def _moved(location: str) -> Draft:
     return Draft(302, b"moved\n", headers={"Location": location}, fault="redirect")
 
 
-def _reset(request: web.BaseRequest) -> Reply:
-    transport = request.transport
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # linger 0: close() sends RST instead of FIN, as a crashing server would
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    # aiohttp finds the transport gone when it writes this and drops it quietly
-    return Reply(web.Response(status=500), NO_RESPONSE, "reset")
-
-
-async def _send(
-    request: web.BaseRequest, draft: Draft, transient: str | None, spec: HostSpec | None = None
-) -> Reply:
+async def _deliver(
+    request: web.BaseRequest, draft: Draft, delivery: str | None, spec: HostSpec
+) -> web.StreamResponse:
     headers = {**draft.headers, "Content-Type": draft.content_type}
-    if transient is None and not draft.chunked:
-        response = web.Response(status=draft.status, body=draft.body, headers=headers)
-        return Reply(response, draft.status, draft.fault)
+    if delivery == "reset":
+        _reset(request)
+        # aiohttp finds the transport gone when it writes this and drops it quietly
+        return web.Response(status=500)
+    if delivery is None and not draft.chunked:
+        return web.Response(status=draft.status, body=draft.body, headers=headers)
     stream = web.StreamResponse(status=draft.status, headers=headers)
-    if draft.chunked and transient is None:
+    if delivery is None:
         stream.enable_chunked_encoding()
     else:
         stream.content_length = len(draft.body)
     try:
         await stream.prepare(request)
-        if transient == "truncate":
+        if delivery == "truncate":
             await stream.write(draft.body[: len(draft.body) // 2])
             if request.transport is not None:
                 request.transport.close()
-        elif transient == "drip" and spec is not None:
+        elif delivery == "drip":
             await _drip(stream, draft.body, spec.drip_chunk, spec.drip_interval)
         else:
             for start in range(0, len(draft.body), _STREAM_CHUNK):
                 await stream.write(draft.body[start : start + _STREAM_CHUNK])
     except ConnectionError:
         pass  # the client left; aiohttp notices too and drops the connection quietly
-    return Reply(stream, draft.status, transient or draft.fault)
+    return stream
+
+
+def _reset(request: web.BaseRequest) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # linger 0: closing sends RST instead of FIN, as a crashing server would
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 async def _drip(stream: web.StreamResponse, body: bytes, chunk: int, interval: float) -> None:

@@ -1,10 +1,12 @@
 """Run a :class:`~distdl.testing.fleet.Fleet` in a daemon thread with its own event loop,
 for synchronous programs (``distdl demo`` serves the fleet while ``mpiexec`` runs).
 
-    with FleetThread([HostSpec("a", rate_limit=5)], seed=3) as fleet:
+    runner = FleetThread([HostSpec("a", rate_limit=5)], seed=3)
+    with runner as fleet:
         url = fleet.image_url("a", 1)   # URL helpers are plain reads, safe from any thread
         subprocess.run([...])
-        records = runner.snapshot()     # or fleet.save_requests(path) after stop()
+        records = runner.snapshot()     # a copy of the log while serving
+    fleet.save_requests(path)           # the log stays readable after stop()
 """
 
 from __future__ import annotations

@@ -28,7 +28,14 @@ def test_rgb_is_returned_unchanged() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "mode"),
-    [("png", "RGBA"), ("png", "LA"), ("png", "PA"), ("gif", "PA"), ("tiff", "PA"), ("webp", "RGBA")],
+    [
+        ("png", "RGBA"),
+        ("png", "LA"),
+        ("png", "PA"),
+        ("gif", "PA"),
+        ("tiff", "PA"),
+        ("webp", "RGBA"),
+    ],
 )
 def test_transparency_is_composited_on_white(fmt: str, mode: str) -> None:
     source = _open(make_image_bytes(fmt, 40, 10, seed=2, mode=mode))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -29,6 +29,7 @@ def test_target_size(size: tuple[int, int], longer_side: int, expected: tuple[in
     assert target_size(size, longer_side) == expected
 
 
+@settings(database=None)
 @given(
     width=st.integers(1, 100_000),
     height=st.integers(1, 100_000),
@@ -55,3 +56,19 @@ def test_resize_to_exact_size_and_identity() -> None:
     assert small.size == (133, 100)
     assert small.mode == "RGB"
     assert small.getpixel((50, 50)) == (10, 20, 30)
+
+
+def test_rgba_is_resized_premultiplied_so_hidden_colours_do_not_bleed() -> None:
+    image = Image.new("RGBA", (400, 100), (255, 0, 0, 0))  # invisible red
+    image.paste((0, 0, 255, 255), (200, 0, 400, 100))  # opaque blue
+    small = resize_to(image, (40, 10))
+    assert small.mode == "RGBA"
+    assert small.size == (40, 10)
+    for x in range(40):
+        red, _, _, alpha = small.getpixel((x, 5))
+        assert alpha == 0 or red <= 2, (x, small.getpixel((x, 5)))
+
+
+def test_rgba_resize_uses_the_reducing_gap_like_rgb() -> None:
+    image = Image.new("RGBA", (3000, 2000), (10, 200, 30, 255))
+    assert resize_to(image, (300, 200)).getpixel((150, 100)) == (10, 200, 30, 255)

@@ -49,9 +49,7 @@ def test_modes_are_stored_as_such(fmt: str, mode: str, stored_mode: str) -> None
 
 
 @pytest.mark.parametrize(("fmt", "mode"), [("png", "RGBA"), ("png", "PA"), ("gif", "PA")])
-def test_alpha_ramp_is_transparent_on_the_left_and_opaque_on_the_right(
-    fmt: str, mode: str
-) -> None:
+def test_alpha_ramp_is_transparent_on_the_left_and_opaque_on_the_right(fmt: str, mode: str) -> None:
     rgba = _open(make_image_bytes(fmt, 40, 10, mode=mode)).convert("RGBA")
     assert rgba.getpixel((0, 5))[3] == 0
     assert rgba.getpixel((39, 5))[3] == 255

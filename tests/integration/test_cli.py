@@ -1,0 +1,137 @@
+"""The command line as a user runs it: exit codes, messages, stage checkpoints, reset."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from support import layout_of, write_config
+
+from distdl.io.checkpoint import Checkpoint
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def distdl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "distdl", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=100,
+    )
+
+
+def _input(folder: Path, rows: list[str], header: str = "uuid,identifier,source_id") -> Path:
+    path = folder / "urls.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+ROWS = [f"u{i},http://127.0.0.1:9/img/{i}.jpeg,s{i}" for i in range(7)] + ["bad,ftp://x/y,s"]
+
+
+def test_bad_config_exits_2_names_every_key_and_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "path_to_input": "urls.csv", "path_to_output": "out",
+        "downloader_parameters": {"image_size": 0, "batch_sise": 3},
+    }))
+    result = distdl("run", config)
+    assert result.returncode == 2
+    assert "downloader_parameters.image_size" in result.stderr
+    assert "did you mean 'batch_size'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_column_and_duplicate_uuids_exit_3(tmp_path: Path) -> None:
+    _input(tmp_path, ["u1,http://a.org/x"], header="uuid,identifier")
+    config = write_config(tmp_path)
+    result = distdl("run", config, "--until", "batched")
+    assert result.returncode == 3, result.stderr
+    assert "source_id" in result.stderr and "identifier" in result.stderr
+
+    _input(tmp_path, ["u1,http://a.org/x,1", "u1,http://a.org/y,2"])
+    result = distdl("run", config, "--until", "batched")
+    assert result.returncode == 3, result.stderr
+    assert "u1" in result.stderr
+
+
+def test_changed_plan_is_refused_until_reset(tmp_path: Path) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path, batch_size=3)
+    first = distdl("run", config, "--until", "batched")
+    assert first.returncode == 0, first.stderr
+    layout = layout_of(config)
+    assert Checkpoint.load(layout.checkpoint_file).is_complete("batched")
+    assert sorted(p.name for p in layout.urls.glob("server_name=*/partition_id=*")) == [
+        "partition_id=0", "partition_id=1", "partition_id=2"]
+
+    write_config(tmp_path, batch_size=5)
+    refused = distdl("run", config, "--until", "batched")
+    assert refused.returncode == 4
+    assert "batch_size" in refused.stderr and "distdl reset" in refused.stderr
+
+    reset = distdl("reset", config, "--stage", "batched")
+    assert reset.returncode == 0, reset.stderr
+    again = distdl("run", config, "--until", "batched")
+    assert again.returncode == 0, again.stderr
+    assert len(list(layout.urls.glob("server_name=*/partition_id=*"))) == 2
+
+
+def test_resume_refuses_when_nothing_was_started(tmp_path: Path) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    result = distdl("resume", config)
+    assert result.returncode == 4
+    assert "nothing to resume" in result.stderr
+
+
+def test_reset_downloaded_keeps_images_unless_asked_and_stays_inside_output(
+    tmp_path: Path,
+) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    assert distdl("run", config, "--until", "batched").returncode == 0
+    layout = layout_of(config)
+    fake = layout.images / "server_name=a.org" / "partition_id=0"
+    fake.mkdir(parents=True)
+    (fake / "successes.parquet").write_bytes(b"images")
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+
+    result = distdl("reset", config, "--stage", "downloaded")
+    assert result.returncode == 0, result.stderr
+    (aside,) = layout.root.glob("downloaded_images.previous-*")
+    assert (aside / "server_name=a.org" / "partition_id=0" / "successes.parquet").exists()
+    assert (layout.rejected_dir / "errors.parquet").exists()  # planning rejects survive
+    assert outside.read_text() == "keep me"
+
+    fake.mkdir(parents=True)
+    result = distdl("reset", config, "--stage", "downloaded", "--delete-images")
+    assert result.returncode == 0, result.stderr
+    assert not fake.exists()
+    assert (layout.rejected_dir / "errors.parquet").exists()
+    assert outside.read_text() == "keep me"
+
+
+def test_status_and_doctor(tmp_path: Path) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    assert distdl("run", config, "--until", "batched").returncode == 0
+    status = distdl("status", config)
+    assert status.returncode == 0
+    assert "batched     complete" in status.stdout
+    assert "1 rejected at planning" in status.stdout
+    doctor = distdl("doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "pillow-simd" in doctor.stdout
+
+
+def test_legacy_entry_point_plans_with_reset_flag(tmp_path: Path) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    legacy = Path(sys.executable).parent / "distributed_downloader"
+    result = subprocess.run([str(legacy), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "--reset_batched" in result.stdout
