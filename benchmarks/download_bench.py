@@ -34,11 +34,19 @@ def _fleet(args: argparse.Namespace) -> list[HostSpec]:
     template = HostSpec("template", latency=0.02, latency_jitter=0.01)
     if args.hidden:
         template = replace(template, retry_after=1.0)
-    hosts = make_zipf_fleet(args.hosts, seed=args.seed, limits=(args.min_limit, args.max_limit),
-                            template=template, black_holes=args.black_holes, refused=args.refused)
+    hosts = make_zipf_fleet(
+        args.hosts,
+        seed=args.seed,
+        limits=(args.min_limit, args.max_limit),
+        template=template,
+        black_holes=args.black_holes,
+        refused=args.refused,
+    )
     if args.flaky:
-        hosts = [replace(h, error_rate_5xx=0.03, retry_after=1.0) if i % 5 == 2 else h
-                 for i, h in enumerate(hosts)]
+        hosts = [
+            replace(h, error_rate_5xx=0.03, retry_after=1.0) if i % 5 == 2 else h
+            for i, h in enumerate(hosts)
+        ]
     return hosts
 
 
@@ -72,7 +80,9 @@ def _distdl(config: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--hosts", type=int, default=12)
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--ranks", type=int, default=3)
@@ -95,18 +105,44 @@ def main() -> None:
     with FleetThread(specs, seed=args.seed) as fleet:
         rows = zipf_rows(fleet.host_names, args.images, exponent=0.9)
         write_url_list(fleet, root / "urls.csv", rows, sizes=(tuple(args.size),), seed=args.seed)
-        params = {"batch_size": args.batch_size, "image_size": 224, "default_rate_limit": 3,
-                  "max_rate_limit": 100, "logger_level": "INFO"}
+        params = {
+            "batch_size": args.batch_size,
+            "image_size": 224,
+            "default_rate_limit": 3,
+            "max_rate_limit": 100,
+            "logger_level": "INFO",
+        }
         config = root / "config.yaml"
-        config.write_text(yaml.safe_dump({"path_to_input": "urls.csv", "path_to_output": "out",
-                                          "downloader_parameters": params}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "path_to_input": "urls.csv",
+                    "path_to_output": "out",
+                    "downloader_parameters": params,
+                }
+            )
+        )
         if not args.hidden:
             profile = ["server_name,rate_limit"] + [
-                f"{fleet.server_name(s.name)},{s.rate_limit}" for s in specs]
+                f"{fleet.server_name(s.name)},{s.rate_limit}" for s in specs
+            ]
             (root / "out").mkdir(parents=True, exist_ok=True)
             (root / "out" / "servers_profiles.csv").write_text("\n".join(profile) + "\n")
-        plan = subprocess.run([sys.executable, "-m", "distdl", "run", str(config), "--until",
-                               "profiled", "--ranks", "1"], capture_output=True, text=True)
+        plan = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "distdl",
+                "run",
+                str(config),
+                "--until",
+                "profiled",
+                "--ranks",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if plan.returncode != 0:
             sys.exit(plan.stdout + plan.stderr)
         planned_requests = len(fleet.requests)
@@ -125,19 +161,25 @@ def main() -> None:
     throttled = sum(1 for r in records if r.status == 429)
     figures = {
         "mode": "memory" if args.memory else ("hidden" if args.hidden else "known"),
-        "hosts": args.hosts, "images": args.images, "ranks": args.ranks,
-        "makespan_s": round(makespan, 2), "lower_bound_s": round(bound, 2),
+        "hosts": args.hosts,
+        "images": args.images,
+        "ranks": args.ranks,
+        "makespan_s": round(makespan, 2),
+        "lower_bound_s": round(bound, 2),
         "makespan_ratio": round(makespan / bound, 3),
-        "requests": len(records), "answered_429": throttled,
+        "requests": len(records),
+        "answered_429": throttled,
         "share_429": round(throttled / max(len(records), 1), 4),
         "peak_rss_mb_per_rank": sorted(round(v / 2**20) for v in sampler.peak.values()),
     }
     print(output.strip().splitlines()[-1] if output.strip() else "")
     summary = [line for line in output.splitlines() if line.startswith(("this run", "dataset"))]
     print("\n".join(summary))
-    print(f"makespan {makespan:.1f} s vs lower bound {bound:.1f} s: {makespan / bound:.3f}x; "
-          f"{throttled}/{len(records)} requests answered 429 ({100 * figures['share_429']:.2f}%); "
-          f"peak RSS per rank (MB): {figures['peak_rss_mb_per_rank']}")
+    print(
+        f"makespan {makespan:.1f} s vs lower bound {bound:.1f} s: {makespan / bound:.3f}x; "
+        f"{throttled}/{len(records)} requests answered 429 ({100 * figures['share_429']:.2f}%); "
+        f"peak RSS per rank (MB): {figures['peak_rss_mb_per_rank']}"
+    )
     print(json.dumps(figures))
 
 

@@ -1,7 +1,7 @@
 """distdl: download huge image datasets from URL lists, politely, over MPI ranks.
 
-    from distdl import download_images
-    download_images("config.yaml")
+from distdl import download_images
+download_images("config.yaml")
 """
 
 from __future__ import annotations

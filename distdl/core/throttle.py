@@ -1,46 +1,64 @@
-"""Adaptive per-host request rate: TCP-like slow start, then AIMD with a memory.
+"""Adaptive per-host request rate: slow start, then AIMD with a memory of the limit.
 
 Rank 0 owns one :class:`HostThrottle` per host. Workers report what they saw on the host
 (:class:`Feedback`) every 0.25–1 s; :meth:`HostThrottle.observe` merges the reports into a
-*window* and, when something can be concluded, moves the host's rate (req/s), which rank 0
-then splits among the ranks leasing the host. Time is an argument: no clock, no I/O.
+*window* and, when it can conclude something, moves the host's rate (req/s), which rank 0
+splits among the ranks leasing the host. Time is an argument: no clock, no I/O.
+
+Rate-limited image hosts usually sit behind a token bucket (nginx ``limit_req``, CDN rules):
+below the limit every request passes, above it the host serves exactly its limit and
+answers the rest 429. Its burst allowance hides an overshoot for a while, so a clean window
+proves less than it seems, and the rate served while the host complains is the best
+measure of its limit. The controller is built on those two facts.
 
 The algorithm
 -------------
 * **Complaint**: any 429/503 in the window, a Retry-After, a share of timeouts, or a sudden
-  burst of 403s (some CDNs forbid instead of throttling). A complaint is acted on at once,
-  whatever the window's size: the safe reaction must not wait for statistics.
-* **Slow start**: while the host answers cleanly and latency stays steady, the rate doubles
-  every *judged* window (at least ``min_window_requests`` answers over at least
-  ``feedback_interval`` seconds), so 3 → 60 req/s takes five windows, a few seconds.
-* **Cut**: a token bucket serves exactly its limit once we exceed it, so the rate the host
-  *served* while complaining (rate × share of OK answers) estimates its limit: the
-  *ceiling*. The rate drops to ``settle_share`` × ceiling, so a drained bucket refills,
-  but by no less than ``1 - decrease_factor`` and no more than ``1 - max_decrease`` of the
-  current rate (a burst allowance inflates a first estimate; the bounds keep one odd
-  window from doing much harm). A window with too few answers measures nothing: the
-  ceiling becomes the rate we complained at (or stays lower) and the cut is
-  ``blind_decrease``.
-* **Hold**: for ``feedback_interval`` after a cut, answers to requests sent at the old rate
-  are still arriving: no increase, and a complaint cuts again only if even the old rate's
-  served share could not carry the new rate.
-* **Recover and probe**: below ``settle_share`` × ceiling the rate climbs back by
-  ``recovery_factor`` per clean window (the host served that much). Above it, every
-  ``probe_requests`` clean answers add ``probe_step`` (additive increase): a crossed limit
-  first drains the host's burst allowance and then costs a handful of 429s, rarely, and a
-  raised limit is found again.
+  burst of 403s (some CDNs forbid instead of throttling). It is acted on at once, however
+  small the window: the safe reaction must not wait for statistics.
+* **Slow start**: while the host answers cleanly and latency stays steady, the rate grows by
+  ``slow_start_factor`` per *judged* window (at least ``min_window_requests`` answers over
+  at least ``feedback_interval`` seconds): 3 → 60 req/s in about six seconds.
+* **Cut**: a token bucket serves exactly its limit once exceeded, so the rate served while
+  complaining (rate × share of OK answers) measures the limit. The rate drops to
+  ``settle_share`` × that, so a drained bucket refills, cutting at least
+  ``1 - decrease_factor`` and at most ``1 - max_decrease`` of it. A window with fewer
+  than ``measure_requests`` answers is noisy: it cuts at most ``1 - blind_decrease``, and
+  when leaving slow start it goes back to the previous rate (which passed). The *ceiling*
+  is the lowest rate the host complained at, lowered to the measured limit (plus half a
+  standard deviation of counting noise) when the window was big enough.
+* **Hold**: for ``hold_seconds`` after a cut, reports still carry answers to the old rate.
+  There is no increase, and complaints are re-judged by OK answers per second (which do
+  not depend on when the requests were sent): the rate is cut again only if the host
+  serves clearly less than the new rate. Windows too small to judge are dropped.
+* **Recover, then probe**: below ``settle_share`` × ceiling the rate closes
+  ``recovery_gain`` of the gap per clean window: fast far from the ceiling, careful near
+  it, where a burst allowance would hide an overshoot. Above it, every ``probe_requests``
+  clean answers add ``probe_step``: rare, small crossings of the limit that cost a few
+  429s. Clean for a probe period at ``raised_limit`` × ceiling, the limit was raised: the
+  ceiling is forgotten, and while no limit is known each probe that passes doubles the
+  next one's step and halves its wait (CUBIC-like), so a learned rate restored from the
+  profiles table, or a raised limit, is found again in a few probes.
 * **max_ok_rate** is the highest rate of a clean window. A complaint at or below it proves
-  it stale and lowers it to the cut rate; a complaint above it (a failed probe) does not.
-* **rate_multiplier** < 1: the controller searches like above until the host has
-  complained ``settle_after_complaints`` times and the rate has held a plateau (or
-  ``max_rate`` passed cleanly), then stays at ``rate_multiplier × max_ok_rate`` without
-  probing. Later complaints still lower it.
+  it stale and lowers it to the cut rate.
+* **rate_multiplier** < 1: the search runs as above until the host has complained
+  ``settle_after_complaints`` times (the second measure comes from a drained bucket) or
+  ``max_rate`` passed cleanly, then the rate *settles* at ``rate_multiplier`` ×
+  min(max_ok_rate, ceiling) and never rises again; complaints still cut it.
 * **Latency**: a window whose mean latency exceeds ``latency_rise`` × the smoothed baseline
-  blocks increases (queues are growing on the server) and ends slow start.
+  blocks increases (the server is queueing) and ends slow start.
 * **Retry-After** pauses the whole host until ``now + retry_after`` (see
   :meth:`HostThrottle.paused_until`) and counts as a complaint.
 
 The rate always stays within ``[min_rate, max_rate]``.
+
+Measured in ``distdl.core.host_sim`` (token buckets of 2–60 req/s with 0.25 s of burst,
+reports every 0.25–0.5 s, start at 3 req/s, see ``tests/unit/test_throttle.py``): the rate
+first reaches [0.8, 1.0] × the limit within 9 s and averages 0.95–0.99 × the limit after
+that; 0.6% (reports every 0.25 s) to 0.8% (every 0.5 s) of all requests are answered 429,
+most of them while leaving slow start; 60 s worth of URLs finish within 1.14× the ideal
+time. A delay before a new rate reaches the senders lengthens every overshoot: with 0.3 s
+of it, about 1.3% of requests are answered 429.
 """
 
 from __future__ import annotations
@@ -50,7 +68,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Phase = Literal["slow_start", "steady", "settled"]
-_PHASES: tuple[Phase, ...] = ("slow_start", "steady", "settled")
 
 
 @dataclass(frozen=True)
@@ -68,40 +85,39 @@ class ThrottleSettings:
     # Judge a clean window only after this long: a rate change needs a report or two
     # (workers report every 0.25–1 s) to show.
     feedback_interval: float = 0.5
-    # After a cut, reports still carry answers to the old rate for up to one report period
-    # (1 s) plus the latency: hold increases and discount complaints this long.
+    # After a cut, reports carry answers to the old rate for about one report period.
     hold_seconds: float = 0.5
     # Fewer answers than this say nothing about a clean host: keep accumulating.
     min_window_requests: int = 5
-    # A complaining window needs this many answers before its share of OK answers is
-    # trusted as a measure of the host's limit (at 5 answers one 429 more or less moves the
-    # estimate by 20%); smaller windows get a fixed cut instead.
+    # A complaining window needs this many answers before its share of OK answers measures
+    # the host's limit; in smaller ones one 429 more or less moves it by 10% or more.
     measure_requests: int = 12
-    # Slow start multiplies by this per clean window: 3 → 96 req/s in five windows.
+    # A measured ceiling gets this many standard deviations of counting noise on top, so a
+    # dozen unlucky answers do not pin the rate well below the limit.
+    noise_allowance: float = 0.5
+    # Slow start multiplies by this per clean window. 2 (TCP) would reach a high limit a
+    # second sooner but overshoots by up to twice as much: most 429s of a run are paid here.
     slow_start_factor: float = 1.5
-    # Below settle_share × ceiling, add this share per clean window (additive increase
-    # per round trip, as TCP's congestion avoidance): a crossing costs a 5% overshoot.
-    recovery_step: float = 0.05
+    # Below settle_share × ceiling, close this share of the gap per clean window.
     recovery_gain: float = 0.25
-    ucb: float = 0.5
-    # Probing above it adds this share per probe: a crossed limit drains a burst
-    # allowance slowly, then costs a few 429s, not dozens.
+    # Above it, each probe adds this share of the rate…
     probe_step: float = 0.03
-    # Clean answers between probes: 429 episodes stay rare for every host size (a probe
-    # every ~2 s at 60 req/s, every ~50 s at 2 req/s) and a burst allowance that hides an
-    # overshoot has time to run dry before the next probe.
+    # …after this many clean answers: a probe every ~3 s at 60 req/s, every ~70 s at
+    # 3 req/s, where a single 429 is already 0.5% of a minute's requests.
     probe_requests: int = 200
-    # Each probe that passes doubles the next one, up to this: a limit far above the
-    # current rate (or one that was raised) is found in a few probes, CUBIC-like.
-    max_probe_step: float = 0.03
+    # Clean for a probe period at this multiple of the ceiling, the limit was raised (just
+    # above it, a burst allowance can hide an overshoot for a whole probe period)…
+    raised_limit: float = 1.1
+    # …and where no limit is known, probes double while they pass, up to this step.
+    max_probe_step: float = 0.25
     # A cut removes at least 15% (multiplicative decrease when the estimate is no lower)…
     decrease_factor: float = 0.85
     # …and at most three quarters, however bad one measured window looks…
     max_decrease: float = 0.25
-    # …and exactly half (TCP's factor) when the window was too small to measure anything.
-    blind_decrease: float = 0.5
-    # After a cut, run at this share of the ceiling, so a drained bucket refills (at 10% of
-    # the limit: 0.25 s of burst in 2.5 s) before the next probe reaches the limit again.
+    # …or half (TCP's factor) when the window was too small to measure anything.
+    blind_decrease: float = 0.7
+    # After a cut, run at this share of the measured limit: a drained bucket refills (at
+    # 10% of the limit, 0.25 s of burst in 2.5 s) before the next probe reaches it again.
     settle_share: float = 0.9
     # Mean latency this many times the baseline means the server is queueing.
     latency_rise: float = 2.0
@@ -115,7 +131,7 @@ class ThrottleSettings:
     forbidden_share: float = 0.5
     forbidden_min: int = 5
     forbidden_smoothing: float = 0.3
-    # rate_multiplier < 1 settles after this many complaints: a first estimate is inflated
+    # rate_multiplier < 1 settles after this many complaints: a first measure is inflated
     # by the host's burst allowance, a second comes from a drained bucket.
     settle_after_complaints: int = 2
 
@@ -126,6 +142,8 @@ class ThrottleSettings:
             raise ValueError("rate_multiplier must be in (0, 1]")
         if not 0 < self.max_decrease <= self.blind_decrease <= self.decrease_factor < 1:
             raise ValueError("need 0 < max_decrease <= blind_decrease <= decrease_factor < 1")
+        if self.slow_start_factor <= 1:
+            raise ValueError("slow_start_factor must be above 1")
 
     def clamp(self, rate: float) -> float:
         return min(self.max_rate, max(self.min_rate, rate))
@@ -168,15 +186,6 @@ class Feedback:
         )
 
 
-_UCB = [1.0]
-
-
-def _upper(count: int) -> float:
-    """``count`` plus one standard deviation of counting noise: a ceiling measured from a
-    dozen answers must not pin the rate 20% below the limit for good."""
-    return count + _UCB[0] * math.sqrt(count)
-
-
 @dataclass
 class _State:
     rate: float
@@ -185,8 +194,7 @@ class _State:
     ceiling: float = math.inf  # the host's limit as last measured while it complained
     complaints: int = 0
     clean_answers: int = 0  # clean answers since the rate last changed
-    probe_step: float = 0.0  # grows with each probe that passed, back to the start on a cut
-    cut_from: float = 0.0  # the rate before the last cut
+    probes: int = 0  # probes passed since the last cut while no limit is known
     hold_until: float = -math.inf
     paused_until: float = -math.inf
     latency_baseline: float | None = None
@@ -200,12 +208,7 @@ class HostThrottle:
 
     def __init__(self, settings: ThrottleSettings, now: float) -> None:
         self._settings = settings
-        _UCB[0] = settings.ucb
-        self._state = _State(
-            rate=settings.clamp(settings.start_rate),
-            window_start=now,
-            probe_step=settings.probe_step,
-        )
+        self._state = _State(rate=settings.clamp(settings.start_rate), window_start=now)
 
     @property
     def rate(self) -> float:
@@ -221,7 +224,7 @@ class HostThrottle:
 
     @property
     def ceiling(self) -> float:
-        """The limit measured at the last complaint; ``inf`` before the first one."""
+        """The host's limit as last measured while it complained; ``inf`` if unknown."""
         return self._state.ceiling
 
     def paused_until(self) -> float:
@@ -231,28 +234,18 @@ class HostThrottle:
     def observe(self, feedback: Feedback, now: float) -> float:
         """Fold in one report; returns the host's new rate."""
         state = self._state
-        measure = self._settings.measure_requests
         state.window = state.window.merged(feedback)
-        retry_after = feedback.retry_after is not None and feedback.retry_after > 0
-        if retry_after:
-            state.paused_until = max(state.paused_until, now + (feedback.retry_after or 0.0))
-        if retry_after or self._is_complaint(state.window):
-            if state.window_start >= state.hold_until:
-                self._on_complaint(state.window, now)
-                self._start_window(now)
-            elif state.window.total >= measure:
-                self._recheck_after_cut(state.window, now)
-                self._start_window(now)
-            elif now > state.hold_until:
-                # Too few answers to tell the old rate's from the new one's: if the new rate
-                # is still too high, the next window says so.
-                self._start_window(now)
+        retry_after = feedback.retry_after or 0.0
+        if retry_after > 0:
+            state.paused_until = max(state.paused_until, now + retry_after)
+        if retry_after > 0 or self._is_complaint(state.window):
+            self._on_complaint(now)
         elif self._judgeable(now):
             self._on_clean(state.window, now)
             self._start_window(now)
         return state.rate
 
-    # --- judging a window -----------------------------------------------------------
+    # --- windows --------------------------------------------------------------------
     def _judgeable(self, now: float) -> bool:
         state, settings = self._state, self._settings
         enough = state.window.total >= settings.min_window_requests
@@ -282,25 +275,36 @@ class HostThrottle:
         state.window_start = now
 
     # --- decreasing -----------------------------------------------------------------
-    def _on_complaint(self, window: Feedback, now: float) -> None:
+    def _on_complaint(self, now: float) -> None:
         state, settings = self._state, self._settings
+        if state.window_start >= state.hold_until:
+            self._cut(state.window, now)
+        elif state.window.total >= settings.measure_requests:
+            self._recheck_after_cut(state.window, now)
+        elif now <= state.hold_until:
+            return  # too few answers to tell the old rate's from the new one's: accumulate
+        # Past the hold, an unmeasured window is dropped: if the new rate is still too
+        # high, the next window says so.
+        self._start_window(now)
+
+    def _cut(self, window: Feedback, now: float) -> None:
+        state, settings = self._state, self._settings
+        rate = state.rate
+        leaving_slow_start = state.phase == "slow_start"
+        state.ceiling = min(state.ceiling, rate)
         measured = window.total >= settings.measure_requests
-        state.ceiling = min(state.ceiling, state.rate)
+        ok_share = window.ok / window.total if window.total else 1.0
+        target = settings.settle_share * rate * ok_share
         if measured:
-            served = state.rate * window.ok / window.total
-            state.ceiling = min(state.ceiling, state.rate * _upper(window.ok) / window.total)
-            target = settings.settle_share * served
-        elif state.phase == "slow_start":
-            target = state.rate / settings.slow_start_factor  # the last rate that passed
-        else:
-            target = settings.settle_share * state.ceiling
+            state.ceiling = min(state.ceiling, rate * self._upper(window.ok) / window.total)
+        elif leaving_slow_start:
+            target = rate / settings.slow_start_factor  # too few answers; the last rate passed
         floor = settings.max_decrease if measured else settings.blind_decrease
-        low, high = state.rate * floor, state.rate * settings.decrease_factor
-        if state.phase == "slow_start":
-            # The host's burst allowance inflates this first estimate; the previous rate
-            # passed without complaint.
-            high = min(high, state.rate / settings.slow_start_factor)
-        self._cut_to(settings.clamp(min(high, max(low, target))), now)
+        high = rate * settings.decrease_factor
+        if leaving_slow_start:
+            # A burst allowance inflates this first measure; the previous rate passed.
+            high = min(high, rate / settings.slow_start_factor)
+        self._cut_to(min(high, max(rate * floor, target)), now)
 
     def _recheck_after_cut(self, window: Feedback, now: float) -> None:
         """Cut again only if the host serves clearly less than the rate just set.
@@ -316,74 +320,89 @@ class HostThrottle:
         served = window.ok / duration
         if served >= state.rate * settings.decrease_factor:
             return
-        # We are above the limit, so the bucket is drained and serves exactly its limit.
-        state.ceiling = min(state.ceiling, state.rate, _upper(window.ok) / duration)
-        low = state.rate * settings.max_decrease
-        self._cut_to(settings.clamp(max(low, settings.settle_share * served)), now)
+        # Above the limit, the bucket is drained and serves exactly its limit.
+        state.ceiling = min(state.ceiling, state.rate, self._upper(window.ok) / duration)
+        self._cut_to(max(state.rate * settings.max_decrease, settings.settle_share * served), now)
+
+    def _upper(self, count: int) -> float:
+        return count + self._settings.noise_allowance * math.sqrt(count)
 
     def _cut_to(self, new_rate: float, now: float) -> None:
         state, settings = self._state, self._settings
+        new_rate = settings.clamp(new_rate)
         if state.phase == "settled":
             state.max_ok_rate = min(state.max_ok_rate, new_rate / settings.rate_multiplier)
-        elif state.rate <= state.max_ok_rate or state.phase == "slow_start":
-            state.max_ok_rate = min(state.max_ok_rate, new_rate)
+        elif state.rate <= state.max_ok_rate:
+            state.max_ok_rate = new_rate  # complained at a rate believed fine: it is stale
         if state.phase == "slow_start":
             state.phase = "steady"
-        state.cut_from = state.rate
         state.rate = new_rate
         state.complaints += 1
         state.clean_answers = 0
-        state.probe_step = settings.probe_step
+        state.probes = 0
         state.hold_until = now + settings.hold_seconds
 
     # --- increasing -----------------------------------------------------------------
     def _on_clean(self, window: Feedback, now: float) -> None:
         state = self._state
         latency_steady = self._latency_steady(window.mean_latency)
-        if state.phase != "settled":
-            state.max_ok_rate = max(state.max_ok_rate, state.rate)
+        if state.phase == "settled":
+            return
+        state.max_ok_rate = max(state.max_ok_rate, state.rate)
         if now <= state.hold_until:
             return
-        state.clean_answers += window.total
         if not latency_steady:
-            if state.phase == "slow_start":
-                state.phase = "steady"
+            state.phase = "steady"
             state.clean_answers = 0
-        elif state.phase == "slow_start":
+            return
+        state.clean_answers += window.total
+        if state.phase == "slow_start":
             self._slow_start_step()
-        elif state.phase == "steady":
+        else:
             self._steady_step()
 
     def _slow_start_step(self) -> None:
         state, settings = self._state, self._settings
-        if state.rate >= settings.max_rate:
-            # The host took everything we may send: the search is over.
-            self._settle_or(lambda: None, force=True)
-            return
-        self._set_rate(state.rate * settings.slow_start_factor)
+        if state.rate < settings.max_rate:
+            self._set_rate(state.rate * settings.slow_start_factor)
+        elif settings.rate_multiplier < 1:
+            self._settle()  # the host took everything we may send: the search is over
+        else:
+            state.phase = "steady"
 
     def _steady_step(self) -> None:
         state, settings = self._state, self._settings
+        if settings.rate_multiplier < 1 and state.complaints >= settings.settle_after_complaints:
+            self._settle()
+            return
         recovered = settings.settle_share * state.ceiling if math.isfinite(state.ceiling) else 0
         if state.rate < recovered:
-            step = max((recovered - state.rate) * settings.recovery_gain, state.rate * 0.01)
+            step = max(settings.recovery_gain * (recovered - state.rate), 0.01 * state.rate)
             self._set_rate(min(recovered, state.rate + step))
-        elif state.clean_answers >= settings.probe_requests:
-            if state.rate > state.ceiling:
-                state.ceiling = math.inf  # a long clean run above it: the limit has risen
-            step = state.probe_step
-            state.probe_step = min(settings.max_probe_step, step * 2)
-            self._settle_or(lambda: self._set_rate(state.rate * (1 + step)))
+        elif state.clean_answers >= self._probe_period():
+            self._probe()
 
-    def _settle_or(self, probe: Any, force: bool = False) -> None:
+    def _probe_period(self) -> int:
+        settings = self._settings
+        return max(settings.min_window_requests, settings.probe_requests // 2**self._state.probes)
+
+    def _probe(self) -> None:
         state, settings = self._state, self._settings
-        enough = state.complaints >= settings.settle_after_complaints
-        if settings.rate_multiplier < 1 and (force or enough):
-            state.phase = "settled"
-            self._set_rate(settings.rate_multiplier * state.max_ok_rate)
-        else:
-            state.phase = "steady"
-            probe()
+        if state.rate >= settings.raised_limit * state.ceiling:
+            # A whole probe period clean well above it: the limit was raised.
+            state.ceiling = math.inf
+        step = min(settings.max_probe_step, settings.probe_step * 2**state.probes)
+        if not math.isfinite(state.ceiling):
+            # No known limit: each probe that passes makes the next one twice as big and
+            # twice as soon (CUBIC-like), so a raised limit is found in a few probes.
+            state.probes += 1
+        self._set_rate(state.rate * (1 + step))
+
+    def _settle(self) -> None:
+        state, settings = self._state, self._settings
+        state.phase = "settled"
+        learned = min(state.max_ok_rate, state.ceiling) or state.rate
+        self._set_rate(settings.rate_multiplier * learned)
 
     def _set_rate(self, rate: float) -> None:
         self._state.rate = self._settings.clamp(rate)
@@ -419,15 +438,17 @@ class HostThrottle:
     def restore(
         cls, settings: ThrottleSettings, snapshot: dict[str, Any], now: float
     ) -> HostThrottle:
-        """Resume from a learned profile instead of slow-starting from ``start_rate``."""
+        """Resume from a learned profile instead of slow-starting from ``start_rate``.
+
+        Only ``rate`` is required; the other keys of :meth:`snapshot` refine the restart.
+        """
         throttle = cls(settings, now)
         learned = float(snapshot.get("rate") or 0.0)
         if learned <= 0:
             return throttle
         state = throttle._state
-        state.phase = "steady"
-        if snapshot.get("phase") == "settled" and settings.rate_multiplier < 1:
-            state.phase = "settled"
+        settled = snapshot.get("phase") == "settled" and settings.rate_multiplier < 1
+        state.phase = "settled" if settled else "steady"
         state.rate = settings.clamp(learned)
         state.max_ok_rate = settings.clamp(float(snapshot.get("max_ok_rate") or learned))
         ceiling = snapshot.get("ceiling")

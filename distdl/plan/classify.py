@@ -10,6 +10,8 @@ A property test keeps both paths in agreement.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from distdl.core.urls import classify_url
@@ -66,37 +68,41 @@ def _server_names_of_origins(origins: pl.Series) -> pl.Series:
     return parts.select(pl.when(decidable).then(named).alias("server_name")).to_series()
 
 
-def classify_identifiers(identifiers: pl.Series) -> pl.DataFrame:
-    """One row per identifier: ``url``, ``server_name``, ``error_code``, ``error_msg``.
+@dataclass(frozen=True)
+class Classified:
+    """The verdicts on a chunk of identifiers.
 
-    Accepted rows have a ``server_name``, ``error_code`` 0 and a null ``error_msg``; their
-    ``url`` is the identifier with surrounding whitespace removed (what was validated).
-    Rejected rows have a null ``server_name`` and ``url`` is the identifier as given.
+    ``server_name`` is null exactly on rejected rows. ``url`` is the identifier, with
+    surrounding whitespace removed where the reference accepted a padded one (what was
+    validated is what gets fetched). Rejections are listed sparsely, as they are rare:
+    ``rejected_rows`` (ascending row numbers) with their ``error_code`` and ``error_msg``.
     """
-    identifiers = identifiers.cast(pl.String)
+
+    server_name: pl.Series
+    url: pl.Series
+    rejected_rows: pl.Series
+    error_code: pl.Series
+    error_msg: pl.Series
+
+
+def classify_identifiers(identifiers: pl.Series) -> Classified:
+    identifiers = identifiers.cast(pl.String).rename("url")
     server_name = fast_server_names(identifiers)
-    n = len(identifiers)
-    frame = pl.DataFrame(
-        [
-            identifiers.rename("url"),
-            server_name,
-            pl.repeat(0, n, dtype=pl.Int64, eager=True).rename("error_code"),
-            pl.repeat(None, n, dtype=pl.String, eager=True).rename("error_msg"),
-        ]
-    )
     undecided = server_name.is_null().arg_true()
-    if len(undecided) == 0:
-        return frame
-    return _apply_reference(frame, identifiers, undecided)
-
-
-def _apply_reference(frame: pl.DataFrame, identifiers: pl.Series, rows: pl.Series) -> pl.DataFrame:
-    texts = identifiers.gather(rows).to_list()
+    texts = identifiers.gather(undecided).to_list()
     verdicts = [classify_url(text) for text in texts]
-    urls = [text.strip() if v.ok else text for text, v in zip(texts, verdicts, strict=True)]
-    return frame.with_columns(
-        frame["url"].clone().scatter(rows, urls),
-        frame["server_name"].clone().scatter(rows, [v.server_name for v in verdicts]),
-        frame["error_code"].clone().scatter(rows, [v.error_code for v in verdicts]),
-        frame["error_msg"].clone().scatter(rows, [v.error_msg or None for v in verdicts]),
+    if any(v.ok for v in verdicts):
+        accepted = pl.Series([v.ok for v in verdicts], dtype=pl.Boolean)
+        rows = undecided.filter(accepted)
+        stripped = [text.strip() for text, v in zip(texts, verdicts, strict=True) if v.ok]
+        identifiers = identifiers.clone().scatter(rows, stripped)
+        names = [v.server_name for v in verdicts if v.ok]
+        server_name = server_name.clone().scatter(rows, names)
+    rejected = [(row, v) for row, v in zip(undecided.to_list(), verdicts, strict=True) if not v.ok]
+    return Classified(
+        server_name=server_name,
+        url=identifiers,
+        rejected_rows=pl.Series("row", [row for row, _ in rejected], dtype=pl.UInt32),
+        error_code=pl.Series("error_code", [v.error_code for _, v in rejected], dtype=pl.Int64),
+        error_msg=pl.Series("error_msg", [v.error_msg for _, v in rejected], dtype=pl.String),
     )

@@ -94,13 +94,15 @@ class Partitioner:
         self._writer = _BackgroundWriter()
 
     def add(self, rows: pl.DataFrame) -> None:
-        """Add planned rows (the columns of schema.URLS) in input order."""
+        """Add rows (the columns of schema.URLS) in input order; null-server rows are skipped."""
         if rows.height == 0:
             return
         groups = rows.select(URLS.names).partition_by(
             "server_name", as_dict=True, maintain_order=True, include_key=False
         )
         for (server_name,), group in groups.items():
+            if server_name is None:  # rejected rows, written elsewhere
+                continue
             server = self._servers.setdefault(server_name, _ServerRows())
             self._buffered_bytes -= server.buffered_bytes
             # to_arrow copies the rows out of the chunk, so the chunk can be freed.

@@ -27,7 +27,7 @@ from distdl.core import codes
 from distdl.core.urls import safe_dir_name
 from distdl.errors import InputError, StateError
 from distdl.layout import SERVERS_TABLE, URLS_FILE, Layout
-from distdl.plan.classify import classify_identifiers
+from distdl.plan.classify import Classified, classify_identifiers
 from distdl.plan.duplicates import UuidHashes, confirm_duplicates
 from distdl.plan.ignored import read_ignored_servers
 from distdl.plan.partitioner import DEFAULT_MEMORY_BUDGET, Partitioner, ServerTotals
@@ -50,6 +50,7 @@ SERVERS_SCHEMA = pa.schema(
 # Lets list_url_partitions size every partition without opening it.
 _BATCH_SIZE_KEY = b"distdl.batch_size"
 _PROGRESS_EVERY_ROWS = 10_000_000
+_MISSING_UUID_MSG = codes.describe(codes.MISSING_UUID)
 
 
 @dataclass(frozen=True)
@@ -117,41 +118,47 @@ def _stream_rows(
 
 
 def _split_chunk(frame: pl.DataFrame, hashes: UuidHashes) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(rows to plan, in schema.URLS columns; error rows, in schema.ERRORS columns)."""
+    """(the chunk with a ``server_name`` column, null on rejected rows; the error rows).
+
+    Rejected rows stay in the first frame (the partitioner skips a null server) because
+    filtering a whole chunk costs more than the rare rejects are worth.
+    """
     verdicts = classify_identifiers(frame["identifier"])
-    uuid_given = (frame["uuid"].str.strip_chars() != "").fill_null(False)
+    uuid_given = (frame["uuid"].str.strip_chars().str.len_bytes() > 0).fill_null(False)
     hashes.add(frame["uuid"].filter(uuid_given))
-    frame = frame.with_columns(
-        verdicts["server_name"],
-        verdicts["url"].alias("url"),
-        verdicts["error_code"].alias("url_code"),
-        verdicts["error_msg"].alias("url_msg"),
-        uuid_given.alias("uuid_given"),
-    )
-    # A bad URL is reported before a missing uuid: it is the more useful message.
-    bad_url = pl.col("url_code") != 0
-    no_uuid = ~pl.col("uuid_given")
-    frame = frame.with_columns(
-        error_code=pl.when(bad_url)
-        .then(pl.col("url_code"))
-        .when(no_uuid)
-        .then(pl.lit(codes.MISSING_UUID, pl.Int64))
-        .otherwise(pl.lit(0, pl.Int64)),
-        error_msg=pl.when(bad_url)
-        .then(pl.col("url_msg"))
-        .when(no_uuid)
-        .then(pl.lit(codes.describe(codes.MISSING_UUID))),
-    )
-    accepted = pl.col("error_code") == 0
-    planned = frame.filter(accepted).with_columns(identifier=pl.col("url")).select(URLS.names)
-    rejected = frame.filter(~accepted).select(
-        pl.col("uuid").fill_null(""),
-        "identifier",
-        pl.lit(0, pl.Int64).alias("retry_count"),
-        "error_code",
-        "error_msg",
-    )
+    server_name = verdicts.server_name
+    orphans = (server_name.is_not_null() & ~uuid_given).arg_true()
+    if len(orphans):
+        server_name = server_name.clone().scatter(orphans, None)
+    rejected = _error_rows(frame, verdicts, orphans)
+    planned = frame.with_columns(identifier=verdicts.url, server_name=server_name)
     return planned, rejected
+
+
+def _error_rows(frame: pl.DataFrame, verdicts: Classified, orphans: pl.Series) -> pl.DataFrame:
+    """Error rows (schema.ERRORS columns) for bad URLs and for good URLs without a uuid."""
+    n_orphans = len(orphans)
+    reasons = pl.DataFrame(
+        {
+            "row": pl.concat([verdicts.rejected_rows, orphans.cast(pl.UInt32)]),
+            "error_code": pl.concat(
+                [verdicts.error_code, pl.Series([codes.MISSING_UUID] * n_orphans, dtype=pl.Int64)]
+            ),
+            "error_msg": pl.concat(
+                [verdicts.error_msg, pl.Series([_MISSING_UUID_MSG] * n_orphans, dtype=pl.String)]
+            ),
+        }
+    ).sort("row")
+    rows = reasons["row"]
+    return pl.DataFrame(
+        {
+            "uuid": frame["uuid"].gather(rows).fill_null(""),
+            "identifier": frame["identifier"].gather(rows),
+            "retry_count": pl.Series([0] * len(rows), dtype=pl.Int64),
+            "error_code": reasons["error_code"],
+            "error_msg": reasons["error_msg"],
+        }
+    )
 
 
 def _check_duplicates(source: InputSource, hashes: UuidHashes) -> None:

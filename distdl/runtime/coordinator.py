@@ -196,6 +196,9 @@ class Coordinator:
     def _apply_feedback(self, message: HostFeedbackReported, now: float) -> None:
         host = message.server_name
         decision = self._budgets.observe(host, message.feedback, now)
+        log.debug(
+            "feedback %s: %s -> budget %.2f req/s", host, message.feedback, self._budgets.rate(host)
+        )
         if decision.pause_seconds:
             self._scheduler.pause_host(host, now + decision.pause_seconds)
             for lease in self._scheduler.open_leases(host):

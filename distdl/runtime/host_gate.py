@@ -14,8 +14,15 @@ import asyncio
 from aiolimiter import AsyncLimiter
 
 
+# Servers count arrivals, and arrivals jitter by milliseconds: paced at exactly its limit, a
+# host with a one-request bucket answers 429 whenever one request travels faster than the
+# one before. Starting requests at 97% of the rate leaves that jitter room (15 ms at 2 req/s)
+# for a 3% longer run, instead of a 429, a retry and a rate cut.
+PACING_MARGIN = 0.97
+
+
 def _limiter_for(rate: float) -> AsyncLimiter:
-    return AsyncLimiter(1, 1.0 / rate)
+    return AsyncLimiter(1, 1.0 / (rate * PACING_MARGIN))
 
 
 class HostGate:
@@ -26,7 +33,7 @@ class HostGate:
         self._limiter = _limiter_for(rate)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._paused_until = 0.0
-        self._primer: asyncio.Task[None] | None = None
+        self._primed = False
 
     @property
     def rate(self) -> float:
@@ -37,9 +44,7 @@ class HostGate:
             return
         self._rate = rate
         self._limiter = _limiter_for(rate)
-        # A fresh bucket is empty and would let one request through at once, right after the
-        # old bucket let one through: fill it first so the switch adds no burst.
-        self._primer = asyncio.get_running_loop().create_task(self._limiter.acquire())
+        self._primed = False
 
     def pause(self, seconds: float) -> None:
         until = asyncio.get_running_loop().time() + seconds
@@ -57,6 +62,12 @@ class HostGate:
             while True:
                 await self._wait_pause()
                 limiter = self._limiter
+                if not self._primed:
+                    # A fresh bucket is empty and would let a request through at once, maybe
+                    # right after the previous lease or bucket on this host let one through:
+                    # the first start waits one interval, so a switch never adds a burst.
+                    self._primed = True
+                    await limiter.acquire()
                 await limiter.acquire()
                 if (
                     limiter is self._limiter

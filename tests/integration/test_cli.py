@@ -18,7 +18,10 @@ pytestmark = pytest.mark.timeout(120)
 def distdl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "distdl", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=100,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=100,
     )
 
 
@@ -33,10 +36,15 @@ ROWS = [f"u{i},http://127.0.0.1:9/img/{i}.jpeg,s{i}" for i in range(7)] + ["bad,
 
 def test_bad_config_exits_2_names_every_key_and_writes_nothing(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "path_to_input": "urls.csv", "path_to_output": "out",
-        "downloader_parameters": {"image_size": 0, "batch_sise": 3},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "path_to_input": "urls.csv",
+                "path_to_output": "out",
+                "downloader_parameters": {"image_size": 0, "batch_sise": 3},
+            }
+        )
+    )
     result = distdl("run", config)
     assert result.returncode == 2
     assert "downloader_parameters.image_size" in result.stderr
@@ -65,7 +73,10 @@ def test_changed_plan_is_refused_until_reset(tmp_path: Path) -> None:
     layout = layout_of(config)
     assert Checkpoint.load(layout.checkpoint_file).is_complete("batched")
     assert sorted(p.name for p in layout.urls.glob("server_name=*/partition_id=*")) == [
-        "partition_id=0", "partition_id=1", "partition_id=2"]
+        "partition_id=0",
+        "partition_id=1",
+        "partition_id=2",
+    ]
 
     write_config(tmp_path, batch_size=5)
     refused = distdl("run", config, "--until", "batched")

@@ -38,8 +38,14 @@ def _budgets(folder: Path, fleet: object, rates: dict[str, float]) -> None:
 
 def test_every_row_lands_once_and_no_host_is_overloaded(tmp_path: Path) -> None:
     with FleetThread(HOSTS, seed=3) as fleet:
-        write_url_list(fleet, tmp_path / "urls.csv", ROWS, bad_rows=7, formats=FORMATS,
-                       sizes=((1600, 1200), (300, 200), (90, 800)))
+        write_url_list(
+            fleet,
+            tmp_path / "urls.csv",
+            ROWS,
+            bad_rows=7,
+            formats=FORMATS,
+            sizes=((1600, 1200), (300, 200), (90, 800)),
+        )
         budgets = {spec.name: spec.rate_limit for spec in HOSTS}
         _budgets(tmp_path, fleet, budgets)
         config = write_config(tmp_path, image_size=256, max_retries=4)
@@ -82,8 +88,11 @@ def test_second_run_is_a_no_op_and_retry_errors_requeues_only_failures(tmp_path:
         assert len(fleet.requests) == first  # nothing left to do: no request at all
         layout = layout_of(config)
         before = assert_exactly_once(tmp_path / "urls.csv", layout)
-        not_found = [r for r in output_rows(layout, "errors.parquet", ["error_code"])
-                     if r["error_code"] in (404, 410)]
+        not_found = [
+            r
+            for r in output_rows(layout, "errors.parquet", ["error_code"])
+            if r["error_code"] in (404, 410)
+        ]
         run(config, RunOptions(ranks=1, retry_errors=frozenset({404, 410})))
         retried = [r for r in fleet.requests[first:] if r.path.startswith("/img")]
     assert len(retried) == len(not_found) > 0  # only the failures were fetched again

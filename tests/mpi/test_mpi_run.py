@@ -67,8 +67,9 @@ def _fleet_and_config(tmp_path: Path, rows: dict[str, int]) -> tuple[FleetThread
 def test_three_ranks_download_everything_exactly_once(tmp_path: Path) -> None:
     thread, config = _fleet_and_config(tmp_path, {"a": 40, "b": 30, "c": 20})
     try:
-        result = subprocess.run(_distdl("run", str(config), "--ranks", "3"),
-                                capture_output=True, text=True, timeout=240)
+        result = subprocess.run(
+            _distdl("run", str(config), "--ranks", "3"), capture_output=True, text=True, timeout=240
+        )
     finally:
         thread.stop()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -93,8 +94,12 @@ def test_sigkill_mid_run_then_resume_is_exactly_once(tmp_path: Path, victim: str
         process.wait(timeout=60)
         assert process.returncode != 0  # a dead rank never looks like success
         assert len(completed_partitions(layout_of(config).images)) < 30  # killed mid-run
-        result = subprocess.run(_distdl("resume", str(config), "--ranks", "3"),
-                                capture_output=True, text=True, timeout=240)
+        result = subprocess.run(
+            _distdl("resume", str(config), "--ranks", "3"),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
     finally:
         thread.stop()
     assert result.returncode == 0, result.stdout + result.stderr
