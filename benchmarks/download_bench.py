@@ -1,8 +1,11 @@
 """Download benchmark: makespan vs the lower bound, 429 share, and peak RSS per rank.
 
-    python benchmarks/download_bench.py --hosts 12 --images 3000 --ranks 3            # budgets = true limits
-    python benchmarks/download_bench.py --hidden --hosts 24 --images 6000 --ranks 3  # limits unknown
-    python benchmarks/download_bench.py --memory --images 20000 --batch-size 10000   # peak RSS per rank
+    # budgets = the hosts' true limits
+    python benchmarks/download_bench.py --hosts 12 --images 3000 --ranks 3
+    # limits hidden from distdl
+    python benchmarks/download_bench.py --hidden --hosts 24 --images 6000 --ranks 3
+    # peak RSS per rank with big partitions
+    python benchmarks/download_bench.py --memory --images 20000 --batch-size 10000 --size 1024 768
 
 The fleet runs in this process (a background thread); distdl runs as `distdl run` over
 mpiexec, exactly as a user starts it. Planning is done first and not timed: the makespan is

@@ -2,31 +2,29 @@
 
 Rows arrive chunk by chunk, mixed across servers. Each server buffers its rows until it
 has ``batch_size`` of them, then that partition is written as one parquet file. When all
-buffers together outgrow the memory budget, the largest ones are spilled to Arrow IPC
-pieces on disk and read back when their partition completes. So memory stays bounded by
-the budget plus one partition, no file stays open between chunks, and the partitions are
-the same whatever the budget: partition ``p`` of a server holds its rows
-``p * batch_size`` to ``(p + 1) * batch_size - 1`` in input order.
+buffers together outgrow the memory budget, the largest ones are spilled to disk
+(:mod:`distdl.plan.spill`) and read back when their partition completes. So memory stays
+bounded by the budget plus one partition, and the partitions are the same whatever the
+budget: partition ``p`` of a server holds its rows ``p * batch_size`` to
+``(p + 1) * batch_size - 1``, in input order.
 """
 
 from __future__ import annotations
 
-import itertools
-import shutil
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
 from distdl.layout import URLS_FILE, partition_subpath
+from distdl.plan.spill import SpilledPiece, SpillStore
+from distdl.plan.writer import BackgroundParquetWriter
 from distdl.schema import URLS
 
-DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024
+# Buffered bytes as Arrow counts them; the process's RSS grows by ~1.7x that (allocator
+# fragmentation over many small tables), measured on 10M rows.
+DEFAULT_MEMORY_BUDGET = 192 * 1024 * 1024
 SPILL_FOLDER = "_spill"
 
 
@@ -37,7 +35,7 @@ class _ServerRows:
     tables: list[pa.Table] = field(default_factory=list)
     buffered_rows: int = 0
     buffered_bytes: int = 0
-    pieces: list[Path] = field(default_factory=list)  # spilled rows of the open partition
+    pieces: list[SpilledPiece] = field(default_factory=list)  # of the open partition
     spilled_rows: int = 0
     next_partition: int = 0
     total_rows: int = 0
@@ -76,11 +74,7 @@ class ServerTotals:
 
 
 class Partitioner:
-    """Writes ``root/server_name=<safe>/partition_id=<n>/urls.parquet`` files.
-
-    Parquet encoding runs on a background thread (Arrow releases the GIL), overlapping the
-    next chunk's parsing and classification; :meth:`finish` or :meth:`close` waits for it.
-    """
+    """Writes ``root/server_name=<safe>/partition_id=<n>/urls.parquet`` files."""
 
     def __init__(
         self, root: Path, batch_size: int, memory_budget: int = DEFAULT_MEMORY_BUDGET
@@ -90,8 +84,8 @@ class Partitioner:
         self._memory_budget = memory_budget
         self._servers: dict[str, _ServerRows] = {}
         self._buffered_bytes = 0
-        self._spill_names = itertools.count()
-        self._writer = _BackgroundWriter()
+        self._spill = SpillStore(root / SPILL_FOLDER)
+        self._writer = BackgroundParquetWriter()
 
     def add(self, rows: pl.DataFrame) -> None:
         """Add rows (the columns of schema.URLS) in input order; null-server rows are skipped."""
@@ -126,99 +120,45 @@ class Partitioner:
         }
 
     def close(self) -> None:
-        """Wait for pending writes (raising the first failure) and drop spilled pieces."""
+        """Wait for pending writes (raising the first failure) and drop spilled rows."""
         try:
             self._writer.close()
         finally:
-            shutil.rmtree(self._root / SPILL_FOLDER, ignore_errors=True)
+            self._spill.close()
 
     def abort(self) -> None:
-        """Stop writing after a failure elsewhere; write errors are not raised."""
+        """Stop after a failure elsewhere; write errors are not raised."""
         self._writer.close(raise_errors=False)
-        shutil.rmtree(self._root / SPILL_FOLDER, ignore_errors=True)
+        self._spill.close()
 
     def _write_partition(self, server_name: str, server: _ServerRows, n_rows: int) -> None:
-        tables = [_read_piece(piece) for piece in server.pieces]
+        tables = [self._spill.load(piece) for piece in server.pieces]
         tables += server.take_buffered(n_rows - server.spilled_rows)
+        server.pieces = []
+        server.spilled_rows = 0
         folder = self._root / partition_subpath(server_name, server.next_partition)
         folder.mkdir(parents=True, exist_ok=True)
         self._writer.submit(_urls_table(server_name, tables), folder / URLS_FILE)
-        for piece in server.pieces:
-            piece.unlink()
-        server.pieces = []
-        server.spilled_rows = 0
         server.next_partition += 1
 
     def _spill_largest(self) -> None:
-        """Move the biggest buffers to disk until half the budget is free."""
+        """Move the biggest buffers to disk, in one file, until half the budget is free."""
+        chosen: list[_ServerRows] = []
         by_size = sorted(self._servers.values(), key=lambda s: s.buffered_bytes, reverse=True)
         for server in by_size:
             if self._buffered_bytes <= self._memory_budget // 2 or server.buffered_rows == 0:
                 break
             self._buffered_bytes -= server.buffered_bytes
-            self._spill(server)
-
-    def _spill(self, server: _ServerRows) -> None:
-        folder = self._root / SPILL_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
-        piece = folder / f"{next(self._spill_names)}.arrow"
-        n_rows = server.buffered_rows
-        table = pa.concat_tables(server.take_buffered(n_rows))
-        with pa.OSFile(str(piece), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        server.pieces.append(piece)
-        server.spilled_rows += n_rows
-
-
-class _BackgroundWriter:
-    """Writes parquet files on one thread, with a bounded amount of data queued."""
-
-    _MAX_QUEUED_BYTES = 64 * 1024 * 1024
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-writer")
-        self._queued: deque[tuple[Future[None], int]] = deque()
-        self._queued_bytes = 0
-
-    def submit(self, table: pa.Table, path: Path) -> None:
-        while self._queued and self._queued_bytes + table.nbytes > self._MAX_QUEUED_BYTES:
-            self._wait_oldest()
-        self._queued.append((self._pool.submit(_write_parquet, table, path), table.nbytes))
-        self._queued_bytes += table.nbytes
-
-    def close(self, raise_errors: bool = True) -> None:
-        try:
-            while self._queued:
-                self._wait_oldest(raise_errors)
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _wait_oldest(self, raise_errors: bool = True) -> None:
-        future, size = self._queued.popleft()
-        self._queued_bytes -= size
-        if raise_errors:
-            future.result()
-        else:
-            future.exception()
+            chosen.append(server)
+        if not chosen:
+            return
+        tables = [pa.concat_tables(server.take_buffered(server.buffered_rows)) for server in chosen]
+        for server, piece in zip(chosen, self._spill.spill(tables), strict=True):
+            server.pieces.append(piece)
+            server.spilled_rows += piece.n_rows
 
 
 def _urls_table(server_name: str, tables: list[pa.Table]) -> pa.Table:
     table = pa.concat_tables(tables)
     names = pa.repeat(pa.scalar(server_name, pa.string()), table.num_rows)
     return table.append_column("server_name", names).cast(URLS)
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    # Dictionaries only pay off on low-cardinality columns; statistics are never used.
-    pq.write_table(
-        table,
-        path,
-        compression="zstd",
-        use_dictionary=["server_name", "license", "title"],
-        write_statistics=False,
-    )
-
-
-def _read_piece(piece: Path) -> pa.Table:
-    with pa.OSFile(str(piece), "rb") as source:
-        return ipc.open_file(source).read_all()

@@ -50,6 +50,7 @@ SERVERS_SCHEMA = pa.schema(
 # Lets list_url_partitions size every partition without opening it.
 _BATCH_SIZE_KEY = b"distdl.batch_size"
 _PROGRESS_EVERY_ROWS = 10_000_000
+_HASHES_FOLDER = "_uuid_hashes"
 _MISSING_UUID_MSG = codes.describe(codes.MISSING_UUID)
 
 
@@ -84,17 +85,19 @@ def plan_source(
     staging = create_staging_dir(layout)
     rejects = RejectWriter(layout.rejected_dir)
     partitioner = Partitioner(staging, batch_size, memory_budget)
+    hashes = UuidHashes(staging / _HASHES_FOLDER)
     try:
-        hashes = UuidHashes()
         total_rows = _stream_rows(source, partitioner, rejects, hashes)
         totals = partitioner.finish()
         _check_duplicates(source, hashes)
+        (staging / _HASHES_FOLDER).rmdir()
         servers = _servers_table(totals, ignored)
         _write_servers_table(servers, staging / SERVERS_TABLE, batch_size)
         rejects.commit()
         swap_into_place(layout, staging)
     except BaseException:
         partitioner.abort()  # its writer thread must stop before the staging folder goes
+        hashes.close()
         rejects.abort()
         discard_staging_dir(layout, staging)
         raise

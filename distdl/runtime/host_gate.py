@@ -13,7 +13,6 @@ import asyncio
 
 from aiolimiter import AsyncLimiter
 
-
 # Servers count arrivals, and arrivals jitter by milliseconds: paced at exactly its limit, a
 # host with a one-request bucket answers 429 whenever one request travels faster than the
 # one before. Starting requests at 97% of the rate leaves that jitter room (15 ms at 2 req/s)

@@ -139,10 +139,17 @@ def test_status_and_doctor(tmp_path: Path) -> None:
     assert "pillow-simd" in doctor.stdout
 
 
-def test_legacy_entry_point_plans_with_reset_flag(tmp_path: Path) -> None:
-    _input(tmp_path, ROWS)
+def test_legacy_entry_point_runs_the_stages_and_resets(tmp_path: Path) -> None:
+    _input(tmp_path, ["u1,ftp://x/y,1", "u2,,2"])  # nothing to fetch: every row is rejected
     config = write_config(tmp_path)
-    legacy = Path(sys.executable).parent / "distributed_downloader"
-    result = subprocess.run([str(legacy), "--help"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
-    assert "--reset_batched" in result.stdout
+    legacy = str(Path(sys.executable).parent / "distributed_downloader")
+    first = subprocess.run([legacy, str(config)], capture_output=True, text=True, timeout=100)
+    assert first.returncode == 0, first.stdout + first.stderr
+    checkpoint = Checkpoint.load(layout_of(config).checkpoint_file)
+    assert checkpoint.is_complete("downloaded")
+    again = subprocess.run(
+        [legacy, str(config), "--reset_batched"], capture_output=True, text=True, timeout=100
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "removed the plan" in again.stdout
+    assert "2 rejected at planning" in again.stdout
