@@ -6,8 +6,10 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from distdl.config import Config, load_config
 from distdl.errors import DistdlError, RankFailure
@@ -15,6 +17,7 @@ from distdl.io.atomic import safe_rmtree
 from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
 from distdl.layout import Layout
+from distdl.profile import finish_profiling, planned_servers, probe_servers
 from distdl.runtime.coordinator import RunReport
 from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
 from distdl.runtime.launch import default_rank_count, launch_local_ranks
@@ -31,6 +34,7 @@ from distdl.stages import (
 from distdl.summary import dataset_totals, render_run, render_totals, save_run_summary
 
 log = logging.getLogger("distdl")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,38 +68,45 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     if options.resume:
         require_started(checkpoint, str(config_path))
-    _prepare(config, layout, checkpoint, options, str(config_path))
-    if "downloaded" not in stages_until(options.until):
-        return _outcome(layout, checkpoint, None)
-    if checkpoint.is_complete("downloaded"):
-        return _outcome(layout, checkpoint, None)
+    ensure_batched(config, layout, checkpoint, options.input_format, str(config_path))
     ranks = options.ranks or default_rank_count()
-    report = None
-    if ranks == 1:
-        report = asyncio.run(run_in_process(config, layout, options.retry_errors))
-    else:
+    if _wants_download(checkpoint, options) and ranks > 1:
+        # The ranks do the rest: they share the profiling, then download.
         code = launch_local_ranks(ranks, _rank_argv(str(config_path), options))
         if code != 0:
             raise RankFailure(f"the MPI ranks exited with code {code}; see {layout.logs}")
+        checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
+        return _outcome(layout, checkpoint, None)
+    if _wants("profiled", checkpoint, options):
+        finish_profiling(
+            layout, asyncio.run(probe_servers(config, layout, planned_servers(layout)))
+        )
+        checkpoint.mark_complete("profiled")
+    _requeue_errors(layout, checkpoint, options)
+    if not _wants("downloaded", checkpoint, options):
+        return _outcome(layout, checkpoint, None)
+    report = asyncio.run(run_in_process(config, layout, options.retry_errors))
     _finish_download(layout, checkpoint)
     return _outcome(layout, checkpoint, report)
 
 
-def _prepare(
-    config: Config, layout: Layout, checkpoint: Checkpoint, options: RunOptions, config_path: str
-) -> None:
-    """Every stage before downloading, then the --retry-errors re-queue."""
-    ensure_batched(config, layout, checkpoint, options.input_format, config_path)
-    if "profiled" in stages_until(options.until) and not checkpoint.is_complete("profiled"):
-        from distdl.profile import run_profiling
+def _wants(stage: Stage, checkpoint: Checkpoint, options: RunOptions) -> bool:
+    return stage in stages_until(options.until) and not checkpoint.is_complete(stage)
 
-        run_profiling(config, layout)
-        checkpoint.mark_complete("profiled")
-    if options.retry_errors and "downloaded" in stages_until(options.until):
-        requeued = requeue_error_partitions(layout, options.retry_errors)
-        if requeued:
-            checkpoint.invalidate_from("downloaded")
-        log.info("--retry-errors: %d partitions re-queued", requeued)
+
+def _wants_download(checkpoint: Checkpoint, options: RunOptions) -> bool:
+    return _wants("downloaded", checkpoint, options) or (
+        "downloaded" in stages_until(options.until) and bool(options.retry_errors)
+    )
+
+
+def _requeue_errors(layout: Layout, checkpoint: Checkpoint, options: RunOptions) -> None:
+    if not options.retry_errors or "downloaded" not in stages_until(options.until):
+        return
+    requeued = requeue_error_partitions(layout, options.retry_errors)
+    if requeued:
+        checkpoint.invalidate_from("downloaded")
+    log.info("--retry-errors: %d partitions re-queued", requeued)
 
 
 def _finish_download(layout: Layout, checkpoint: Checkpoint) -> None:
@@ -114,29 +125,64 @@ def _rank_argv(config_path: str, options: RunOptions) -> list[str]:
     return argv
 
 
+def _on_rank0(comm: Any, action: Callable[[], T]) -> T:
+    """Run ``action`` on rank 0 and share its result; a failure there fails every rank."""
+    result: tuple[bool, Any] | None = None
+    if comm.Get_rank() == 0:
+        try:
+            result = (True, action())
+        except DistdlError as exc:
+            result = (False, (str(exc), exc.exit_code))
+    ok, value = comm.bcast(result, root=0)
+    if not ok:
+        raise _ReplayedError(*value)
+    return value
+
+
+def _profile_share(config: Config, layout: Layout, comm: Any) -> None:
+    """Every rank probes its share of the hosts; rank 0 writes the table."""
+    servers = _on_rank0(comm, lambda: planned_servers(layout))
+    share = servers[comm.Get_rank() :: comm.Get_size()]
+    try:
+        found: tuple[bool, Any] = (True, asyncio.run(probe_servers(config, layout, share)))
+    except Exception as exc:  # reported by rank 0 below: no rank may hang in gather
+        found = (False, f"rank {comm.Get_rank()}: {type(exc).__name__}: {exc}")
+    gathered = comm.gather(found, root=0)
+
+    def merge() -> None:
+        failures = [value for ok, value in gathered if not ok]
+        if failures:
+            raise RankFailure("profiling failed: " + "; ".join(failures))
+        finish_profiling(layout, [p for _, profiles in gathered for p in profiles])
+
+    _on_rank0(comm, merge)
+
+
 def _run_as_mpi_rank(
     config: Config, layout: Layout, options: RunOptions, config_path: str
 ) -> RunOutcome:
-    """Inside mpiexec/srun: rank 0 does the stages before downloading, then every rank plays."""
+    """Inside mpiexec/srun: rank 0 leads every stage, the ranks share profiling and downloads."""
     comm = checked_world()
     rank, size = comm.Get_rank(), comm.Get_size()
     configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
     checkpoint = Checkpoint.load(layout.checkpoint_file)
-    failure: tuple[str, int] | None = None
-    if rank == 0:
-        try:
-            if options.resume:
-                require_started(checkpoint, config_path)
-            _prepare(config, layout, checkpoint, options, config_path)
-        except DistdlError as exc:
-            failure = (str(exc), exc.exit_code)
-    failure = comm.bcast(failure, root=0)
-    if failure is not None:
-        raise _ReplayedError(*failure)
-    if "downloaded" not in stages_until(options.until) or comm.bcast(
-        checkpoint.is_complete("downloaded") if rank == 0 else None, root=0
-    ):
-        return _outcome(layout, checkpoint, None)
+
+    def plan() -> bool:
+        if options.resume:
+            require_started(checkpoint, config_path)
+        ensure_batched(config, layout, checkpoint, options.input_format, config_path)
+        return _wants("profiled", checkpoint, options)
+
+    if _on_rank0(comm, plan):
+        _profile_share(config, layout, comm)
+        _on_rank0(comm, lambda: checkpoint.mark_complete("profiled"))
+
+    def requeue() -> bool:
+        _requeue_errors(layout, checkpoint, options)
+        return _wants("downloaded", checkpoint, options)
+
+    if not _on_rank0(comm, requeue):
+        return _outcome(layout, checkpoint, None) if rank == 0 else RunOutcome([], "")
     channel = MpiChannel(comm)
     report = asyncio.run(run_rank(config, layout, channel, size, options.retry_errors))
     channel.flush()

@@ -74,6 +74,11 @@ class DownloaderParameters(_Strict):
     jpeg_quality: int = Field(95, ge=1, le=100)
     leases_per_worker: int = Field(16, ge=1, description="partitions of distinct hosts per rank")
     max_in_flight_per_host: int = Field(16, ge=1)
+    host_failure_threshold: int = Field(
+        5, ge=1, description="connection failures in a row that open a host's breaker"
+    )
+    host_cooldown: float = Field(5.0, gt=0, description="first breaker cool-down, s (doubles)")
+    host_max_probes: int = Field(4, ge=1, description="failed probes before a host is dead")
     contact: str | None = Field(None, description="e-mail or URL put in the User-Agent")
     respect_opt_out: bool = True
 

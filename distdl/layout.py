@@ -9,6 +9,7 @@
       {images_folder}/server_name=%5Frejected/partition_id=0/…          planning rejects
       {logs_folder}/rank-<r>.log
       {schedules_folder}/                                                  run summaries
+      robots/<safe>.json                                                   robots.txt per host
       {profiles_table}  {ignored_table}  {inner_checkpoint_file}  {tools_folder}/
 
 Planning rejects live in a folder no real server can map to (see REJECTED_SERVER_DIR), so
@@ -85,6 +86,14 @@ class Layout:
     @property
     def rejected_dir(self) -> Path:
         return self.images / f"server_name={REJECTED_SERVER_DIR}" / "partition_id=0"
+
+    @property
+    def robots(self) -> Path:
+        return self.root / "robots"
+
+    def robots_file(self, server_name: str) -> Path:
+        """robots.txt as fetched while profiling (status and text, JSON)."""
+        return self.robots / f"{safe_dir_name(server_name)}.json"
 
     def log_file(self, rank: int) -> Path:
         return self.logs / f"rank-{rank}.log"

@@ -97,6 +97,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def declare_dead(self) -> None:
+        """Another rank's breaker already gave up on this host: do not try it again."""
+        self._dead = True
+
     def record_success(self, now: float) -> None:
         """The host answered (any HTTP status): it is reachable."""
         if self._dead:

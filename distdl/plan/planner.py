@@ -4,7 +4,8 @@ Every input row ends up exactly once either in a partition
 (``{urls}/server_name=<safe>/partition_id=<n>/urls.parquet``) or, when its identifier is
 not a fetchable URL or its uuid is empty, as an error row in
 ``layout.rejected_dir/errors.parquet``. Memory is bounded by a chunk of input plus the
-partitioner's budget plus 8 bytes a row for the duplicate-uuid check, never by the input.
+partitioner's budget, never by the input: what grows with it (spilled rows, the 8-byte
+uuid hashes of the duplicate check) waits on disk in the staging folder.
 
 The plan appears atomically: it is built in a staging folder and renamed into place only
 when complete, after the rejects file.
@@ -23,11 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distdl.config import Config
-from distdl.core import codes
 from distdl.core.urls import safe_dir_name
 from distdl.errors import InputError, StateError
 from distdl.layout import SERVERS_TABLE, URLS_FILE, Layout
-from distdl.plan.classify import Classified, classify_identifiers
+from distdl.plan.chunk import split_chunk
 from distdl.plan.duplicates import UuidHashes, confirm_duplicates
 from distdl.plan.ignored import read_ignored_servers
 from distdl.plan.partitioner import DEFAULT_MEMORY_BUDGET, Partitioner, ServerTotals
@@ -51,7 +51,6 @@ SERVERS_SCHEMA = pa.schema(
 _BATCH_SIZE_KEY = b"distdl.batch_size"
 _PROGRESS_EVERY_ROWS = 10_000_000
 _HASHES_FOLDER = "_uuid_hashes"
-_MISSING_UUID_MSG = codes.describe(codes.MISSING_UUID)
 
 
 @dataclass(frozen=True)
@@ -111,57 +110,13 @@ def _stream_rows(
     for table in source.chunks():
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        planned, rejected = _split_chunk(frame, hashes)
+        planned, rejected = split_chunk(frame, hashes)
         partitioner.add(planned)
         rejects.write(rejected.to_arrow())
         if (total + frame.height) // _PROGRESS_EVERY_ROWS > total // _PROGRESS_EVERY_ROWS:
             log.info("planning: %d rows read", total + frame.height)
         total += frame.height
     return total
-
-
-def _split_chunk(frame: pl.DataFrame, hashes: UuidHashes) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the chunk with a ``server_name`` column, null on rejected rows; the error rows).
-
-    Rejected rows stay in the first frame (the partitioner skips a null server) because
-    filtering a whole chunk costs more than the rare rejects are worth.
-    """
-    verdicts = classify_identifiers(frame["identifier"])
-    uuid_given = (frame["uuid"].str.strip_chars().str.len_bytes() > 0).fill_null(False)
-    hashes.add(frame["uuid"].filter(uuid_given))
-    server_name = verdicts.server_name
-    orphans = (server_name.is_not_null() & ~uuid_given).arg_true()
-    if len(orphans):
-        server_name = server_name.clone().scatter(orphans, None)
-    rejected = _error_rows(frame, verdicts, orphans)
-    planned = frame.with_columns(identifier=verdicts.url, server_name=server_name)
-    return planned, rejected
-
-
-def _error_rows(frame: pl.DataFrame, verdicts: Classified, orphans: pl.Series) -> pl.DataFrame:
-    """Error rows (schema.ERRORS columns) for bad URLs and for good URLs without a uuid."""
-    n_orphans = len(orphans)
-    reasons = pl.DataFrame(
-        {
-            "row": pl.concat([verdicts.rejected_rows, orphans.cast(pl.UInt32)]),
-            "error_code": pl.concat(
-                [verdicts.error_code, pl.Series([codes.MISSING_UUID] * n_orphans, dtype=pl.Int64)]
-            ),
-            "error_msg": pl.concat(
-                [verdicts.error_msg, pl.Series([_MISSING_UUID_MSG] * n_orphans, dtype=pl.String)]
-            ),
-        }
-    ).sort("row")
-    rows = reasons["row"]
-    return pl.DataFrame(
-        {
-            "uuid": frame["uuid"].gather(rows).fill_null(""),
-            "identifier": frame["identifier"].gather(rows),
-            "retry_count": pl.Series([0] * len(rows), dtype=pl.Int64),
-            "error_code": reasons["error_code"],
-            "error_msg": reasons["error_msg"],
-        }
-    )
 
 
 def _check_duplicates(source: InputSource, hashes: UuidHashes) -> None:

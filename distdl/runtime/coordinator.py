@@ -17,8 +17,10 @@ from distdl.errors import RankFailure
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.channel import Channel, receive
 from distdl.runtime.messages import (
+    AbandonHost,
     AssignPartition,
     ChangeRate,
+    HostDeclaredDead,
     HostFeedbackReported,
     PartitionCompleted,
     PartitionFailed,
@@ -92,6 +94,7 @@ class Coordinator:
         self._wanted: Counter[int] = Counter()
         self._report = RunReport()
         self._lease_hosts: dict[int, str] = {}
+        self._dead_hosts: set[str] = set()
         self._started = time.monotonic()
 
     @property
@@ -164,7 +167,8 @@ class Coordinator:
                     worker,
                     lease.rate,
                 )
-                self._channel.send(worker, AssignPartition(lease))
+                dead = lease.server_name in self._dead_hosts
+                self._channel.send(worker, AssignPartition(lease, host_unreachable=dead))
 
     def _send_rate_changes(self, changes: list[RateChange]) -> None:
         for change in changes:
@@ -187,11 +191,22 @@ class Coordinator:
             self._send_rate_changes(changes)
             if not requeued:
                 self._report.failures.append(f"{host}: {message.cause}")
+        elif isinstance(message, HostDeclaredDead):
+            self._abandon(message.server_name, source)
         elif isinstance(message, WorkerCrashed):
             log.error("rank %d crashed: %s\n%s", source, message.cause, message.traceback)
             self._report.failures.append(f"rank {source} crashed: {message.cause}")
         else:
             raise TypeError(f"coordinator got an unexpected message {message!r}")
+
+    def _abandon(self, host: str, reporter: int) -> None:
+        if host in self._dead_hosts:
+            return
+        log.warning("rank %d gave up on %s: its remaining URLs become error rows", reporter, host)
+        self._dead_hosts.add(host)
+        for lease in self._scheduler.open_leases(host):
+            if lease.worker != reporter:
+                self._channel.send(lease.worker, AbandonHost(host))
 
     def _apply_feedback(self, message: HostFeedbackReported, now: float) -> None:
         host = message.server_name

@@ -1,7 +1,10 @@
 """Download one leased partition to completion: every URL ends as one success or error row.
 
 Retries go back into the lease's queue with a not-before time, behind the host's other
-work, instead of sleeping in place; a Retry-After pauses the whole host gate.
+work, instead of sleeping in place; a Retry-After pauses the whole host gate. URLs that
+robots.txt disallows are never fetched. The host's circuit breaker holds requests back
+while the host does not answer, and once it gives up, every URL left becomes a
+HOST_UNREACHABLE row at once.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import math
 import random
 import time
 import traceback
@@ -20,9 +24,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from distdl.core import codes
+from distdl.core.breaker import CircuitBreaker
 from distdl.core.opt_out import is_opted_out
 from distdl.core.retry import RetryPolicy
 from distdl.core.retry_after import parse_retry_after
+from distdl.core.robots import RobotsRules
 from distdl.core.scheduler import Lease
 from distdl.image.pipeline import ImageFailure, ProcessedImage
 from distdl.io.partition_writer import PartitionOutput
@@ -36,12 +42,32 @@ log = logging.getLogger("distdl.worker")
 ImageProcessor = Callable[[bytes], Awaitable[ProcessedImage | ImageFailure]]
 
 
+# Network failures that say nothing about the URL and everything about the host.
+_HOST_FAILURES = frozenset(
+    {codes.CONNECTION_ERROR, codes.TIMEOUT, codes.DNS_ERROR, codes.SSL_ERROR}
+)
+# A 429 cuts this lease's own rate at once, before rank 0's new budget arrives (decreases are
+# always safe); at most once per interval, as later 429s answer requests sent before the cut.
+LOCAL_CUT = 0.85
+LOCAL_CUT_INTERVAL = 0.5  # seconds
+BREAKER_RECHECK = 1.0  # seconds between looks at an open breaker
+
+
 @dataclass(frozen=True)
 class LeasePolicy:
     retry: RetryPolicy
     retry_after_cap: float
     respect_opt_out: bool
     user_agent_token: str
+
+
+@dataclass
+class HostGuards:
+    """What a lease must respect on its host besides the rate: robots.txt and the breaker."""
+
+    robots: RobotsRules
+    breaker: CircuitBreaker
+    on_dead: Callable[[], None]
 
 
 @dataclass(order=True)
@@ -64,6 +90,7 @@ class LeaseRunner:
         policy: LeasePolicy,
         feedback: FeedbackBook,
         rng: random.Random,
+        guards: HostGuards,
     ) -> None:
         self.lease = lease
         self._rows = urls.to_pydict()
@@ -74,6 +101,8 @@ class LeaseRunner:
         self._policy = policy
         self._feedback = feedback
         self._rng = rng
+        self._guards = guards
+        self._last_cut = -math.inf
         self._queue: list[_Pending] = [_Pending(0.0, i, i, 0) for i in range(urls.num_rows)]
         self._order = urls.num_rows
         self._active: set[asyncio.Task[None]] = set()
@@ -95,6 +124,16 @@ class LeaseRunner:
                 if not self._queue or self._queue[0].not_before > loop.time():
                     await self._wait_for_change(loop)
                     continue
+                if self._settled_without_fetch(self._queue[0]):
+                    heapq.heappop(self._queue)
+                    continue
+                if not self._guards.breaker.allow_request(loop.time()):
+                    # Open, or half-open with its one probe out: look again when the
+                    # cool-down ends or a request finishes, at least every BREAKER_RECHECK.
+                    now = loop.time()
+                    until = min(self._guards.breaker.open_until, now + BREAKER_RECHECK)
+                    await self._wait_for_change(loop, max(until, now + 0.05))
+                    continue
                 item = heapq.heappop(self._queue)
                 await self._gate.acquire()
                 task = loop.create_task(self._attempt(item))
@@ -113,10 +152,27 @@ class LeaseRunner:
             seconds=time.monotonic() - started,
         )
 
-    async def _wait_for_change(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _settled_without_fetch(self, item: _Pending) -> bool:
+        """Rows robots.txt forbids, or whose host is dead, are written without a request."""
+        url = self._rows["identifier"][item.index]
+        if not self._guards.robots.allowed(url, self._policy.user_agent_token):
+            self._add_error(item, codes.ROBOTS_DISALLOWED, "disallowed by robots.txt")
+            return True
+        if self._guards.breaker.state(asyncio.get_running_loop().time()) == "dead":
+            self._add_error(
+                item, codes.HOST_UNREACHABLE, "host unreachable: circuit breaker gave up"
+            )
+            return True
+        return False
+
+    async def _wait_for_change(
+        self, loop: asyncio.AbstractEventLoop, until: float | None = None
+    ) -> None:
         timeout = None
         if self._queue:
             timeout = max(0.0, self._queue[0].not_before - loop.time())
+        if until is not None:
+            timeout = max(0.0, until - loop.time())
         self._changed.clear()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
@@ -137,6 +193,7 @@ class LeaseRunner:
             self._gate.release()
         self._requests += 1
         self._bytes += len(result.body or b"")
+        self._tell_breaker(result)
         try:
             await self._handle(item, result)
         except asyncio.CancelledError:
@@ -144,6 +201,17 @@ class LeaseRunner:
         except Exception as exc:  # a bug on one URL must not take the rank down
             log.error("internal error on %s: %s", url, traceback.format_exc())
             self._add_error(item, codes.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _tell_breaker(self, result: FetchResult) -> None:
+        breaker = self._guards.breaker
+        now = asyncio.get_running_loop().time()
+        if result.error_code in _HOST_FAILURES:
+            was_dead = breaker.state(now) == "dead"
+            breaker.record_failure(now)
+            if not was_dead and breaker.state(now) == "dead":
+                self._guards.on_dead()
+        elif result.status > 0:
+            breaker.record_success(now)
 
     async def _handle(self, item: _Pending, result: FetchResult) -> None:
         log.debug(
@@ -179,6 +247,10 @@ class LeaseRunner:
             self._throttled += 1
             if retry_after:
                 self._gate.pause(retry_after)
+            now = asyncio.get_running_loop().time()
+            if now - self._last_cut >= LOCAL_CUT_INTERVAL:
+                self._last_cut = now
+                self._gate.set_rate(self._gate.rate * LOCAL_CUT)
         self._feedback.record_failure(self.lease.server_name, code, result.elapsed, retry_after)
         decision = self._policy.retry.decide(code, item.attempt, self._rng, retry_after)
         if decision.retry:

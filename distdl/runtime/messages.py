@@ -16,6 +16,7 @@ from distdl.core.throttle import Feedback
 @dataclass(frozen=True)
 class AssignPartition:
     lease: Lease
+    host_unreachable: bool = False  # a breaker gave up on the host: write its rows, no fetch
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class PauseHost:
 
     server_name: str
     seconds: float
+
+
+@dataclass(frozen=True)
+class AbandonHost:
+    """Another rank's breaker declared the host dead: stop fetching from it."""
+
+    server_name: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,11 @@ class HostFeedbackReported:
 
 
 @dataclass(frozen=True)
+class HostDeclaredDead:
+    server_name: str
+
+
+@dataclass(frozen=True)
 class WorkerCrashed:
     """A worker raised: the run fails and names the cause; nothing is swallowed."""
 
@@ -85,12 +98,13 @@ class WorkerStopped:
     pass
 
 
-ToWorker = AssignPartition | ChangeRate | PauseHost | Shutdown
+ToWorker = AssignPartition | ChangeRate | PauseHost | AbandonHost | Shutdown
 ToCoordinator = (
     WorkRequested
     | PartitionCompleted
     | PartitionFailed
     | HostFeedbackReported
+    | HostDeclaredDead
     | WorkerCrashed
     | WorkerStopped
 )

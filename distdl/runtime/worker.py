@@ -18,22 +18,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from distdl.config import DownloaderParameters
+from distdl.core.breaker import CircuitBreaker
 from distdl.core.scheduler import Lease
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
 from distdl.io.atomic import remove_stale_temps
 from distdl.io.carry_over import carry_over
 from distdl.io.markers import is_completed
 from distdl.io.partition_writer import PartitionOutput
+from distdl.io.robots_store import load_robots
 from distdl.layout import Layout
 from distdl.net.fetcher import Fetcher
 from distdl.plan.planner import read_url_partition
 from distdl.runtime.channel import Channel, receive
 from distdl.runtime.feedback import FeedbackBook
 from distdl.runtime.host_gate import HostGate
-from distdl.runtime.lease_runner import LeasePolicy, LeaseRunner
+from distdl.runtime.lease_runner import HostGuards, LeasePolicy, LeaseRunner
 from distdl.runtime.messages import (
+    AbandonHost,
     AssignPartition,
     ChangeRate,
+    HostDeclaredDead,
     HostFeedbackReported,
     PartitionCompleted,
     PartitionFailed,
@@ -58,6 +62,18 @@ class WorkerSettings:
     image_options: ImageOptions
     policy: LeasePolicy
     retry_codes: frozenset[int] = frozenset()
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 5.0
+    breaker_max_probes: int = 4
+
+    def new_breaker(self, rng: random.Random) -> CircuitBreaker:
+        return CircuitBreaker(
+            threshold=self.breaker_threshold,
+            base_cooldown=self.breaker_cooldown,
+            max_cooldown=max(300.0, self.breaker_cooldown),
+            max_probes=self.breaker_max_probes,
+            rng=rng,
+        )
 
     @classmethod
     def from_params(
@@ -69,6 +85,9 @@ class WorkerSettings:
             image_options=ImageOptions.from_config(params),
             policy=policy,
             retry_codes=retry_codes,
+            breaker_threshold=params.host_failure_threshold,
+            breaker_cooldown=params.host_cooldown,
+            breaker_max_probes=params.host_max_probes,
         )
 
 
@@ -92,6 +111,7 @@ class Worker:
         self._gates: dict[int, HostGate] = {}
         self._leases: dict[int, Lease] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
 
     async def run(self) -> None:
         """Serve rank 0 until it says Shutdown; any exception is reported, then re-raised."""
@@ -125,6 +145,8 @@ class Worker:
     def _handle(self, message: object) -> None:
         if isinstance(message, AssignPartition):
             lease = message.lease
+            if message.host_unreachable:
+                self._breaker(lease.server_name).declare_dead()
             self._leases[lease.lease_id] = lease
             self._gates[lease.lease_id] = HostGate(
                 lease.rate, self._settings.max_in_flight_per_host
@@ -135,12 +157,32 @@ class Worker:
             gate = self._gates.get(message.lease_id)
             if gate is not None:
                 gate.set_rate(message.rate)
+        elif isinstance(message, AbandonHost):
+            self._breaker(message.server_name).declare_dead()
         elif isinstance(message, PauseHost):
             for lease_id, lease in self._leases.items():
                 if lease.server_name == message.server_name:
                     self._gates[lease_id].pause(message.seconds)
         else:
             raise TypeError(f"worker got an unexpected message {message!r}")
+
+    def _breaker(self, server_name: str) -> CircuitBreaker:
+        # One per host, outliving leases: a host that died for one partition is not
+        # rediscovered dead, timeout by timeout, for the next.
+        if server_name not in self._breakers:
+            self._breakers[server_name] = self._settings.new_breaker(self._rng)
+        return self._breakers[server_name]
+
+    def _guards(self, server_name: str) -> HostGuards:
+        def report_dead() -> None:
+            log.warning("%s: circuit breaker gave up on the host", server_name)
+            self._channel.send(COORDINATOR, HostDeclaredDead(server_name))
+
+        return HostGuards(
+            robots=load_robots(self._layout, server_name),
+            breaker=self._breaker(server_name),
+            on_dead=report_dead,
+        )
 
     def _send_feedback(self) -> None:
         for server_name, feedback in self._feedback.drain().items():
@@ -194,6 +236,7 @@ class Worker:
             self._settings.policy,
             self._feedback,
             self._rng,
+            self._guards(lease.server_name),
         )
         try:
             stats = await runner.run()

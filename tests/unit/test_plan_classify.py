@@ -1,0 +1,131 @@
+"""The vectorised URL classification agrees with the reference, classify_url."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from distdl.core import codes
+from distdl.core.urls import classify_url
+from distdl.plan.classify import classify_identifiers, fast_server_names
+
+# Weighted towards what the fast path accepts, so both of its outcomes are exercised.
+SCHEMES = (
+    ["http"] * 3
+    + ["https"] * 3
+    + ["HTTP", "Https", "hTtPs", "ftp", "file", "javascript", "data", ""]
+)
+SEPARATORS = ["://"] * 6 + [":/", ":", "//", ":///"]
+USERINFO = [""] * 6 + ["user@", "u:p@", "@", "a@b@"]
+HOSTS = [
+    "example.org",
+    "Example.ORG",
+    "example.org.",
+    "example.org..",
+    "...",
+    ".",
+    "a",
+    "img-1.cdn_2.example.org",
+    "-dash.org",
+    "127.0.0.1",
+    "[::1]",
+    "[2001:DB8::1]",
+    "[::1",
+    "::1]",
+    "[fe80::1%25eth0]",
+    "bücher.example",
+    "例え.jp",
+    "xn--bcher-kva.example",
+    "%2e%2e",
+    "..%2F..%2Fetc",
+    "a%2Fb",
+    "a b",
+    "",
+    "x" * 300,
+]
+PORTS = ["", ":", ":0", ":00", ":80", ":443", ":0080", ":8080", ":65535", ":65536", ":99999"]
+PORTS += [":123456", ":abc", ":-1", ":８０", ": 80"]
+PATHS = ["", "/", "/a.jpg", "/..", "/../../etc/passwd", "/%2e%2e/x", "?q=1", "#frag", "/p?q#f"]
+PATHS += ["/with space", "/tab\there", "/ünï", "/\x7f", "\\evil", "/a\nb", "/[x]@y"]
+PADDING = [""] * 8 + [" ", "  ", "\t", "\u00a0"]
+
+
+@st.composite
+def urls(draw: st.DrawFn) -> str:
+    parts = [
+        draw(st.sampled_from(PADDING)),
+        draw(st.sampled_from(SCHEMES)),
+        draw(st.sampled_from(SEPARATORS)),
+        draw(st.sampled_from(USERINFO)),
+        draw(st.sampled_from(HOSTS) | st.from_regex(r"[A-Za-z0-9.\-]{1,20}", fullmatch=True)),
+        draw(st.sampled_from(PORTS)),
+        draw(st.sampled_from(PATHS) | st.text(max_size=12).map(lambda t: "/" + t)),
+        draw(st.sampled_from(PADDING)),
+    ]
+    return "".join(parts)
+
+
+def _reference(url: str | None) -> str | None:
+    return classify_url(url).server_name
+
+
+@settings(max_examples=600, deadline=None)
+@given(batch=st.lists(urls() | st.text(max_size=30), min_size=1, max_size=20))
+@example(batch=["HTTP://Example.ORG.:0080/a", "https://a.b:443", "http://a.b:443/"])
+def test_vectorised_classification_matches_the_reference(batch: list[str]) -> None:
+    series = pl.Series(batch, dtype=pl.String)
+    fast = fast_server_names(series).to_list()
+    verdicts = classify_identifiers(series)
+    names = verdicts.server_name.to_list()
+    for url, fast_name, name in zip(batch, fast, names, strict=True):
+        expected = _reference(url)
+        # The fast path may decline a URL, but never decides it differently.
+        assert fast_name is None or fast_name == expected, url
+        assert name == expected, url
+    codes_by_row = zip(verdicts.rejected_rows, verdicts.error_code, strict=True)
+    rejected = dict(codes_by_row)
+    for row, url in enumerate(batch):
+        verdict = classify_url(url)
+        assert rejected.get(row) == (None if verdict.ok else verdict.error_code), url
+
+
+@pytest.mark.parametrize(
+    ("url", "server_name"),
+    [
+        ("http://Example.ORG/a.jpg", "example.org"),
+        ("HTTPS://example.org.:443/a", "example.org"),
+        ("http://example.org:443/a", "example.org:443"),
+        ("https://example.org:0080/a", "example.org:80"),
+        ("http://example.org:8080", "example.org:8080"),
+        ("http://example.org?x=/y", "example.org"),
+        ("http://example.org#@evil.com", "example.org"),
+    ],
+)
+def test_the_fast_path_decides_simple_urls(url: str, server_name: str) -> None:
+    assert fast_server_names(pl.Series([url])).to_list() == [server_name]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://u@a.org/", "http://[::1]/", " http://a.org/", "http://a.org:0/", "http://bü.de/"],
+)
+def test_odd_urls_are_left_to_the_reference(url: str) -> None:
+    assert fast_server_names(pl.Series([url])).to_list() == [None]
+
+
+def test_padded_urls_are_stripped_and_rejections_listed_sparsely() -> None:
+    series = pl.Series([" http://a.org/x ", "ftp://a.org/x", None, "http://b.org/"])
+    verdicts = classify_identifiers(series)
+    assert verdicts.url.to_list() == ["http://a.org/x", "ftp://a.org/x", None, "http://b.org/"]
+    assert verdicts.server_name.to_list() == ["a.org", None, None, "b.org"]
+    assert verdicts.rejected_rows.to_list() == [1, 2]
+    assert verdicts.error_code.to_list() == [codes.UNSUPPORTED_SCHEME, codes.INVALID_URL]
+    assert verdicts.error_msg.to_list() == ["unsupported scheme 'ftp'", "empty identifier"]
+
+
+def test_an_empty_chunk_classifies_to_nothing() -> None:
+    verdicts = classify_identifiers(pl.Series([], dtype=pl.String))
+    assert len(verdicts.server_name) == 0
+    assert len(verdicts.rejected_rows) == 0
