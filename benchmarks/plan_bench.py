@@ -1,6 +1,7 @@
 """Benchmark of stage "batched": rows/s, elapsed time and peak RSS of the planning process.
 
     python benchmarks/plan_bench.py --rows 10000000 [--format csv|tsv|parquet] [--keep]
+    python benchmarks/plan_bench.py --input /tmp/existing.csv --format csv
 
 Generates a synthetic GBIF-like input under a temporary folder in /tmp (see gen_input.py),
 plans it in a child process (so the peak RSS measured is planning's alone, read from
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--input", type=Path, help="plan this file instead of generating one")
     parser.add_argument("--child", nargs=3, metavar=("INPUT", "OUTPUT", "FORMAT"))
     args = parser.parse_args()
     if args.child:
@@ -77,16 +79,18 @@ def main() -> None:
 
 def _bench(folder: Path, args: argparse.Namespace) -> None:
     suffix = {"csv": ".csv", "tsv": ".tsv", "parquet": ".parquet"}[args.format]
-    input_path = folder / f"input{suffix}"
-    started = time.perf_counter()
-    write_synthetic_input(input_path, args.rows, n_hosts=args.hosts, fmt=args.format)
-    generated = time.perf_counter() - started
+    input_path = args.input or folder / f"input{suffix}"
+    if args.input is None:
+        started = time.perf_counter()
+        write_synthetic_input(input_path, args.rows, n_hosts=args.hosts, fmt=args.format)
+        generated = time.perf_counter() - started
+        print(f"generated {args.rows:,} rows ({args.format}) in {generated:.1f} s")
     size_mb = input_path.stat().st_size / 1e6
-    print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB {args.format}) in {generated:.1f} s")
     result = _run_child(input_path, folder / "out", args.format, args.batch_size)
     elapsed = float(result["elapsed_s"])  # type: ignore[arg-type]
-    rows_per_s = args.rows / elapsed if elapsed else 0.0
-    print(f"planned {args.rows:,} rows in {elapsed:.1f} s: {rows_per_s:,.0f} rows/s")
+    rows = int(result["total_rows"])  # type: ignore[call-overload]
+    rows_per_s = rows / elapsed if elapsed else 0.0
+    print(f"planned {rows:,} rows ({size_mb:,.0f} MB) in {elapsed:.1f} s: {rows_per_s:,.0f} rows/s")
     print(f"peak RSS of the planning process: {result['peak_rss_mb']:,.0f} MB")
     print(
         f"servers {result['servers']}, partitions {result['partitions']}, "
@@ -94,7 +98,7 @@ def _bench(folder: Path, args: argparse.Namespace) -> None:
     )
     record = {
         "bench": "plan",
-        "rows": args.rows,
+        "rows": rows,
         "format": args.format,
         "input_mb": round(size_mb, 1),
         "elapsed_s": round(elapsed, 2),

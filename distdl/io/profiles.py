@@ -1,9 +1,10 @@
 """The per-host profiles table (CSV): budgets set by hand, measured, or learned.
 
 Columns: ``server_name, total_batches, total_urls, rate_limit, max_rate_limit, crawl_delay,
-latency_ms, status``. Only ``server_name`` and ``rate_limit`` are required, so a user can
-write a two-column table by hand to set budgets. ``rate_limit`` is where a host starts (and
-what a run learned, written back at the end); ``max_rate_limit`` is its ceiling.
+latency_ms, status, learned_at``. Only ``server_name`` and ``rate_limit`` are required, so a
+user can write a two-column table by hand to set budgets. ``rate_limit`` is where a host starts (and
+what a run learned, written back at the end, with ``learned_at``); ``max_rate_limit`` is its
+ceiling.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class HostProfile:
     crawl_delay: float | None = None
     latency_ms: float | None = None
     status: str | None = None
+    learned_at: str | None = None  # set when rate_limit was learned by a download run
 
 
 _ORDER = [
@@ -41,6 +43,7 @@ _ORDER = [
     "crawl_delay",
     "latency_ms",
     "status",
+    "learned_at",
 ]
 
 
@@ -92,6 +95,7 @@ def _profile(row: dict[str, str | None]) -> HostProfile:
         crawl_delay=_number(row.get("crawl_delay") or None),
         latency_ms=_number(row.get("latency_ms") or None),
         status=row.get("status") or None,
+        learned_at=row.get("learned_at") or None,
     )
 
 
@@ -108,6 +112,7 @@ def write_profiles(path: Path, profiles: Iterable[HostProfile]) -> None:
             "crawl_delay": pl.Float64,
             "latency_ms": pl.Float64,
             "status": pl.String,
+            "learned_at": pl.String,
         },
     ).select(_ORDER)
     buffer = io.StringIO()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from distdl.core.robots import RobotsRules
 from distdl.io.atomic import atomic_write_text
 from distdl.layout import Layout
 
@@ -14,10 +13,13 @@ def save_robots(layout: Layout, server_name: str, status: int | None, text: str 
     atomic_write_text(layout.robots_file(server_name), json.dumps(payload) + "\n")
 
 
-def load_robots(layout: Layout, server_name: str) -> RobotsRules:
-    """The host's rules; a host never profiled (no file) has none to follow."""
+RobotsAnswer = tuple[int | None, str | None]  # (HTTP status or None when unreachable, text)
+
+
+def load_robots(layout: Layout, server_name: str) -> RobotsAnswer | None:
+    """The answer stored while profiling; None when the host was never asked."""
     try:
         payload = json.loads(layout.robots_file(server_name).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return RobotsRules.allow_everything()
-    return RobotsRules.from_response(payload.get("status"), payload.get("text"))
+        return None
+    return payload.get("status"), payload.get("text")

@@ -31,7 +31,7 @@ def split_chunk(frame: pl.DataFrame, hashes: UuidHashes) -> tuple[pl.DataFrame, 
     are handed to ``hashes`` for the duplicate check.
     """
     verdicts = classify_identifiers(frame["identifier"])
-    uuid_given = (frame["uuid"].str.strip_chars().str.len_bytes() > 0).fill_null(False)
+    uuid_given = has_uuid(frame["uuid"])
     hashes.add(frame["uuid"].filter(uuid_given))
     server_name = verdicts.server_name
     reasons: list[_Reasons] = [(verdicts.rejected_rows, verdicts.error_code, verdicts.error_msg)]
@@ -46,6 +46,11 @@ def split_chunk(frame: pl.DataFrame, hashes: UuidHashes) -> tuple[pl.DataFrame, 
             reasons.append((rows, _repeat(code, len(rows)), _repeat(message, len(rows))))
     planned = frame.with_columns(identifier=verdicts.url, server_name=server_name)
     return planned, _error_rows(frame, reasons)
+
+
+def has_uuid(uuids: pl.Series) -> pl.Series:
+    """False for a null, empty or all-whitespace uuid."""
+    return (uuids.str.strip_chars().str.len_bytes() > 0).fill_null(False)
 
 
 def _unstorable(server_name: pl.Series) -> pl.Series:

@@ -56,15 +56,20 @@ class _ServerRows:
         while n_rows > 0:
             table = self.tables.pop(0)
             if table.num_rows > n_rows:
-                # Copy the tail so it does not pin its parent's buffers after they are written.
-                tail = table.slice(n_rows)
-                self.tables.insert(0, tail.take(pa.array(range(tail.num_rows), pa.int32())))
+                self.tables.insert(0, table.slice(n_rows))
                 table = table.slice(0, n_rows)
             taken.append(table)
             n_rows -= table.num_rows
         self.buffered_rows = sum(t.num_rows for t in self.tables)
         self.buffered_bytes = sum(t.nbytes for t in self.tables)
         return taken
+
+    def compact(self) -> None:
+        """Copy a partly written table's rest, so it stops pinning the written part."""
+        if self.tables and self.tables[0].column(0).chunk(0).offset > 0:
+            head = self.tables[0]
+            # Concatenating with an empty table is Arrow's cheapest deep copy.
+            self.tables[0] = pa.concat_tables([head, head.schema.empty_table()]).combine_chunks()
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class Partitioner:
             server.append(group.to_arrow())
             while server.pending_rows >= self._batch_size:
                 self._write_partition(server_name, server, self._batch_size)
+            server.compact()
             self._buffered_bytes += server.buffered_bytes
         if self._buffered_bytes > self._memory_budget:
             self._spill_largest()
@@ -159,6 +165,7 @@ class Partitioner:
 
 
 def _urls_table(server_name: str, tables: list[pa.Table]) -> pa.Table:
-    table = pa.concat_tables(tables)
+    # One chunk per column first: casting dozens of small chunks costs more than the copy.
+    table = pa.concat_tables(tables).combine_chunks()
     names = pa.repeat(pa.scalar(server_name, pa.string()), table.num_rows)
     return table.append_column("server_name", names).cast(URLS)

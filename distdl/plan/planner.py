@@ -27,7 +27,7 @@ from distdl.config import Config
 from distdl.core.urls import safe_dir_name
 from distdl.errors import InputError, StateError
 from distdl.layout import SERVERS_TABLE, URLS_FILE, Layout
-from distdl.plan.chunk import split_chunk
+from distdl.plan.chunk import has_uuid, split_chunk
 from distdl.plan.duplicates import UuidHashes, confirm_duplicates
 from distdl.plan.ignored import read_ignored_servers
 from distdl.plan.partitioner import DEFAULT_MEMORY_BUDGET, Partitioner, ServerTotals
@@ -55,6 +55,9 @@ _HASHES_FOLDER = "_uuid_hashes"
 
 @dataclass(frozen=True)
 class PlanSummary:
+    """Counts of a plan. ``total_rows == planned_rows + rejected_rows``; ignored servers'
+    rows are planned (and counted in ``planned_rows``, ``servers`` and ``partitions``)."""
+
     total_rows: int
     planned_rows: int
     rejected_rows: int
@@ -132,7 +135,7 @@ def _check_duplicates(source: InputSource, hashes: UuidHashes) -> None:
 def _uuid_chunks(source: InputSource) -> Iterator[pl.Series]:
     for table in source.chunks():
         uuids = pl.Series("uuid", table.column("uuid"))
-        yield uuids.filter((uuids.str.strip_chars() != "").fill_null(False))
+        yield uuids.filter(has_uuid(uuids))
 
 
 def _servers_table(totals: dict[str, ServerTotals], ignored: frozenset[str]) -> pa.Table:

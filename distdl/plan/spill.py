@@ -45,7 +45,7 @@ class SpillStore:
         batch_index = 0
         with pa.OSFile(str(spill_file.path), "wb") as sink, ipc.new_file(sink, schema) as writer:
             for table in tables:
-                batches = table.cast(schema).to_batches()
+                batches = (table if table.schema == schema else table.cast(schema)).to_batches()
                 for batch in batches:
                     writer.write_batch(batch)
                 pieces.append(SpilledPiece(spill_file, batch_index, len(batches), table.num_rows))

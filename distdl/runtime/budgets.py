@@ -11,6 +11,7 @@ host, turns its answers into rate changes and pauses, and persists what was lear
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,8 +77,8 @@ class HostBudgets:
             max_rate=ceiling,
             min_rate=min(base.min_rate, ceiling),
         )
-        if profile.max_rate_limit is None:
-            return HostThrottle(settings, now)
+        if profile.learned_at is None:
+            return HostThrottle(settings, now)  # a guess or a hand-set budget: search from it
         return HostThrottle.restore(settings, {"rate": settings.start_rate}, now)
 
     def initial_budgets(self) -> dict[str, float]:
@@ -110,6 +111,7 @@ class HostBudgets:
         if not self._throttles:
             return
         profiles = dict(self._profiles)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         for server, throttle in self._throttles.items():
             old = profiles.get(server)
             learned = round(throttle.max_ok_rate or throttle.rate, 3)
@@ -118,6 +120,9 @@ class HostBudgets:
             else:
                 base = old or HostProfile(server_name=server, rate_limit=learned)
                 profiles[server] = replace(
-                    base, rate_limit=learned, max_rate_limit=self._ceilings[server]
+                    base,
+                    rate_limit=learned,
+                    max_rate_limit=self._ceilings[server],
+                    learned_at=stamp,
                 )
         write_profiles(self._path, profiles.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -14,9 +14,11 @@ from distdl.core.retry import RetryPolicy
 from distdl.core.scheduler import LeaseScheduler, PartitionRef
 from distdl.core.urls import safe_dir_name
 from distdl.io.markers import completed_partitions
+from distdl.io.robots_store import RobotsAnswer
 from distdl.layout import Layout
 from distdl.net.fetcher import AiohttpFetcher
 from distdl.net.headers import user_agent_token
+from distdl.net.robots_fetch import fetch_robots
 from distdl.net.session import make_session
 from distdl.net.settings import FetchSettings
 from distdl.plan.planner import list_url_partitions
@@ -76,7 +78,11 @@ async def open_worker(
     try:
         async with make_session(fetch_settings) as session:
             fetcher = AiohttpFetcher(session, fetch_settings)
-            yield Worker(channel, layout, settings, fetcher, executor, random.Random())
+
+            def robots(base_url: str) -> Awaitable[RobotsAnswer]:
+                return fetch_robots(session, base_url, fetch_settings)
+
+            yield Worker(channel, layout, settings, fetcher, robots, executor, random.Random())
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -19,15 +19,17 @@ import pyarrow.compute as pc
 
 from distdl.config import DownloaderParameters
 from distdl.core.breaker import CircuitBreaker
+from distdl.core.robots import RobotsRules
 from distdl.core.scheduler import Lease
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
 from distdl.io.atomic import remove_stale_temps
 from distdl.io.carry_over import carry_over
 from distdl.io.markers import is_completed
 from distdl.io.partition_writer import PartitionOutput
-from distdl.io.robots_store import load_robots
+from distdl.io.robots_store import RobotsAnswer, load_robots, save_robots
 from distdl.layout import Layout
 from distdl.net.fetcher import Fetcher
+from distdl.net.probe import origin
 from distdl.plan.planner import read_url_partition
 from distdl.runtime.channel import Channel, receive
 from distdl.runtime.feedback import FeedbackBook
@@ -98,6 +100,7 @@ class Worker:
         layout: Layout,
         settings: WorkerSettings,
         fetcher: Fetcher,
+        fetch_robots: Callable[[str], Awaitable[RobotsAnswer]],
         executor: Executor,
         rng: random.Random | None = None,
     ) -> None:
@@ -105,6 +108,7 @@ class Worker:
         self._layout = layout
         self._settings = settings
         self._fetcher = fetcher
+        self._fetch_robots = fetch_robots
         self._executor = executor
         self._rng = rng or random.Random()
         self._feedback = FeedbackBook()
@@ -173,16 +177,33 @@ class Worker:
             self._breakers[server_name] = self._settings.new_breaker(self._rng)
         return self._breakers[server_name]
 
-    def _guards(self, server_name: str) -> HostGuards:
+    async def _guards(self, server_name: str, sample_url: str) -> HostGuards:
+        breaker = self._breaker(server_name)
+
         def report_dead() -> None:
             log.warning("%s: circuit breaker gave up on the host", server_name)
             self._channel.send(COORDINATOR, HostDeclaredDead(server_name))
 
-        return HostGuards(
-            robots=load_robots(self._layout, server_name),
-            breaker=self._breaker(server_name),
-            on_dead=report_dead,
+        answer = load_robots(self._layout, server_name)
+        if breaker.state(asyncio.get_running_loop().time()) != "dead" and (
+            answer is None or answer[0] is None
+        ):
+            # Never asked, or nobody answered while profiling: ask again now, since a host
+            # may be back (this is also how --retry-errors -32 gets a second chance).
+            answer = await self._fetch_robots(origin(sample_url))
+            save_robots(self._layout, server_name, *answer)
+            if answer[0] is None:
+                breaker.declare_dead()
+                report_dead()
+        status, text = answer or (None, None)
+        # RFC 9309 forbids crawling a host whose robots.txt is unreachable; its rows become
+        # HOST_UNREACHABLE (retryable), not ROBOTS_DISALLOWED, since the host, not a rule, failed.
+        robots = (
+            RobotsRules.allow_everything()
+            if status is None
+            else RobotsRules.from_response(status, text)
         )
+        return HostGuards(robots=robots, breaker=breaker, on_dead=report_dead)
 
     def _send_feedback(self) -> None:
         for server_name, feedback in self._feedback.drain().items():
@@ -236,7 +257,7 @@ class Worker:
             self._settings.policy,
             self._feedback,
             self._rng,
-            self._guards(lease.server_name),
+            await self._guards(lease.server_name, urls["identifier"][0].as_py()),
         )
         try:
             stats = await runner.run()

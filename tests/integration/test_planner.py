@@ -450,3 +450,27 @@ def test_reading_a_plan_that_does_not_exist_is_a_state_error(tmp_path: Path) -> 
         list_url_partitions(layout)
     with pytest.raises(StateError):
         read_url_partition(layout, "a.org", 0)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_an_input_without_rows_gives_an_empty_plan(tmp_path: Path, fmt: str) -> None:
+    input_path = tmp_path / f"in.{fmt}"
+    if fmt == "parquet":
+        _write_parquet(input_path, [])
+    else:
+        input_path.write_text(",".join(INPUT_HEADER) + "\n")
+    config, layout = _setup(tmp_path, input_path, batch_size=2)
+
+    summary = plan_input(config, layout)
+
+    assert summary == PlanSummary(0, 0, 0, 0, 0, 0, 0)
+    assert list_url_partitions(layout) == []
+    assert read_servers_table(layout).columns == [
+        "server_name",
+        "safe_name",
+        "total_urls",
+        "total_batches",
+        "ignored",
+    ]
+    assert _rejects(layout).num_rows == 0
+    assert (layout.rejected_dir / COMPLETED_MARKER).is_file()
