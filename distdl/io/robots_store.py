@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
 
 from distdl.io.atomic import atomic_write_text
 from distdl.layout import Layout
 
+# RFC 9309 lets a crawler cache robots.txt for up to 24 h; an *unreachable* answer is asked
+# again after an hour, so a host that was down while profiling gets another chance.
+UNREACHABLE_MAX_AGE = 3600.0  # seconds
+
 
 def save_robots(layout: Layout, server_name: str, status: int | None, text: str | None) -> None:
-    payload = {"server_name": server_name, "status": status, "text": text}
+    payload = {
+        "server_name": server_name,
+        "status": status,
+        "text": text,
+        "fetched_at": time.time(),
+    }
     atomic_write_text(layout.robots_file(server_name), json.dumps(payload) + "\n")
 
 
@@ -17,9 +27,12 @@ RobotsAnswer = tuple[int | None, str | None]  # (HTTP status or None when unreac
 
 
 def load_robots(layout: Layout, server_name: str) -> RobotsAnswer | None:
-    """The answer stored while profiling; None when the host was never asked."""
+    """The stored answer; None when the host was never asked or should be asked again."""
     try:
         payload = json.loads(layout.robots_file(server_name).read_text(encoding="utf-8"))
     except FileNotFoundError:
+        return None
+    age = time.time() - float(payload.get("fetched_at") or 0.0)
+    if payload.get("status") is None and age > UNREACHABLE_MAX_AGE:
         return None
     return payload.get("status"), payload.get("text")

@@ -184,17 +184,16 @@ class Worker:
             log.warning("%s: circuit breaker gave up on the host", server_name)
             self._channel.send(COORDINATOR, HostDeclaredDead(server_name))
 
+        dead = breaker.state(asyncio.get_running_loop().time()) == "dead"
         answer = load_robots(self._layout, server_name)
-        if breaker.state(asyncio.get_running_loop().time()) != "dead" and (
-            answer is None or answer[0] is None
-        ):
-            # Never asked, or nobody answered while profiling: ask again now, since a host
-            # may be back (this is also how --retry-errors -32 gets a second chance).
+        if answer is None and not dead:
+            # Never asked, or nobody answered long ago (this is also how --retry-errors -32
+            # gives an unreachable host its second chance): ask now.
             answer = await self._fetch_robots(origin(sample_url))
             save_robots(self._layout, server_name, *answer)
-            if answer[0] is None:
-                breaker.declare_dead()
-                report_dead()
+        if answer is not None and answer[0] is None and not dead:
+            breaker.declare_dead()
+            report_dead()
         status, text = answer or (None, None)
         # RFC 9309 forbids crawling a host whose robots.txt is unreachable; its rows become
         # HOST_UNREACHABLE (retryable), not ROBOTS_DISALLOWED, since the host, not a rule, failed.
