@@ -33,6 +33,7 @@ class HostGate:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._paused_until = 0.0
         self._primed = False
+        self._last_start: float | None = None  # loop time of the last start, across swaps
 
     @property
     def rate(self) -> float:
@@ -62,20 +63,30 @@ class HostGate:
                 await self._wait_pause()
                 limiter = self._limiter
                 if not self._primed:
-                    # A fresh bucket is empty and would let a request through at once, maybe
-                    # right after the previous lease or bucket on this host let one through:
-                    # the first start waits one interval, so a switch never adds a burst.
-                    self._primed = True
-                    await limiter.acquire()
+                    await self._first_start_on(limiter)
                 await limiter.acquire()
-                if (
-                    limiter is self._limiter
-                    and self._paused_until <= asyncio.get_running_loop().time()
-                ):
+                now = asyncio.get_running_loop().time()
+                if limiter is self._limiter and self._paused_until <= now:
+                    self._last_start = now
                     return
         except BaseException:
             self._slots.release()
             raise
+
+    async def _first_start_on(self, limiter: AsyncLimiter) -> None:
+        """A fresh bucket is empty and would let a request through at once.
+
+        After a rate change the next start keeps the new spacing from the last start; a new
+        lease, which may follow another lease on this host, waits one whole interval.
+        """
+        self._primed = True
+        interval = 1.0 / (self._rate * PACING_MARGIN)
+        if self._last_start is None:
+            await limiter.acquire()
+            return
+        wait = self._last_start + interval - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def release(self) -> None:
         self._slots.release()

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import math
 import random
 import time
 import traceback
@@ -46,10 +45,6 @@ ImageProcessor = Callable[[bytes], Awaitable[ProcessedImage | ImageFailure]]
 _HOST_FAILURES = frozenset(
     {codes.CONNECTION_ERROR, codes.TIMEOUT, codes.DNS_ERROR, codes.SSL_ERROR}
 )
-# A 429 cuts this lease's own rate at once, before rank 0's new budget arrives (decreases are
-# always safe); at most once per interval, as later 429s answer requests sent before the cut.
-LOCAL_CUT = 0.85
-LOCAL_CUT_INTERVAL = 0.5  # seconds
 BREAKER_RECHECK = 1.0  # seconds between looks at an open breaker
 
 
@@ -102,7 +97,6 @@ class LeaseRunner:
         self._feedback = feedback
         self._rng = rng
         self._guards = guards
-        self._last_cut = -math.inf
         self._queue: list[_Pending] = [_Pending(0.0, i, i, 0) for i in range(urls.num_rows)]
         self._order = urls.num_rows
         self._active: set[asyncio.Task[None]] = set()
@@ -247,10 +241,7 @@ class LeaseRunner:
             self._throttled += 1
             if retry_after:
                 self._gate.pause(retry_after)
-            now = asyncio.get_running_loop().time()
-            if now - self._last_cut >= LOCAL_CUT_INTERVAL:
-                self._last_cut = now
-                self._gate.set_rate(self._gate.rate * LOCAL_CUT)
+
         self._feedback.record_failure(self.lease.server_name, code, result.elapsed, retry_after)
         decision = self._policy.retry.decide(code, item.attempt, self._rng, retry_after)
         if decision.retry:
