@@ -12,8 +12,11 @@ spelled in upper case or with an explicit default port (same server either way),
     write_synthetic_input(p, 300, n_hosts=3, url_template="http://127.0.0.{k1}:8080/{i}.jpg")
 
 ``url_template`` placeholders: ``{host}`` (e.g. ``img7.example7.org``, with its port if it
-has one), ``{k}`` / ``{k1}`` (0- / 1-based host index), ``{i}`` (row index), ``{uuid}``.
-Everything is derived from hashes of the row index, so a seed gives the same file always.
+has one), ``{spelled}`` (the same server spelled differently on some rows: upper case or an
+explicit default port), ``{scheme}`` (the host's http or https), ``{k}`` / ``{k1}`` (0- /
+1-based host index, Zipf-distributed), ``{i}`` (row index), ``{r}`` (a random number) and
+``{uuid}``. The default is ``{scheme}://{spelled}/media/{i}/{r}.jpg``. Everything derives
+from hashes of the row index, so a seed always gives the same file.
 """
 
 from __future__ import annotations
