@@ -32,8 +32,8 @@ class HostGate:
         self._limiter = _limiter_for(rate)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._paused_until = 0.0
-        self._primed = False
         self._last_start: float | None = None  # loop time of the last start, across swaps
+        self._priming: tuple[AsyncLimiter, asyncio.Future[None]] | None = None
 
     @property
     def rate(self) -> float:
@@ -44,7 +44,6 @@ class HostGate:
             return
         self._rate = rate
         self._limiter = _limiter_for(rate)
-        self._primed = False
 
     def pause(self, seconds: float) -> None:
         until = asyncio.get_running_loop().time() + seconds
@@ -62,8 +61,7 @@ class HostGate:
             while True:
                 await self._wait_pause()
                 limiter = self._limiter
-                if not self._primed:
-                    await self._first_start_on(limiter)
+                await self._primed(limiter)
                 await limiter.acquire()
                 now = asyncio.get_running_loop().time()
                 if limiter is self._limiter and self._paused_until <= now:
@@ -73,17 +71,23 @@ class HostGate:
             self._slots.release()
             raise
 
-    async def _first_start_on(self, limiter: AsyncLimiter) -> None:
+    async def _primed(self, limiter: AsyncLimiter) -> None:
+        """Every waiter on a fresh limiter waits for the same one-time priming."""
+        if self._priming is None or self._priming[0] is not limiter:
+            task = asyncio.ensure_future(self._prime(limiter))
+            self._priming = (limiter, task)
+        await asyncio.shield(self._priming[1])
+
+    async def _prime(self, limiter: AsyncLimiter) -> None:
         """A fresh bucket is empty and would let a request through at once.
 
         After a rate change the next start keeps the new spacing from the last start; a new
         lease, which may follow another lease on this host, waits one whole interval.
         """
-        self._primed = True
-        interval = 1.0 / (self._rate * PACING_MARGIN)
         if self._last_start is None:
             await limiter.acquire()
             return
+        interval = 1.0 / (self._rate * PACING_MARGIN)
         wait = self._last_start + interval - asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)

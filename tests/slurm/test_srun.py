@@ -1,4 +1,4 @@
-"""A real Slurm launch: `srun --mpi=pmi2` ranks (started by .ci/run with shared/tools/slurm-up.sh)."""
+"""A real Slurm launch: `srun --mpi=pmi2` ranks (.ci/run starts Slurm with slurm-up.sh)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def _sbatch(tmp_path: Path, body: str, ntasks: int) -> tuple[int, str]:
         f"#SBATCH --ntasks={ntasks}\n#SBATCH --time=00:05:00\n#SBATCH --output={output}\n"
         f"cd {tmp_path}\n{body}\n"
     )
-    result = subprocess.run(["sbatch", "--wait", str(script)], capture_output=True, text=True,
-                            timeout=280)
+    result = subprocess.run(
+        ["sbatch", "--wait", str(script)], capture_output=True, text=True, timeout=280
+    )
     return result.returncode, (output.read_text() if output.exists() else result.stderr)
 
 
@@ -52,7 +53,10 @@ def test_srun_pmi2_ranks_share_one_world_and_finish_exactly_once(tmp_path: Path)
     layout = layout_of(config)
     assert_exactly_once(tmp_path / "urls.csv", layout)
     assert sorted(p.name for p in layout.logs.glob("rank-*.log")) == [
-        "rank-0.log", "rank-1.log", "rank-2.log"]
+        "rank-0.log",
+        "rank-1.log",
+        "rank-2.log",
+    ]
 
 
 def test_srun_without_pmi_is_refused_instead_of_running_size_one_worlds(tmp_path: Path) -> None:

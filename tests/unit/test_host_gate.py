@@ -1,0 +1,76 @@
+"""The per-lease pacer: starts are never closer than the rate allows, across rate changes.
+
+Only lower bounds on spacing are asserted: a loaded machine can make starts later, never
+earlier, so these hold however noisy the box is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from distdl.runtime.host_gate import PACING_MARGIN, HostGate
+
+pytestmark = pytest.mark.timeout(30)
+SLACK = 0.004  # event-loop timer granularity
+
+
+async def _starts(gate: HostGate, count: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await gate.acquire()
+        times.append(loop.time())
+        gate.release()
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return times
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+async def test_starts_are_spaced_by_the_rate_with_no_burst_at_creation() -> None:
+    loop = asyncio.get_running_loop()
+    created = loop.time()
+    gate = HostGate(rate=40.0, max_in_flight=8)
+    times = await _starts(gate, 10)
+    interval = 1 / (40.0 * PACING_MARGIN)
+    assert times[0] - created >= interval - SLACK  # a new lease never bursts
+    assert min(_gaps(times)) >= interval - SLACK
+
+
+async def test_a_rate_change_keeps_the_spacing_from_the_last_start() -> None:
+    gate = HostGate(rate=50.0, max_in_flight=4)
+    first = await _starts(gate, 3)
+    gate.set_rate(10.0)
+    second = await _starts(gate, 3)
+    slow = 1 / (10.0 * PACING_MARGIN)
+    assert second[0] - first[-1] >= slow - SLACK
+    assert min(_gaps(second)) >= slow - SLACK
+
+
+async def test_pause_holds_every_start_and_in_flight_cap_holds() -> None:
+    loop = asyncio.get_running_loop()
+    gate = HostGate(rate=200.0, max_in_flight=2)
+    gate.pause(0.2)
+    paused_at = loop.time()
+    (start,) = await _starts(gate, 1)
+    assert start - paused_at >= 0.2 - SLACK
+
+    await gate.acquire()
+    await gate.acquire()
+    third = asyncio.ensure_future(gate.acquire())
+    await asyncio.sleep(0.05)
+    assert not third.done()  # two in flight: the third waits for a release
+    gate.release()
+    await asyncio.wait_for(third, 1.0)
+
+
+def test_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        HostGate(rate=0.0, max_in_flight=1)
