@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -20,6 +19,7 @@ from distdl.layout import Layout
 from distdl.profile import finish_profiling, planned_servers, probe_servers
 from distdl.runtime.coordinator import RunReport
 from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
+from distdl.runtime.event_loop import run_loop
 from distdl.runtime.launch import default_rank_count, launch_local_ranks
 from distdl.runtime.logs import configure_logging
 from distdl.runtime.mpi_channel import MpiChannel, checked_world, launched_world_size
@@ -78,14 +78,12 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
         checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
         return _outcome(layout, checkpoint, None)
     if _wants("profiled", checkpoint, options):
-        finish_profiling(
-            layout, asyncio.run(probe_servers(config, layout, planned_servers(layout)))
-        )
+        finish_profiling(layout, run_loop(probe_servers(config, layout, planned_servers(layout))))
         checkpoint.mark_complete("profiled")
     _requeue_errors(layout, checkpoint, options)
     if not _wants("downloaded", checkpoint, options):
         return _outcome(layout, checkpoint, None)
-    report = asyncio.run(run_in_process(config, layout, options.retry_errors))
+    report = run_loop(run_in_process(config, layout, options.retry_errors))
     _finish_download(layout, checkpoint)
     return _outcome(layout, checkpoint, report)
 
@@ -144,7 +142,7 @@ def _profile_share(config: Config, layout: Layout, comm: Any) -> None:
     servers = _on_rank0(comm, lambda: planned_servers(layout))
     share = servers[comm.Get_rank() :: comm.Get_size()]
     try:
-        found: tuple[bool, Any] = (True, asyncio.run(probe_servers(config, layout, share)))
+        found: tuple[bool, Any] = (True, run_loop(probe_servers(config, layout, share)))
     except Exception as exc:  # reported by rank 0 below: no rank may hang in gather
         found = (False, f"rank {comm.Get_rank()}: {type(exc).__name__}: {exc}")
     gathered = comm.gather(found, root=0)
@@ -184,7 +182,7 @@ def _run_as_mpi_rank(
     if not _on_rank0(comm, requeue):
         return _outcome(layout, checkpoint, None) if rank == 0 else RunOutcome([], "")
     channel = MpiChannel(comm)
-    report = asyncio.run(run_rank(config, layout, channel, size, options.retry_errors))
+    report = run_loop(run_rank(config, layout, channel, size, options.retry_errors))
     channel.flush()
     if rank != 0:
         return RunOutcome([], "")

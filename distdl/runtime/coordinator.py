@@ -35,6 +35,7 @@ from distdl.runtime.messages import (
 log = logging.getLogger("distdl.coordinator")
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress lines in the log
+SAVE_INTERVAL = 60.0  # seconds between writes of the learned rates: a crash loses little
 SHUTDOWN_GRACE = 30.0  # seconds to wait for workers to stop after an abort
 
 
@@ -114,6 +115,7 @@ class Coordinator:
         alive = set(self._workers)
         shutdown_sent = False
         next_progress = time.monotonic() + PROGRESS_INTERVAL
+        next_save = time.monotonic() + SAVE_INTERVAL
         abort_deadline: float | None = None
         while alive:
             for source, message in await receive(self._channel, timeout=0.02):
@@ -135,6 +137,9 @@ class Coordinator:
             if time.monotonic() >= next_progress:
                 self._log_progress()
                 next_progress = time.monotonic() + PROGRESS_INTERVAL
+            if time.monotonic() >= next_save:
+                self._budgets.save()
+                next_save = time.monotonic() + SAVE_INTERVAL
         self._report.seconds = time.monotonic() - self._started
         self._report.failures.extend(
             f"partition {ref.server_name}/{ref.partition_id} given up after repeated failures"
