@@ -23,6 +23,7 @@ from distdl.core.throttle import Feedback
 
 OK = 200
 THROTTLED = 429
+UNAVAILABLE = 503
 
 
 class RateController(Protocol):
@@ -40,7 +41,11 @@ class SimulatedHost:
     ``burst`` is in seconds of traffic at the current limit, so the bucket holds
     ``max(1, burst * limit)`` tokens and keeps that meaning when the limit changes.
     ``latency`` is the mean response time; each answer takes 0.5–1.5 times that.
-    ``retry_after`` (seconds), when set, is what the host sends with its 429s.
+    ``retry_after`` (seconds), when set, is what the host sends with its 429s and 503s.
+    ``jitter`` (seconds): each request arrives up to that much early or late (the sender's
+    event loop, the network), so a client pacing just under the limit still gets an
+    occasional 429 from a small bucket. ``unavailable_share`` of the requests are answered
+    503 whatever the bucket holds (a flaky server; workers report 503s as throttled).
     """
 
     def __init__(
@@ -51,13 +56,19 @@ class SimulatedHost:
         seed: int = 0,
         *,
         retry_after: float | None = None,
+        jitter: float = 0.0,
+        unavailable_share: float = 0.0,
     ) -> None:
-        if limit <= 0 or burst < 0 or latency < 0:
-            raise ValueError("limit must be positive; burst and latency non-negative")
+        if limit <= 0 or burst < 0 or latency < 0 or jitter < 0:
+            raise ValueError("limit must be positive; burst, latency, jitter non-negative")
+        if not 0 <= unavailable_share < 1:
+            raise ValueError("unavailable_share must be in [0, 1)")
         self.limit = limit
         self.burst = burst
         self.latency = latency
         self.retry_after = retry_after
+        self.jitter = jitter
+        self.unavailable_share = unavailable_share
         self._rng = random.Random(seed)
         self._tokens = self._capacity()
         self._clock = 0.0
@@ -84,17 +95,32 @@ class SimulatedHost:
             self._clock = now
 
     def offer(self, times: list[float]) -> list[int]:
-        """The status the host answers to requests arriving at ``times`` (non-decreasing)."""
-        statuses: list[int] = []
-        for now in times:
-            self._advance(now)
-            # The epsilon forgives float noise in evenly spaced arrivals at exactly the limit.
-            if self._tokens >= 1.0 - 1e-9:
-                self._tokens -= 1.0
-                statuses.append(OK)
-            else:
-                statuses.append(THROTTLED)
+        """The status the host answers to requests sent at ``times`` (non-decreasing).
+
+        With ``jitter``, each request arrives at its send time plus a uniform offset in
+        ``[-jitter, jitter]``; the statuses are still listed in the order of ``times``.
+        Arrivals reorder within a batch; one that would overtake the previous batch's last
+        arrival comes with it instead (only where requests are spaced under ``2 * jitter``,
+        i.e. fast hosts, whose buckets hold many tokens).
+        """
+        arrivals = list(times)
+        if self.jitter:
+            spread = [self._rng.uniform(-self.jitter, self.jitter) for _ in times]
+            arrivals = [max(self._clock, t + d) for t, d in zip(times, spread, strict=True)]
+        statuses = [OK] * len(times)
+        for index in sorted(range(len(times)), key=arrivals.__getitem__):
+            statuses[index] = self._answer(arrivals[index])
         return statuses
+
+    def _answer(self, now: float) -> int:
+        self._advance(now)
+        # The epsilon forgives float noise in evenly spaced arrivals at exactly the limit.
+        if self._tokens < 1.0 - 1e-9:
+            return THROTTLED
+        self._tokens -= 1.0
+        if self.unavailable_share and self._rng.random() < self.unavailable_share:
+            return UNAVAILABLE  # admitted by the bucket, then failed
+        return OK
 
     def draw_latency(self) -> float:
         return self.latency * self._rng.uniform(0.5, 1.5)
@@ -103,7 +129,8 @@ class SimulatedHost:
 @dataclass
 class SimStats:
     requests: int = 0
-    throttled: int = 0
+    throttled: int = 0  # answered 429
+    unavailable: int = 0  # answered 503
     served: int = 0
     time_to_finish: float | None = None  # when the last URL was served; None if not all were
     rate_trace: list[tuple[float, float]] = field(default_factory=list)  # (time, rate)
@@ -131,6 +158,7 @@ class _Run:
     host: SimulatedHost
     urls: int | None
     control_delay: float = 0.0
+    pacing: float = 1.0
     stats: SimStats = field(default_factory=SimStats)
     in_flight: deque[_Answer] = field(default_factory=deque)
     next_start: float = 0.0
@@ -143,8 +171,8 @@ class _Run:
 
     def rate_in_force(self, time: float) -> float:
         if self.control_delay <= 0:
-            return self.controller.rate
-        return self.stats.rate_at(time - self.control_delay)
+            return self.pacing * self.controller.rate
+        return self.pacing * self.stats.rate_at(time - self.control_delay)
 
     def send_until(self, end: float) -> None:
         """Start requests evenly at the controller's rate during ``[next_start, end)``."""
@@ -161,7 +189,7 @@ class _Run:
         self.in_flight = deque(sorted(self.in_flight, key=lambda answer: answer.done_at))
 
     def collect_until(self, now: float) -> Feedback:
-        ok = throttled = 0
+        ok = throttled = unavailable = 0
         latency_sum = 0.0
         while self.in_flight and self.in_flight[0].done_at <= now:
             answer = self.in_flight.popleft()
@@ -170,10 +198,15 @@ class _Run:
             if answer.status == OK:
                 ok += 1
                 self._served(answer.done_at)
-            else:
+            elif answer.status == THROTTLED:
                 throttled += 1
-        self.stats.requests += ok + throttled
+            else:
+                unavailable += 1
+        self.stats.requests += ok + throttled + unavailable
         self.stats.throttled += throttled
+        self.stats.unavailable += unavailable
+        # Like the workers' reports: a 503 counts as throttled, and carries the Retry-After.
+        throttled += unavailable
         retry_after = self.host.retry_after if throttled else None
         return Feedback(
             ok=ok,
@@ -196,15 +229,17 @@ def simulate(
     report_interval: float,
     urls: int | None = None,
     control_delay: float = 0.0,
+    pacing: float = 1.0,
 ) -> SimStats:
     """Drive ``controller`` against ``host`` for ``duration`` simulated seconds.
 
     With ``urls`` set, the run stops once that many URLs were served (a 429 puts its URL
     back in the queue) and ``time_to_finish`` says when; ``duration`` is then a cap.
     ``control_delay`` is how long a new rate takes to reach the senders (rank 0's message
-    to the workers); answers are reported as soon as they arrive.
+    to the workers); answers are reported as soon as they arrive. ``pacing`` is the share of
+    the rate the senders actually use (the workers' ``PACING_MARGIN``).
     """
-    run = _Run(controller, host, urls, control_delay)
+    run = _Run(controller, host, urls, control_delay, pacing)
     run.stats.rate_trace.append((0.0, controller.rate))
     now = 0.0
     while now < duration and (urls is None or run.stats.time_to_finish is None):

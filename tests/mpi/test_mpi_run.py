@@ -14,7 +14,7 @@ import pytest
 from support import assert_exactly_once, layout_of, write_config
 
 from distdl.io.markers import completed_partitions
-from distdl.testing.fleet import HostSpec
+from distdl.testing.fleet import HostSpec, max_requests_in_window
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import write_url_list
 
@@ -64,16 +64,29 @@ def _fleet_and_config(tmp_path: Path, rows: dict[str, int]) -> tuple[FleetThread
     return thread, write_config(tmp_path, batch_size=10, default_rate_limit=25)
 
 
-def test_three_ranks_download_everything_exactly_once(tmp_path: Path) -> None:
-    thread, config = _fleet_and_config(tmp_path, {"a": 40, "b": 30, "c": 20})
+def test_three_ranks_download_everything_exactly_once_and_politely(tmp_path: Path) -> None:
+    thread, config = _fleet_and_config(tmp_path, {"a": 80, "b": 30, "c": 20})
+    fleet = thread.fleet
+    budget = 25.0  # every host's budget; "a" (8 partitions) is shared by both workers
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "servers_profiles.csv").write_text(
+        "server_name,rate_limit\n"
+        + "".join(f"{fleet.server_name(name)},{budget}\n" for name in ("a", "b", "c"))
+    )
     try:
         result = subprocess.run(
             _distdl("run", str(config), "--ranks", "3"), capture_output=True, text=True, timeout=240
         )
+        records = thread.snapshot()
     finally:
         thread.stop()
+    # Across both worker ranks, no host ever got more than its budget in a 1 s window, plus
+    # the documented tolerance of one request per open lease (two here).
+    for name in ("a", "b", "c"):
+        times = [r.time for r in records if r.host == name and r.path.startswith("/img")]
+        assert max_requests_in_window(times, 1.0) <= budget + 2, name
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "dataset: 9/9 partitions done" in result.stdout
+    assert "dataset: 13/13 partitions done" in result.stdout
     assert_exactly_once(tmp_path / "urls.csv", layout_of(config))
     logs = sorted(p.name for p in layout_of(config).logs.glob("rank-*.log"))
     assert logs == ["rank-0.log", "rank-1.log", "rank-2.log"]
