@@ -168,17 +168,22 @@ def doctor_command(
 @app.command("demo")
 def demo_command(
     hosts: Annotated[int, typer.Option(help="simulated servers")] = 12,
-    images: Annotated[int, typer.Option(help="images in the URL list")] = 600,
+    images: Annotated[int, typer.Option(help="images in the URL list")] = 1200,
     ranks: Annotated[int, typer.Option(help="MPI ranks (1 = in-process)")] = 3,
     output: Annotated[Path | None, typer.Option(help="folder for the run (default: fresh)")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="config to start from (default: configs/example.yaml)")
+    ] = None,
 ) -> None:
     """A full run against a local simulated server fleet with hidden rate limits."""
     from distdl.demo import run_demo
 
-    out.print(
-        _guarded(lambda: run_demo(hosts=hosts, images=images, ranks=ranks, folder=output)),
-        soft_wrap=True,
+    if hosts < 1 or images < hosts:
+        raise typer.BadParameter("need --hosts >= 1 and at least one image per host")
+    summary = _guarded(
+        lambda: run_demo(hosts=hosts, images=images, ranks=ranks, folder=output, config=config)
     )
+    out.print(summary, soft_wrap=True)
 
 
 def main() -> None:

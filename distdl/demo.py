@@ -19,6 +19,20 @@ from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import REALISTIC, make_zipf_fleet, write_url_list, zipf_rows
 
 DEMO_LIMITS = (4.0, 40.0)  # hidden req/s of the smallest and the biggest simulated host
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "example.yaml"
+
+
+def demo_config(images: int, hosts: int, template: Path | None) -> dict[str, object]:
+    """configs/example.yaml (when this is a source checkout) aimed at the demo's files."""
+    source = template or (SHIPPED_CONFIG if SHIPPED_CONFIG.exists() else None)
+    config: dict[str, object] = yaml.safe_load(source.read_text()) if source else {}
+    params = dict(config.get("downloader_parameters") or {})  # type: ignore[call-overload]
+    # Small partitions, so a demo of a few hundred URLs still spreads over every rank.
+    params["batch_size"] = max(10, images // (hosts * 2))
+    params.setdefault("contact", None)
+    params["contact"] = params["contact"] or "distdl-demo@localhost"
+    config.update(path_to_input="urls.csv", path_to_output="output", downloader_parameters=params)
+    return config
 
 
 def demo_hosts(hosts: int) -> list[HostSpec]:
@@ -26,9 +40,9 @@ def demo_hosts(hosts: int) -> list[HostSpec]:
     return make_zipf_fleet(hosts, seed=7, limits=DEMO_LIMITS, template=template)
 
 
-def run_demo(*, hosts: int, images: int, ranks: int, folder: Path | None) -> str:
-    if hosts < 1 or images < hosts:
-        raise ValueError("need at least one host and one image per host")
+def run_demo(
+    *, hosts: int, images: int, ranks: int, folder: Path | None, config: Path | None = None
+) -> str:
     root = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="distdl-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     specs = demo_hosts(hosts)
@@ -44,17 +58,7 @@ def run_demo(*, hosts: int, images: int, ranks: int, folder: Path | None) -> str
             seed=7,
         )
         config_path = root / "config.yaml"
-        config = {
-            "path_to_input": "urls.csv",
-            "path_to_output": "output",
-            "downloader_parameters": {
-                "batch_size": max(10, images // (hosts * 2)),
-                "default_rate_limit": 3,
-                "image_size": 256,
-                "contact": "distdl-demo@localhost",
-            },
-        }
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        config_path.write_text(yaml.safe_dump(demo_config(images, hosts, config), sort_keys=False))
         started = time.monotonic()
         outcome = run(config_path, RunOptions(ranks=ranks))
         elapsed = time.monotonic() - started

@@ -242,6 +242,9 @@ class Worker:
         directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(directory)
         urls = read_url_partition(self._layout, lease.server_name, lease.partition_id)
+        # Taken before carry-over, which may leave nothing to fetch (a crash after the files
+        # of a commit were renamed but before its marker was written).
+        sample_url = urls["identifier"][0].as_py()
         output = PartitionOutput(directory)
         settled = carry_over(directory, output, self._settings.retry_codes)
         if settled:
@@ -256,7 +259,7 @@ class Worker:
             self._settings.policy,
             self._feedback,
             self._rng,
-            await self._guards(lease.server_name, urls["identifier"][0].as_py()),
+            await self._guards(lease.server_name, sample_url),
         )
         try:
             stats = await runner.run()

@@ -153,3 +153,13 @@ def test_legacy_entry_point_runs_the_stages_and_resets(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     assert "removed the plan" in again.stdout
     assert "2 rejected at planning" in again.stdout
+
+
+def test_demo_runs_as_shipped(tmp_path: Path) -> None:
+    result = distdl(
+        "demo", "--hosts", "3", "--images", "40", "--ranks", "1", "--output", tmp_path / "demo"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dataset: " in result.stdout and "server side:" in result.stdout
+    config = yaml.safe_load((tmp_path / "demo" / "config.yaml").read_text())
+    assert config["downloader_parameters"]["jpeg_quality"] == 95  # from configs/example.yaml

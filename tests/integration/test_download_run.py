@@ -13,6 +13,7 @@ from support import assert_exactly_once, layout_of, output_rows, visible_temp_fi
 
 from distdl.api import RunOptions, run
 from distdl.core import codes
+from distdl.io.checkpoint import Checkpoint
 from distdl.io.markers import is_completed
 from distdl.testing.fleet import HostSpec, max_requests_in_window
 from distdl.testing.fleet_thread import FleetThread
@@ -109,3 +110,22 @@ def test_output_files_have_the_declared_schema_even_when_empty(tmp_path: Path) -
     (successes,) = layout.images.glob("server_name=*/partition_id=0/successes.parquet")
     assert pq.read_metadata(successes).num_rows == 0
     assert_exactly_once(tmp_path / "urls.csv", layout)
+
+
+def test_a_crash_between_commit_and_marker_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    hosts = [HostSpec("h", rate_limit=50)]
+    with FleetThread(hosts, seed=8) as fleet:
+        write_url_list(fleet, tmp_path / "urls.csv", {"h": 12})
+        config = write_config(tmp_path, batch_size=5)
+        run(config, RunOptions(ranks=1))
+        layout = layout_of(config)
+        before = assert_exactly_once(tmp_path / "urls.csv", layout)
+        # As if killed after renaming a partition's files but before writing its marker.
+        (marker,) = layout.images.glob("server_name=*/partition_id=1/completed")
+        marker.unlink()
+        Checkpoint.load(layout.checkpoint_file).invalidate_from("downloaded")
+        requests = len(fleet.requests)
+        run(config, RunOptions(ranks=1))
+        assert len([r for r in fleet.requests[requests:] if r.path.startswith("/img")]) == 0
+    assert marker.exists()
+    assert assert_exactly_once(tmp_path / "urls.csv", layout) == before
