@@ -4,16 +4,19 @@
     python benchmarks/plan_bench.py --input /tmp/existing.csv --format csv
 
 Generates a synthetic GBIF-like input under a temporary folder in /tmp (see gen_input.py),
-plans it in a child process (so the peak RSS measured is planning's alone, read from
-``RUSAGE_CHILDREN``), prints the figures and one JSON line, then deletes the input and
-output unless ``--keep``.
+plans it in a child process, prints the figures and one JSON line, then deletes the input
+and output unless ``--keep``.
+
+Peak RSS is the planning child's own, from ``os.wait4``. Generation runs in a child too:
+Linux carries a process's RSS high-water mark across fork and exec into its children's
+``ru_maxrss``, so this parent must stay small (it never imports polars).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_input import write_synthetic_input
+GENERATOR = Path(__file__).resolve().parent / "gen_input.py"
 
 
 def _plan_in_this_process(input_path: Path, output: Path, fmt: str, batch_size: int) -> None:
@@ -44,12 +46,24 @@ def _plan_in_this_process(input_path: Path, output: Path, fmt: str, batch_size: 
     print(json.dumps({"elapsed_s": elapsed, **summary.__dict__}))
 
 
+def _run(command: list[str]) -> tuple[str, float]:
+    """Run ``command``; its stdout and its own peak RSS in MB."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, command, output)
+    return output, usage.ru_maxrss / 1024
+
+
 def _run_child(input_path: Path, output: Path, fmt: str, batch_size: int) -> dict[str, object]:
     command = [sys.executable, __file__, "--child", str(input_path), str(output), fmt]
     command += ["--batch-size", str(batch_size)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    stdout, peak_rss_mb = _run(command)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_rss_mb"] = peak_rss_mb
     return result
 
 
@@ -82,7 +96,8 @@ def _bench(folder: Path, args: argparse.Namespace) -> None:
     input_path = args.input or folder / f"input{suffix}"
     if args.input is None:
         started = time.perf_counter()
-        write_synthetic_input(input_path, args.rows, n_hosts=args.hosts, fmt=args.format)
+        command = [sys.executable, str(GENERATOR), str(input_path), "--rows", str(args.rows)]
+        _run([*command, "--hosts", str(args.hosts), "--format", args.format])
         generated = time.perf_counter() - started
         print(f"generated {args.rows:,} rows ({args.format}) in {generated:.1f} s")
     size_mb = input_path.stat().st_size / 1e6

@@ -1,0 +1,6 @@
+"""Stage "batched": stream the input URL list into per-server partitions.
+
+The entry points live in :mod:`distdl.plan.planner` (``plan_input``, ``read_servers_table``,
+``list_url_partitions``, ``read_url_partition``); the other modules are its parts: reader,
+classify, chunk, duplicates, partitioner (with spill and writer), rejects, ignored, staging.
+"""

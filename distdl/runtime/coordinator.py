@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from distdl.core.scheduler import LeaseScheduler, RateChange
+from distdl.core.scheduler import Lease, LeaseScheduler, RateChange
 from distdl.errors import RankFailure
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.channel import Channel, receive
@@ -154,26 +154,35 @@ class Coordinator:
             self._channel.send(worker, message)
 
     def _grant(self) -> None:
+        """Deal leases one per worker per round, so the critical hosts (and the load) are
+        spread over the ranks instead of all landing on the first one that asked."""
         now = time.monotonic()
-        for worker in self._workers:
-            if self._wanted[worker] <= 0:
-                continue
-            for lease in self._scheduler.acquire(worker, now, self._wanted[worker]):
-                self._wanted[worker] -= 1
-                self._lease_hosts[lease.lease_id] = lease.server_name
-                tally = self._report.hosts.setdefault(lease.server_name, HostTally())
-                if tally.first_start is None:
-                    tally.first_start = now - self._started
-                log.debug(
-                    "lease %d: %s/%d -> rank %d at %.2f req/s",
-                    lease.lease_id,
-                    lease.server_name,
-                    lease.partition_id,
-                    worker,
-                    lease.rate,
-                )
-                dead = lease.server_name in self._dead_hosts
-                self._channel.send(worker, AssignPartition(lease, host_unreachable=dead))
+        granted = True
+        while granted:
+            granted = False
+            for worker in self._workers:
+                if self._wanted[worker] <= 0:
+                    continue
+                for lease in self._scheduler.acquire(worker, now, 1):
+                    granted = True
+                    self._assign(worker, lease, now)
+
+    def _assign(self, worker: int, lease: Lease, now: float) -> None:
+        self._wanted[worker] -= 1
+        self._lease_hosts[lease.lease_id] = lease.server_name
+        tally = self._report.hosts.setdefault(lease.server_name, HostTally())
+        if tally.first_start is None:
+            tally.first_start = now - self._started
+        log.debug(
+            "lease %d: %s/%d -> rank %d at %.2f req/s",
+            lease.lease_id,
+            lease.server_name,
+            lease.partition_id,
+            worker,
+            lease.rate,
+        )
+        dead = lease.server_name in self._dead_hosts
+        self._channel.send(worker, AssignPartition(lease, host_unreachable=dead))
 
     def _send_rate_changes(self, changes: list[RateChange]) -> None:
         for change in changes:
