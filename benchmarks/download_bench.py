@@ -82,6 +82,26 @@ def _distdl(config: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def write_bench_config(folder: Path, batch_size: int = 100) -> Path:
+    """The distdl config every download benchmark uses (URL list at folder/urls.csv)."""
+    params = {
+        "batch_size": batch_size,
+        "image_size": 224,
+        "default_rate_limit": 3,
+        "max_rate_limit": 100,
+        "logger_level": "INFO",
+    }
+    config = folder / "config.yaml"
+    body = {"path_to_input": "urls.csv", "path_to_output": "out", "downloader_parameters": params}
+    config.write_text(yaml.safe_dump(body))
+    return config
+
+
+def run_distdl(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "distdl", "run", str(config), *extra]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -108,44 +128,14 @@ def main() -> None:
     with FleetThread(specs, seed=args.seed) as fleet:
         rows = zipf_rows(fleet.host_names, args.images, exponent=0.9)
         write_url_list(fleet, root / "urls.csv", rows, sizes=(tuple(args.size),), seed=args.seed)
-        params = {
-            "batch_size": args.batch_size,
-            "image_size": 224,
-            "default_rate_limit": 3,
-            "max_rate_limit": 100,
-            "logger_level": "INFO",
-        }
-        config = root / "config.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "path_to_input": "urls.csv",
-                    "path_to_output": "out",
-                    "downloader_parameters": params,
-                }
-            )
-        )
+        config = write_bench_config(root, args.batch_size)
         if not args.hidden:
             profile = ["server_name,rate_limit"] + [
                 f"{fleet.server_name(s.name)},{s.rate_limit}" for s in specs
             ]
             (root / "out").mkdir(parents=True, exist_ok=True)
             (root / "out" / "servers_profiles.csv").write_text("\n".join(profile) + "\n")
-        plan = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "distdl",
-                "run",
-                str(config),
-                "--until",
-                "profiled",
-                "--ranks",
-                "1",
-            ],
-            capture_output=True,
-            text=True,
-        )
+        plan = run_distdl(config, "--until", "profiled", "--ranks", "1")
         if plan.returncode != 0:
             sys.exit(plan.stdout + plan.stderr)
         planned_requests = len(fleet.requests)

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import yaml
+from download_bench import run_distdl, write_bench_config
 
 from distdl.config import load_config
 from distdl.layout import Layout
@@ -110,34 +110,18 @@ def run_img2dataset(specs: list[HostSpec], args: argparse.Namespace, root: Path)
     return _tally("img2dataset", makespan, fleet.requests[before:], fetched)
 
 
-def _write_distdl_config(folder: Path) -> Path:
-    # the parameters of download_bench.py (hidden mode: no servers_profiles.csv)
-    params = {
-        "batch_size": 100,
-        "image_size": 224,
-        "default_rate_limit": 3,
-        "max_rate_limit": 100,
-        "logger_level": "INFO",
-    }
-    config = folder / "config.yaml"
-    body = {"path_to_input": "urls.csv", "path_to_output": "out", "downloader_parameters": params}
-    config.write_text(yaml.safe_dump(body))
-    return config
-
-
 def _distdl(config: Path, *extra: str) -> None:
-    command = [sys.executable, "-m", "distdl", "run", str(config), *extra]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = run_distdl(config, *extra)
     if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+        sys.exit(f"distdl run {config} {' '.join(extra)} failed:\n{done.stdout}{done.stderr}")
 
 
-def run_distdl(specs: list[HostSpec], args: argparse.Namespace, root: Path) -> ToolResult:
+def run_distdl_bench(specs: list[HostSpec], args: argparse.Namespace, root: Path) -> ToolResult:
     folder = root / "distdl"
     with FleetThread(specs, seed=args.seed) as fleet:
         rows = zipf_rows(fleet.host_names, args.images, exponent=0.9)
         write_url_list(fleet, folder / "urls.csv", rows, sizes=(IMAGE_SIZE,), seed=args.seed)
-        config = _write_distdl_config(folder)
+        config = write_bench_config(folder)
         _distdl(config, "--until", "profiled", "--ranks", "1")
         before = len(fleet.requests)
         started = time.monotonic()
@@ -199,7 +183,7 @@ def main() -> None:
     rows = zipf_rows([s.name for s in specs], args.images, exponent=0.9)
     fetchable = sum(rows[s.name] for s in specs if s.mode == "normal")
     print(f"output under {root}", flush=True)
-    results = [run_img2dataset(specs, args, root), run_distdl(specs, args, root)]
+    results = [run_img2dataset(specs, args, root), run_distdl_bench(specs, args, root)]
     print_report(results, lower_bound(specs, rows), fetchable, args.images)
 
 
