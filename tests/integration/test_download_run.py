@@ -129,3 +129,28 @@ def test_a_crash_between_commit_and_marker_loses_and_doubles_nothing(tmp_path: P
         assert len([r for r in fleet.requests[requests:] if r.path.startswith("/img")]) == 0
     assert marker.exists()
     assert assert_exactly_once(tmp_path / "urls.csv", layout) == before
+
+
+def test_a_failing_partition_fails_the_run_loudly_and_resume_finishes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl.errors import RankFailure
+    from distdl.io.partition_writer import PartitionOutput
+
+    real_commit = PartitionOutput.commit
+
+    def disk_full(self: PartitionOutput, summary: dict) -> None:
+        if self.partition_dir.name == "partition_id=1":
+            raise OSError(28, "No space left on device")
+        real_commit(self, summary)
+
+    hosts = [HostSpec("h", rate_limit=80)]
+    with FleetThread(hosts, seed=9) as fleet:
+        write_url_list(fleet, tmp_path / "urls.csv", {"h": 9})
+        config = write_config(tmp_path, batch_size=3)
+        monkeypatch.setattr(PartitionOutput, "commit", disk_full)
+        with pytest.raises(RankFailure, match=r"partition_id=1|/1 given up|No space left"):
+            run(config, RunOptions(ranks=1))
+        monkeypatch.setattr(PartitionOutput, "commit", real_commit)
+        run(config, RunOptions(ranks=1, resume=True))
+    assert_exactly_once(tmp_path / "urls.csv", layout_of(config))
