@@ -57,6 +57,8 @@ def classify_url(identifier: object) -> UrlVerdict:
     if port == 0:
         return _reject(codes.INVALID_URL, "bad port: 0")
     host = host.lower().rstrip(".")
+    if not host:
+        return _reject(codes.INVALID_URL, "URL host is only dots")
     if ":" in host:  # IPv6 literal: keep it bracketed so host:port stays unambiguous
         host = f"[{host}]"
     if port is not None and port != _DEFAULT_PORTS[scheme]:

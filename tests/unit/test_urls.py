@@ -44,6 +44,7 @@ def test_server_name_is_the_lowercased_host_and_non_default_port(url: str, serve
         ("http://a.org:0/x", codes.INVALID_URL),
         ("http://a.org:port/x", codes.INVALID_URL),
         ("http://[::1/x", codes.INVALID_URL),
+        ("http://.../x", codes.INVALID_URL),
     ],
 )
 def test_bad_identifiers_get_a_code_and_a_message(url: object, code: int) -> None:
