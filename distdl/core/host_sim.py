@@ -8,11 +8,19 @@ and the workers do for real: requests start evenly at the controller's current r
 answers arrive one latency later, and every ``report_interval`` the answers received so far
 are reported as one :class:`~distdl.core.throttle.Feedback`. Tests and benchmarks use it to
 measure how fast a controller converges and how many 429s it causes.
+
+Real arrivals are not evenly spaced: the senders' event loops and the network shift each
+request by milliseconds (on the benchmark fleet, inter-arrival times deviate by -6..+8 ms
+between the 5th and 95th percentile, with rare outliers of tens of ms), so a one-token
+bucket paced just under its limit still refuses a request now and then. ``jitter`` models
+that, ``pacing`` the share of the rate the workers actually use, and ``unavailable_share``
+a flaky server's 503s.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections import deque
@@ -44,8 +52,9 @@ class SimulatedHost:
     ``retry_after`` (seconds), when set, is what the host sends with its 429s and 503s.
     ``jitter`` (seconds): each request arrives up to that much early or late (the sender's
     event loop, the network), so a client pacing just under the limit still gets an
-    occasional 429 from a small bucket. ``unavailable_share`` of the requests are answered
-    503 whatever the bucket holds (a flaky server; workers report 503s as throttled).
+    occasional 429 from a small bucket. ``unavailable_share`` of the requests the bucket
+    admits are answered 503 all the same, their token spent (a flaky server, like the
+    benchmark fleet's; workers report 503s as throttled).
     """
 
     def __init__(
@@ -143,6 +152,17 @@ class SimStats:
         """The controller's rate in force at ``time`` (after the last report before it)."""
         index = bisect.bisect_right(self.rate_trace, (time, math.inf)) - 1
         return self.rate_trace[max(index, 0)][1]
+
+    def mean_rate(self, start: float, end: float) -> float:
+        """The controller's rate averaged over the time in ``[start, end)``."""
+        if end <= start:
+            raise ValueError("need start < end")
+        total = 0.0
+        changes = [*self.rate_trace, (math.inf, 0.0)]
+        for (since, rate), (until, _) in itertools.pairwise(changes):
+            overlap = min(until, end) - max(since, start)
+            total += rate * max(0.0, overlap)
+        return total / (end - start)
 
 
 @dataclass
