@@ -70,7 +70,8 @@ The algorithm
   min(max_ok_rate, ceiling) and never rises again; real complaints still cut it, noise
   does not.
 * **Latency**: a window whose mean latency exceeds ``latency_rise`` × the smoothed baseline
-  blocks increases (the server is queueing) and ends slow start.
+  (and the baseline by ``latency_min_rise``) blocks increases (the server is queueing);
+  ``latency_slow_windows`` such windows in a row end slow start.
 * **Retry-After** pauses the whole host until ``now + retry_after`` (see
   :meth:`HostThrottle.paused_until`) and counts as a complaint.
 
@@ -182,8 +183,14 @@ class ThrottleSettings:
     # After a cut, run at this share of the measured limit: a drained bucket refills (at
     # 10% of the limit, 0.25 s of burst in 2.5 s) before the next probe reaches it again.
     settle_share: float = 0.9
-    # Mean latency this many times the baseline means the server is queueing.
+    # Mean latency this many times the baseline means the server is queueing…
     latency_rise: float = 2.0
+    # …if it is also this much higher (s): tens of ms come and go with the client's own load
+    # (image decoding shares the rank's CPU), and say nothing about the server.
+    latency_min_rise: float = 0.25
+    # One slow window blocks that window's increase; only this many in a row end slow start,
+    # so a single spike does not condemn a fast host to slow probing.
+    latency_slow_windows: int = 2
     # Baseline smoothing: slow, so a lasting change becomes the new normal in ~20 windows.
     latency_smoothing: float = 0.05
     # Timeouts are a complaint only when they are this share of the window (and ≥ 2):
@@ -273,6 +280,7 @@ class _State:
     hold_until: float = -math.inf
     paused_until: float = -math.inf
     latency_baseline: float | None = None
+    slow_latency_windows: int = 0  # judged windows in a row with a risen latency
     forbidden_baseline: float = 0.0
     window: Feedback = field(default_factory=Feedback)
     window_start: float = 0.0
@@ -505,7 +513,8 @@ class HostThrottle:
         if now <= state.hold_until:
             return
         if not latency_steady:
-            state.phase = "steady"
+            if state.slow_latency_windows >= settings.latency_slow_windows:
+                state.phase = "steady"
             state.clean_answers = 0
             return
         state.clean_answers += window.total
@@ -586,7 +595,10 @@ class HostThrottle:
         if state.latency_baseline is None:
             state.latency_baseline = mean_latency
             return True
-        steady = mean_latency <= settings.latency_rise * state.latency_baseline
+        baseline = state.latency_baseline
+        threshold = max(settings.latency_rise * baseline, baseline + settings.latency_min_rise)
+        steady = mean_latency <= threshold
+        state.slow_latency_windows = 0 if steady else state.slow_latency_windows + 1
         # Quick to learn a lower baseline, slow to accept a higher one as the new normal.
         weight = 1.0 if mean_latency < state.latency_baseline else settings.latency_smoothing
         state.latency_baseline += weight * (mean_latency - state.latency_baseline)

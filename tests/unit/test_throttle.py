@@ -314,7 +314,24 @@ def test_rising_latency_blocks_increases_and_ends_slow_start() -> None:
     grown = throttle.rate
     assert grown == pytest.approx(15.0)
     assert throttle.observe(_clean(10, latency=0.5), now=2.0) == grown
-    assert throttle.phase == "steady"
+    assert throttle.phase == "slow_start"  # one slow window only blocks that increase
+    assert throttle.observe(_clean(10, latency=0.5), now=3.0) == grown
+    assert throttle.phase == "steady"  # a lasting rise ends slow start
+
+
+def test_a_single_latency_spike_does_not_end_slow_start() -> None:
+    throttle = HostThrottle(ThrottleSettings(start_rate=4.0), now=0.0)
+    throttle.observe(_clean(10, latency=0.02), now=1.0)
+    throttle.observe(_clean(10, latency=1.0), now=2.0)  # the client was busy decoding
+    rate = throttle.observe(_clean(10, latency=0.02), now=3.0)
+    assert throttle.phase == "slow_start" and rate > 6.0 + 1e-9
+
+
+def test_a_small_absolute_rise_is_not_queueing() -> None:
+    throttle = HostThrottle(ThrottleSettings(start_rate=4.0), now=0.0)
+    throttle.observe(_clean(10, latency=0.02), now=1.0)
+    before = throttle.rate
+    assert throttle.observe(_clean(10, latency=0.06), now=2.0) > before  # 3x, but +40 ms
 
 
 def test_stray_timeouts_are_not_a_complaint_but_many_are() -> None:
