@@ -99,28 +99,27 @@ RetryOpt = Annotated[
 ]
 
 
-@app.command("run")
-def run_command(
-    config: ConfigArg,
-    until: UntilOpt = StageName.downloaded,
-    ranks: RanksOpt = None,
-    input_format: FormatOpt = None,
-    retry_errors: RetryOpt = None,
-) -> None:
-    """Run every stage not yet complete (plan → profile → download), up to --until."""
-    _run(config, until, ranks, input_format, retry_errors, resume=False)
+def _stage_command(resume: bool) -> Callable[..., None]:
+    """`run` and `resume` take the same options; they differ only in refusing a fresh start."""
+
+    def command(
+        config: ConfigArg,
+        until: UntilOpt = StageName.downloaded,
+        ranks: RanksOpt = None,
+        input_format: FormatOpt = None,
+        retry_errors: RetryOpt = None,
+    ) -> None:
+        _run(config, until, ranks, input_format, retry_errors, resume=resume)
+
+    return command
 
 
-@app.command("resume")
-def resume_command(
-    config: ConfigArg,
-    until: UntilOpt = StageName.downloaded,
-    ranks: RanksOpt = None,
-    input_format: FormatOpt = None,
-    retry_errors: RetryOpt = None,
-) -> None:
-    """Like `run`, but refuses when nothing was started for this config."""
-    _run(config, until, ranks, input_format, retry_errors, resume=True)
+app.command(
+    "run", help="Run every stage not yet complete (plan → profile → download), up to --until."
+)(_stage_command(resume=False))
+app.command("resume", help="Like `run`, but refuses when nothing was started for this config.")(
+    _stage_command(resume=True)
+)
 
 
 @app.command("reset")
