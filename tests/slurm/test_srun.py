@@ -15,13 +15,24 @@ from distdl.testing.fleet import HostSpec
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import write_url_list
 
+
+def _slurm_is_up() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "is UP" in ping.stdout
+
+
 # CI sets DISTDL_REQUIRE_SLURM=1 after starting a cluster, so there a missing Slurm fails.
-HAVE_SLURM = shutil.which("sbatch") is not None
+HAVE_SLURM = _slurm_is_up()
 pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(
         not HAVE_SLURM and os.environ.get("DISTDL_REQUIRE_SLURM") != "1",
-        reason="no Slurm here (CI starts one with shared/tools/slurm-up.sh)",
+        reason="no running Slurm here (CI starts one with shared/tools/slurm-up.sh)",
     ),
 ]
 
