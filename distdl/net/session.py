@@ -46,7 +46,7 @@ def make_session(
         enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
         resolver=resolver,
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         timeout=make_timeout(settings),
         headers=dict(settings.headers),
@@ -55,3 +55,10 @@ def make_session(
         raise_for_status=False,
         trust_env=False,
     )
+    # aiohttp silently resends a GET once when a reused keep-alive connection is reset. That
+    # second request never passes the host's pacer, so a flaky server would get more than
+    # its budget; our own retry policy handles the failure instead, paced like any request.
+    # There is no public switch in aiohttp 3.x; tests/integration/test_fetcher.py checks that
+    # this private flag still exists and works.
+    session._retry_connection = False  # type: ignore[attr-defined]
+    return session

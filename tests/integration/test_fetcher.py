@@ -547,3 +547,30 @@ def test_map_exception_without_settings_still_names_the_timeout() -> None:
 def test_map_exception_messages_are_short() -> None:
     _, message = map_exception(ValueError("x" * 10_000))
     assert len(message) <= 200
+
+
+async def test_a_reset_keep_alive_connection_is_not_silently_retried() -> None:
+    """aiohttp would resend the GET on a fresh connection, unseen by the host's pacer."""
+    seen: list[bytes] = []
+
+    async def keep_alive_then_reset(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        first = await reader.readuntil(b"\r\n\r\n")
+        seen.append(first)
+        if len(seen) > 1:  # any later connection: the resend we must not see
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+        await writer.drain()
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        reset_connection(writer)
+
+    settings = FetchSettings()
+    async with raw_server(keep_alive_then_reset) as url, make_session(settings) as session:
+        fetcher = AiohttpFetcher(session, settings)
+        assert (await fetcher.fetch(url)).ok
+        second = await fetcher.fetch(url)
+    assert second.error_code == codes.CONNECTION_ERROR
+    assert len(seen) == 2  # two GETs, no hidden third one
