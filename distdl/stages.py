@@ -10,6 +10,7 @@ from typing import Literal
 
 from distdl.config import Config
 from distdl.errors import StateError
+from distdl.io.checkpoint import STAGES as CHECKPOINT_STAGES
 from distdl.io.checkpoint import Checkpoint, input_fingerprint
 from distdl.layout import Layout
 from distdl.plan.planner import PlanSummary, plan_input
@@ -17,7 +18,7 @@ from distdl.plan.planner import PlanSummary, plan_input
 log = logging.getLogger("distdl.stages")
 
 Stage = Literal["batched", "profiled", "downloaded"]
-STAGES: tuple[Stage, ...] = ("batched", "profiled", "downloaded")
+STAGES: tuple[Stage, ...] = CHECKPOINT_STAGES  # one order, kept by the checkpoint file
 InputFormat = Literal["csv", "tsv", "parquet"]
 
 

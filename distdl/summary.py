@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 
 from distdl.core.codes import describe
 from distdl.io.atomic import atomic_write_text
-from distdl.io.markers import read_marker
+from distdl.io.markers import partition_dirs, read_marker
 from distdl.layout import ERRORS_FILE, Layout
 from distdl.runtime.coordinator import RunReport
 
@@ -31,24 +30,19 @@ class DatasetTotals:
 
 
 def _scan_done(layout: Layout, totals: DatasetTotals, with_codes: bool) -> None:
-    if not layout.images.is_dir():
-        return
-    for server_dir in os.scandir(layout.images):
-        if not server_dir.is_dir() or not server_dir.name.startswith("server_name="):
+    for _, _, folder in partition_dirs(layout.images):
+        marker = read_marker(folder)
+        if marker is None:
             continue
-        for part_dir in os.scandir(server_dir.path):
-            marker = read_marker(Path(part_dir.path))
-            if marker is None:
-                continue
-            if Path(part_dir.path) == layout.rejected_dir:
-                totals.rejected_rows += pq.read_metadata(Path(part_dir.path) / ERRORS_FILE).num_rows
-            else:
-                totals.partitions_done += 1
-                totals.successes += int(marker.get("successes", 0) or 0)
-                totals.errors += int(marker.get("errors", 0) or 0)
-            if with_codes:
-                codes = pq.read_table(Path(part_dir.path) / ERRORS_FILE, columns=["error_code"])
-                totals.errors_by_code.update(codes.column("error_code").to_pylist())
+        if folder == layout.rejected_dir:
+            totals.rejected_rows += pq.read_metadata(folder / ERRORS_FILE).num_rows
+        else:
+            totals.partitions_done += 1
+            totals.successes += int(marker.get("successes", 0) or 0)
+            totals.errors += int(marker.get("errors", 0) or 0)
+        if with_codes:
+            codes = pq.read_table(folder / ERRORS_FILE, columns=["error_code"])
+            totals.errors_by_code.update(codes.column("error_code").to_pylist())
 
 
 def dataset_totals(layout: Layout, *, with_codes: bool = False) -> DatasetTotals:

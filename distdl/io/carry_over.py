@@ -9,7 +9,6 @@ commit harmless: whatever files are whole are carried over, the rest is fetched 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distdl.io.markers import is_completed, remove_marker
+from distdl.io.markers import is_completed, partition_dirs, remove_marker
 from distdl.io.partition_writer import PartitionOutput
 from distdl.layout import ERRORS_FILE, SUCCESSES_FILE, Layout
 
@@ -47,17 +46,11 @@ def requeue_error_partitions(layout: Layout, codes: Iterable[int]) -> int:
     """Take the marker off every done partition holding an error row with one of ``codes``."""
     wanted = pa.array(sorted(set(codes)), pa.int64())
     requeued = 0
-    if not layout.images.is_dir():
-        return 0
-    for server_dir in os.scandir(layout.images):
-        if not server_dir.name.startswith("server_name=") or not server_dir.is_dir():
-            continue
-        for part_dir in os.scandir(server_dir.path):
-            directory = Path(part_dir.path)
-            if directory == layout.rejected_dir or not is_completed(directory):
-                continue  # planning rejects are invalid URLs: retrying cannot change them
-            table = pq.read_table(directory / ERRORS_FILE, columns=["error_code"])
-            if pc.any(pc.is_in(table["error_code"], value_set=wanted)).as_py():
-                remove_marker(directory)
-                requeued += 1
+    for _, _, directory in partition_dirs(layout.images):
+        if directory == layout.rejected_dir or not is_completed(directory):
+            continue  # planning rejects are invalid URLs: retrying cannot change them
+        table = pq.read_table(directory / ERRORS_FILE, columns=["error_code"])
+        if pc.any(pc.is_in(table["error_code"], value_set=wanted)).as_py():
+            remove_marker(directory)
+            requeued += 1
     return requeued

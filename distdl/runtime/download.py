@@ -35,8 +35,7 @@ def remaining_partitions(layout: Layout) -> list[PartitionRef]:
     return [
         PartitionRef(server, pid, n_urls)
         for server, pid, n_urls in list_url_partitions(layout)
-        if (f"server_name={safe_dir_name(server)}", pid) not in done
-        and (safe_dir_name(server), pid) not in done
+        if (safe_dir_name(server), pid) not in done
     ]
 
 
