@@ -33,24 +33,34 @@ from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import make_zipf_fleet, write_url_list, zipf_rows
 
 
-def _fleet(args: argparse.Namespace) -> list[HostSpec]:
+def bench_fleet(
+    hosts: int,
+    *,
+    seed: int,
+    limits: tuple[float, float],
+    hidden: bool,
+    flaky: bool,
+    black_holes: int = 0,
+    refused: int = 0,
+) -> list[HostSpec]:
+    """The simulated fleet of every download benchmark (img2dataset_compare.py uses it too)."""
     template = HostSpec("template", latency=0.02, latency_jitter=0.01)
-    if args.hidden:
+    if hidden:
         template = replace(template, retry_after=1.0)
-    hosts = make_zipf_fleet(
-        args.hosts,
-        seed=args.seed,
-        limits=(args.min_limit, args.max_limit),
+    specs = make_zipf_fleet(
+        hosts,
+        seed=seed,
+        limits=limits,
         template=template,
-        black_holes=args.black_holes,
-        refused=args.refused,
+        black_holes=black_holes,
+        refused=refused,
     )
-    if args.flaky:
-        hosts = [
+    if flaky:
+        specs = [
             replace(h, error_rate_5xx=0.03, retry_after=1.0) if i % 5 == 2 else h
-            for i, h in enumerate(hosts)
+            for i, h in enumerate(specs)
         ]
-    return hosts
+    return specs
 
 
 class RssSampler(threading.Thread):
@@ -124,7 +134,15 @@ def main() -> None:
     if args.memory:
         args.hosts, args.min_limit, args.max_limit = 2, 150.0, 200.0
     root = args.folder or Path(tempfile.mkdtemp(prefix="distdl-bench-"))
-    specs = _fleet(args)
+    specs = bench_fleet(
+        args.hosts,
+        seed=args.seed,
+        limits=(args.min_limit, args.max_limit),
+        hidden=args.hidden,
+        flaky=args.flaky,
+        black_holes=args.black_holes,
+        refused=args.refused,
+    )
     with FleetThread(specs, seed=args.seed) as fleet:
         rows = zipf_rows(fleet.host_names, args.images, exponent=0.9)
         write_url_list(fleet, root / "urls.csv", rows, sizes=(tuple(args.size),), seed=args.seed)

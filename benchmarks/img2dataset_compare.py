@@ -33,17 +33,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from download_bench import run_distdl, write_bench_config
+from download_bench import bench_fleet, run_distdl, write_bench_config
 
 from distdl.config import load_config
 from distdl.layout import Layout
 from distdl.summary import dataset_totals
 from distdl.testing.fleet import HostSpec, RequestRecord
 from distdl.testing.fleet_thread import FleetThread
-from distdl.testing.fleet_workload import make_zipf_fleet, write_url_list, zipf_rows
+from distdl.testing.fleet_workload import write_url_list, zipf_rows
 
 HOSTS = 24
 IMAGE_SIZE = (320, 240)
@@ -65,11 +65,10 @@ class ToolResult:
 
 
 def fleet_specs(seed: int) -> list[HostSpec]:
-    template = HostSpec("t", latency=0.02, latency_jitter=0.01, retry_after=1.0)
-    hosts = make_zipf_fleet(
-        HOSTS, seed=seed, limits=(2.0, 60.0), template=template, black_holes=1, refused=1
+    """download_bench.py's `--hidden --flaky --black-holes 1 --refused 1` fleet."""
+    return bench_fleet(
+        HOSTS, seed=seed, limits=(2.0, 60.0), hidden=True, flaky=True, black_holes=1, refused=1
     )
-    return [replace(h, error_rate_5xx=0.03) if i % 5 == 2 else h for i, h in enumerate(hosts)]
 
 
 def _tally(tool: str, seconds: float, records: Sequence[RequestRecord], fetched: int) -> ToolResult:
