@@ -53,7 +53,7 @@ DESCRIPTIONS: dict[int, str] = {
 }
 
 # HTTP statuses worth another try: the server may answer differently later.
-RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+RETRYABLE_HTTP = frozenset({408, 420, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 RETRYABLE_INTERNAL = frozenset({CONNECTION_ERROR, DNS_ERROR, TIMEOUT, PAYLOAD_ERROR})
 
 

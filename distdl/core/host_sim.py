@@ -230,7 +230,7 @@ class _Run:
         retry_after = self.host.retry_after if throttled else None
         return Feedback(
             ok=ok,
-            throttled=throttled,
+            rate_limited=throttled,
             latency_sum=latency_sum,
             latency_count=ok + throttled,
             retry_after=retry_after,

@@ -228,36 +228,54 @@ class Feedback:
     """What the workers observed on one host since their last report."""
 
     ok: int = 0
-    throttled: int = 0  # 429 and 503
+    rate_limited: int = 0  # 429, 420, 503 SlowDown: always about the rate
+    server_errors: int = 0  # other 5xx: about the rate only when they come with load
     timeouts: int = 0
     forbidden: int = 0  # 403
     other_errors: int = 0
     latency_sum: float = 0.0
     latency_count: int = 0
-    retry_after: float | None = None  # longest Retry-After seen (already parsed, capped)
+    retry_after: float | None = None  # longest Retry-After of a rate-limited answer
+    server_retry_after: float | None = None  # longest Retry-After of a 5xx
+
+    @property
+    def throttled(self) -> int:
+        return self.rate_limited + self.server_errors
 
     @property
     def total(self) -> int:
-        return self.ok + self.throttled + self.timeouts + self.forbidden + self.other_errors
+        return (
+            self.ok
+            + self.rate_limited
+            + self.server_errors
+            + self.timeouts
+            + self.forbidden
+            + self.other_errors
+        )
 
     @property
     def mean_latency(self) -> float | None:
         return self.latency_sum / self.latency_count if self.latency_count else None
 
     def merged(self, other: Feedback) -> Feedback:
-        retry_after = self.retry_after
-        if other.retry_after is not None:
-            retry_after = max(retry_after or 0.0, other.retry_after)
         return Feedback(
             ok=self.ok + other.ok,
-            throttled=self.throttled + other.throttled,
+            rate_limited=self.rate_limited + other.rate_limited,
+            server_errors=self.server_errors + other.server_errors,
             timeouts=self.timeouts + other.timeouts,
             forbidden=self.forbidden + other.forbidden,
             other_errors=self.other_errors + other.other_errors,
             latency_sum=self.latency_sum + other.latency_sum,
             latency_count=self.latency_count + other.latency_count,
-            retry_after=retry_after,
+            retry_after=_longest(self.retry_after, other.retry_after),
+            server_retry_after=_longest(self.server_retry_after, other.server_retry_after),
         )
+
+
+def _longest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
 
 
 @dataclass
@@ -319,7 +337,7 @@ class HostThrottle:
         state = self._state
         state.window = state.window.merged(feedback)
         state.since_complaint += feedback.total
-        retry_after = feedback.retry_after or 0.0
+        retry_after = max(feedback.retry_after or 0.0, feedback.server_retry_after or 0.0)
         if retry_after > 0:
             state.paused_until = max(state.paused_until, now + retry_after)
         if retry_after > 0 or self._is_complaint(state.window):

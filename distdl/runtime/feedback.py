@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distdl.core import codes
+from distdl.core.signals import Signal, answer_signal
 from distdl.core.throttle import Feedback
 
 
@@ -17,20 +17,29 @@ class FeedbackBook:
         self._add(server_name, Feedback(ok=1, latency_sum=latency, latency_count=1))
 
     def record_failure(
-        self, server_name: str, code: int, latency: float, retry_after: float | None
+        self,
+        server_name: str,
+        code: int,
+        latency: float,
+        retry_after: float | None,
+        message: str = "",
     ) -> None:
-        if code in (429, 503):
-            seen = Feedback(throttled=1)
-        elif code == codes.TIMEOUT:
+        """One failed answer; ``message`` tells a 503 SlowDown from an ordinary 503."""
+        signal = answer_signal(code, message)
+        if signal is Signal.RATE_LIMITED:
+            seen = Feedback(rate_limited=1, retry_after=retry_after)
+        elif signal is Signal.SERVER_ERROR:
+            seen = Feedback(server_errors=1, server_retry_after=retry_after)
+        elif signal is Signal.TIMEOUT:
             seen = Feedback(timeouts=1)
-        elif code == 403:
+        elif signal is Signal.FORBIDDEN:
             seen = Feedback(forbidden=1)
-        elif code > 0:
-            # Any other HTTP answer still tells how fast the host responds.
-            seen = Feedback(other_errors=1, latency_sum=latency, latency_count=1)
         else:
             seen = Feedback(other_errors=1)
-        self._add(server_name, Feedback(retry_after=retry_after).merged(seen))
+        if code > 0 and signal is not Signal.TIMEOUT:
+            # Any HTTP answer still tells how fast the host responds.
+            seen = seen.merged(Feedback(latency_sum=latency, latency_count=1))
+        self._add(server_name, seen)
 
     def drain(self) -> dict[str, Feedback]:
         out, self._by_host = self._by_host, {}

@@ -242,7 +242,9 @@ class LeaseRunner:
             if retry_after:
                 self._gate.pause(retry_after)
 
-        self._feedback.record_failure(self.lease.server_name, code, result.elapsed, retry_after)
+        self._feedback.record_failure(
+            self.lease.server_name, code, result.elapsed, retry_after, result.error_msg
+        )
         decision = self._policy.retry.decide(code, item.attempt, self._rng, retry_after)
         if decision.retry:
             loop_now = asyncio.get_running_loop().time()

@@ -214,13 +214,13 @@ def test_a_lone_429_long_after_the_last_complaint_costs_a_small_cut_and_keeps_th
     throttle = _steady(10.0, ceiling=11.0)  # above 0.9 x ceiling: no recovery, no probe yet
     for step in range(1, 5):
         assert throttle.observe(_clean(10), now=float(step)) == 10.0
-    rate = throttle.observe(Feedback(ok=4, throttled=1), now=5.0)
+    rate = throttle.observe(Feedback(ok=4, rate_limited=1), now=5.0)
     assert rate == pytest.approx(10.0 * 0.97)
     assert throttle.ceiling > 10.0  # not pulled down to where the noise happened
     assert throttle.max_ok_rate == pytest.approx(10.0)
 
     throttle.observe(_clean(5), now=6.0)
-    again = throttle.observe(Feedback(ok=2, throttled=1), now=6.5)  # 8 answers later: real
+    again = throttle.observe(Feedback(ok=2, rate_limited=1), now=6.5)  # 8 answers later: real
     assert again <= 0.85 * rate
     assert throttle.ceiling <= rate
 
@@ -229,14 +229,14 @@ def test_a_complaint_just_above_a_rate_that_passed_goes_back_to_it() -> None:
     throttle = _steady(2.0, ceiling=2.5)  # recovers toward 2.25
     raised = throttle.observe(_clean(5), now=2.0)  # a 2 s window: 2.0 req/s passed
     assert raised > 2.0
-    rate = throttle.observe(Feedback(ok=1, throttled=1), now=2.5)
+    rate = throttle.observe(Feedback(ok=1, rate_limited=1), now=2.5)
     assert rate == pytest.approx(0.97 * 2.0)  # not a blind 15-30% cut
 
 
 def test_a_lone_complaint_that_ends_slow_start_at_a_low_rate_is_looked_past() -> None:
     throttle = HostThrottle(ThrottleSettings(start_rate=3.0), now=0.0)
     assert throttle.observe(_clean(6), now=2.0) == pytest.approx(4.5)
-    assert throttle.observe(Feedback(ok=1, throttled=1), now=2.5) == pytest.approx(3.0)
+    assert throttle.observe(Feedback(ok=1, rate_limited=1), now=2.5) == pytest.approx(3.0)
     assert throttle.phase == "steady"
     now = 2.5
     for _ in range(8):  # a flaky server's 503: clean windows while approaching 4.5
@@ -261,7 +261,7 @@ def test_a_failed_probe_makes_the_next_one_wait_twice_as_long() -> None:
     throttle = _steady(10.0, ceiling=10.5)
     first, now = answers_until_increase(throttle, 0.0)
     assert first == 200
-    throttle.observe(Feedback(ok=10, throttled=1), now=now + 0.5)  # the probe failed
+    throttle.observe(Feedback(ok=10, rate_limited=1), now=now + 0.5)  # the probe failed
     second, _ = answers_until_increase(throttle, now + 0.5)
     assert second == 2 * first
 
@@ -269,7 +269,7 @@ def test_a_failed_probe_makes_the_next_one_wait_twice_as_long() -> None:
 def test_retry_after_sets_the_pause_and_counts_as_a_complaint() -> None:
     throttle = HostThrottle(ThrottleSettings(start_rate=10.0), now=0.0)
     assert throttle.paused_until() == -math.inf
-    throttle.observe(Feedback(ok=20, throttled=1, retry_after=5.0), now=10.0)
+    throttle.observe(Feedback(ok=20, rate_limited=1, retry_after=5.0), now=10.0)
     assert throttle.paused_until() == pytest.approx(15.0)
     assert throttle.rate < 10.0
     throttle.observe(Feedback(ok=20, retry_after=1.0), now=11.0)
@@ -286,7 +286,7 @@ def test_slow_start_grows_only_on_judged_windows() -> None:
 
 def test_a_complaint_ends_slow_start_with_a_cut_and_a_hold() -> None:
     throttle = HostThrottle(ThrottleSettings(start_rate=40.0), now=0.0)
-    rate = throttle.observe(Feedback(ok=10, throttled=10), now=0.5)
+    rate = throttle.observe(Feedback(ok=10, rate_limited=10), now=0.5)
     assert throttle.phase == "steady"
     assert rate == pytest.approx(40.0 * 0.9 * 10 / 20)  # settle_share x the served rate
     assert throttle.ceiling <= 40.0
@@ -296,7 +296,7 @@ def test_a_complaint_ends_slow_start_with_a_cut_and_a_hold() -> None:
 def test_a_cut_is_never_deeper_than_max_decrease() -> None:
     throttle = HostThrottle(ThrottleSettings(start_rate=40.0), now=0.0)
     throttle.observe(_clean(40), now=1.0)  # leave the start rate behind: now 60 req/s
-    rate = throttle.observe(Feedback(ok=1, throttled=39), now=2.0)
+    rate = throttle.observe(Feedback(ok=1, rate_limited=39), now=2.0)
     assert rate == pytest.approx(60.0 * 0.25)
 
 
@@ -304,7 +304,7 @@ def test_never_below_min_rate_on_a_host_that_always_complains() -> None:
     settings = ThrottleSettings(start_rate=3.0, min_rate=0.2)
     throttle = HostThrottle(settings, now=0.0)
     for step in range(1, 200):
-        throttle.observe(Feedback(throttled=5), now=step * 1.0)
+        throttle.observe(Feedback(rate_limited=5), now=step * 1.0)
     assert throttle.rate == pytest.approx(0.2)
 
 
@@ -375,7 +375,7 @@ def test_restore_needs_only_a_rate_and_clamps_it() -> None:
 
 
 def test_feedback_merges_counts_and_keeps_the_longest_retry_after() -> None:
-    merged = Feedback(ok=2, throttled=1, latency_sum=0.3, latency_count=3).merged(
+    merged = Feedback(ok=2, rate_limited=1, latency_sum=0.3, latency_count=3).merged(
         Feedback(ok=1, timeouts=1, forbidden=1, other_errors=1, retry_after=4.0)
     )
     assert merged.total == 7
