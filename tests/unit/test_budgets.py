@@ -63,7 +63,7 @@ def test_a_hand_set_budget_is_never_exceeded(tmp_path: Path) -> None:
 def test_throttling_lowers_the_budget_and_retry_after_pauses_the_host(tmp_path: Path) -> None:
     layout, params = _setup(tmp_path, [])
     budgets = HostBudgets.from_profiles(layout, params, ["a.org"], now=0.0)
-    decision = budgets.observe("a.org", Feedback(ok=5, throttled=5, retry_after=3.0), 1.0)
+    decision = budgets.observe("a.org", Feedback(ok=5, rate_limited=5, retry_after=3.0), 1.0)
     assert decision.rate is not None and decision.rate < 4.0
     assert decision.pause_seconds == pytest.approx(3.0)
     again = budgets.observe("a.org", Feedback(ok=1), 1.1)
