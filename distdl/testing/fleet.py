@@ -13,18 +13,26 @@ port (or ``HostSpec.port``), so each host is a distinct ``server_name`` for dist
 
 What a host does (see :class:`HostSpec` for every knob):
 
-* **rate limit**: a token bucket of ``rate_limit`` tokens/s and capacity ``burst``
-  (default ``max(1, ceil(0.25 * rate_limit))``), full at start. A request finding it empty
-  gets 429 with ``Retry-After`` when ``retry_after`` is set (delay-seconds or an HTTP-date,
-  per ``retry_after_form``; a str is sent verbatim). Applies to every path.
+* **rate limit**: a token bucket of ``rate_limit`` tokens/s and capacity ``burst`` tokens
+  or ``burst_seconds`` of traffic (default ``max(1, ceil(0.25 * rate_limit))``), full at
+  the first request. A request finding it empty gets ``limited_status`` (429; 420; or 403
+  like a CDN) with ``Retry-After`` when ``retry_after`` is set (delay-seconds or an
+  HTTP-date, per ``retry_after_form``; a str is sent verbatim). Applies to every path.
+  ``limit_drop_*`` lowers the rate for a while (times from the host's first request).
+* **overload** (``overload_knee``): latency grows with the rate the host sees and past the
+  knee a growing share is shed with 503 (fault ``"overload"``); see
+  :mod:`distdl.testing.fleet_limits` for the model.
 * **latency**: ``asyncio.sleep`` of ``latency`` +- ``latency_jitter`` before answering.
 * **transient faults**, deterministic per (seed, host, path with query, attempt) where
   attempt counts earlier non-429 requests for that path, so retries can succeed:
-  5xx (500/502/503; 503 carries Retry-After), TCP reset, truncated body, slow drip.
-  ``/robots.txt`` never gets them.
+  5xx (``error_statuses``, 500/502/503 by default; 503 carries ``error_retry_after``, by
+  default the 429's ``retry_after``), TCP reset, truncated body, slow drip. Their share does
+  not depend on the rate. ``/robots.txt`` never gets them.
 * **permanent fates** per (seed, host, image id): 404/410/403, HTML posing as an image,
   corrupt bytes, oversized body, ``X-Robots-Tag`` opt-out, and redirect chains.
   :meth:`Fleet.image_fate` tells a test what to expect for an id.
+* **resolvers** (``redirect_to``): every image is a 302 to the same image on another fleet
+  host, which applies its own limit, faults and fate (and records the request).
 * **modes**: ``black_hole`` accepts connections and never answers (recorded with status 0);
   ``refused`` has nothing listening on its reserved port (not recorded).
 * ``/robots.txt`` per host (``robots_txt``, default allow all; ``robots_status`` 404/500...).
@@ -47,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlencode
@@ -114,6 +123,8 @@ class Fleet:
             if spec.name in self.specs:
                 raise ValueError(f"duplicate host name {spec.name!r}")
             self.specs[spec.name] = spec
+        for spec in self.specs.values():
+            self._check_redirect_target(spec)
         self.seed = seed
         self.base_ip = base_ip
         self.requests: list[RequestRecord] = []
@@ -121,6 +132,17 @@ class Fleet:
         self._addresses: dict[str, tuple[str, int]] = {}
         self._running: list[RunningHost] = []
         host_ip(base_ip, max(0, len(self.specs) - 1))  # fail early if the range overflows
+
+    def _check_redirect_target(self, spec: HostSpec) -> None:
+        seen = [spec.name]
+        target = spec.redirect_to
+        while target is not None:
+            if target not in self.specs:
+                raise ValueError(f"{spec.name}: redirect_to names unknown host {target!r}")
+            if target in seen:
+                raise ValueError(f"redirect cycle: {' -> '.join([*seen, target])}")
+            seen.append(target)
+            target = self.specs[target].redirect_to
 
     async def __aenter__(self) -> Fleet:
         await self.start()
@@ -159,7 +181,9 @@ class Fleet:
             return BlackHoleHost(spec, self.requests)
         if spec.mode == "refused":
             return RefusedHost(spec)
-        return HttpHost(spec, seed=self.seed, images=self._images, log=self.requests)
+        return HttpHost(
+            spec, seed=self.seed, images=self._images, log=self.requests, locate=self.base_url
+        )
 
     # -- addresses and URLs ---------------------------------------------------------------
 
@@ -223,8 +247,17 @@ class Fleet:
         return f"{self.base_url(host_name)}/bad-redirect"
 
     def image_fate(self, host_name: str, image_id: int) -> ImageFate:
-        """How this host answers image ``image_id`` apart from transient faults."""
-        return image_fate(self.specs[host_name], self.seed, image_id)
+        """How this host answers image ``image_id`` apart from transient faults.
+
+        For a resolver, the fate at the end of its redirect (its ``redirects`` count every
+        302 on the way, the cross-host one included), unless the resolver answers itself.
+        """
+        spec = self.specs[host_name]
+        fate = image_fate(spec, self.seed, image_id)
+        if spec.redirect_to is None or fate.kind != "ok":
+            return fate
+        final = self.image_fate(spec.redirect_to, image_id)
+        return replace(final, redirects=fate.redirects + 1 + final.redirects)
 
     # -- the request log ------------------------------------------------------------------
 

@@ -1,26 +1,31 @@
-"""A normal simulated host, :class:`HttpHost`: rate limit, latency, faults, content.
-(Hosts that never answer are in :mod:`distdl.testing.fleet_silent`.)
+"""A normal simulated host, :class:`HttpHost`: load (bucket, limit drops, overload),
+latency, faults, content. (Hosts that never answer are in :mod:`distdl.testing.fleet_silent`.)
 
 Paths a normal host answers (every one counts against the rate limit and is recorded):
 
-* ``/robots.txt``: ``spec.robots_txt`` with ``spec.robots_status``; no injected faults.
-* ``/img/{id}.{ext}?w=&h=...``: the image, after its fate (see :func:`image_fate`).
+* ``/robots.txt``: ``spec.robots_txt`` with ``spec.robots_status``; no injected faults and
+  no overload 503s (a 5xx robots.txt means "disallow all", which would change every fate).
+* ``/img/{id}.{ext}?w=&h=...``: the image, after its fate (see :func:`image_fate`); on a
+  resolver (``spec.redirect_to``), a 302 to the same image on the target host.
 * ``/redirect/{n}/img/{id}.{ext}``: 302 to ``/redirect/{n-1}/...``; ``n = 0`` serves the
   image without rolling its redirect again.
 * ``/loop/{k}``: 302 to ``/loop/{1-k}``, forever.
 * ``/bad-redirect``: 302 to an ``ftp://`` location.
 * anything else: 404.
+
+The order of decisions for one request: the bucket (refusal with ``limited_status``), the
+latency (grown by overload), then overload shedding (503, fault ``"overload"``), then the
+rate-independent transient faults (fault ``"5xx"``, ``"reset"``, ...), then the content.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import struct
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -31,15 +36,15 @@ from distdl.testing.fleet_content import (
     image_fate,
     parse_image_request,
 )
-from distdl.testing.fleet_limits import TokenBucket, pick_band, retry_after_value, roll
+from distdl.testing.fleet_delivery import Draft, deliver
+from distdl.testing.fleet_limits import HostLoad, pick_band, retry_after_value, roll
 from distdl.testing.fleet_log import NO_RESPONSE, RequestRecord
 from distdl.testing.fleet_spec import HostSpec
 
 DEFAULT_ROBOTS_TXT = "User-agent: *\nAllow: /\n"
 BAD_REDIRECT_TARGET = "ftp://127.0.0.1/not-http.jpeg"
-_STREAM_CHUNK = 64 * 1024
 _SHUTDOWN_GRACE = 0.2  # seconds a draining handler (a slow drip) gets before it is cancelled
-_5XX = (("500", 1 / 3), ("502", 1 / 3), ("503", 1 / 3))
+_LIMITED_BODIES = {429: b"Too Many Requests\n", 420: b"Enhance Your Calm\n", 403: b"Forbidden\n"}
 
 
 class RunningHost(Protocol):
@@ -47,32 +52,27 @@ class RunningHost(Protocol):
     async def stop(self) -> None: ...
 
 
-@dataclass
-class Draft:
-    """A response decided but not sent yet; the transient fault chooses how it is sent."""
-
-    status: int
-    body: bytes
-    content_type: str = "text/plain"
-    headers: dict[str, str] = field(default_factory=dict)
-    fault: str = ""
-    chunked: bool = False
-
-
 class HttpHost:
-    """A normal host: token bucket, latency, transient faults, then content."""
+    """A normal host: load, latency, transient faults, then content.
+
+    ``locate`` gives another fleet host's base URL (``http://ip:port``), for a resolver.
+    """
 
     def __init__(
-        self, spec: HostSpec, *, seed: int, images: ImageCache, log: list[RequestRecord]
+        self,
+        spec: HostSpec,
+        *,
+        seed: int,
+        images: ImageCache,
+        log: list[RequestRecord],
+        locate: Callable[[str], str] | None = None,
     ) -> None:
         self.spec = spec
         self.seed = seed
         self._images = images
         self._log = log
-        self._bucket: TokenBucket | None = None
-        capacity = spec.bucket_capacity
-        if spec.rate_limit is not None and capacity is not None:
-            self._bucket = TokenBucket(spec.rate_limit, capacity, time.monotonic())
+        self._locate = locate
+        self._load = HostLoad(spec)
         self._attempts: dict[str, int] = {}
         self._jitter = random.Random(f"{seed}:{spec.name}:latency")
         self._transient = [
@@ -111,7 +111,7 @@ class HttpHost:
         try:
             draft, delivery = await self._decide(request, arrived)
             status, fault = draft.status, delivery or draft.fault
-            return await _deliver(request, draft, delivery, self.spec)
+            return await deliver(request, draft, delivery, self.spec)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -121,15 +121,17 @@ class HttpHost:
 
     async def _decide(self, request: web.BaseRequest, arrived: float) -> tuple[Draft, str | None]:
         """The response, and how to deliver it: None (whole), "truncate", "drip" or "reset"."""
-        limited = self._bucket is not None and not self._bucket.try_take(arrived)
-        await self._delay()
-        if limited:
+        admission = self._load.admit(arrived)
+        await self._delay(admission.latency_factor)
+        if admission.limited:
             return self._rate_limited(), None
         if request.path == "/robots.txt":
             return self._robots(), None
         key = request.path_qs
         attempt = self._attempts.get(key, 0)
         self._attempts[key] = attempt + 1
+        if roll(self.seed, self.spec.name, key, attempt, "overload") < admission.shed_share:
+            return self._overloaded(), None
         transient = pick_band(roll(self.seed, self.spec.name, key, attempt), self._transient)
         if transient == "5xx":
             return self._server_error(key, attempt), None
@@ -137,25 +139,32 @@ class HttpHost:
             return Draft(NO_RESPONSE, b""), "reset"
         return await self._route(request), transient
 
-    async def _delay(self) -> None:
+    async def _delay(self, factor: float) -> None:
         spec = self.spec
         if spec.latency <= 0 and spec.latency_jitter <= 0:
             return
         jitter = self._jitter.uniform(-spec.latency_jitter, spec.latency_jitter)
-        await asyncio.sleep(max(0.0, spec.latency + jitter))
+        await asyncio.sleep(max(0.0, (spec.latency + jitter) * factor))
 
-    def _retry_after(self) -> dict[str, str]:
-        value = retry_after_value(self.spec.retry_after, self.spec.retry_after_form, time.time())
+    def _retry_after(self, setting: float | str | None) -> dict[str, str]:
+        value = retry_after_value(setting, self.spec.retry_after_form, time.time())
         return {"Retry-After": value} if value is not None else {}
 
     def _rate_limited(self) -> Draft:
-        return Draft(429, b"Too Many Requests\n", headers=self._retry_after(), fault="rate_limited")
+        status = self.spec.limited_status
+        headers = self._retry_after(self.spec.retry_after)
+        return Draft(status, _LIMITED_BODIES[status], headers=headers, fault="rate_limited")
+
+    def _overloaded(self) -> Draft:
+        headers = self._retry_after(self.spec.error_retry_after_setting)
+        return Draft(503, b"Service Unavailable\n", headers=headers, fault="overload")
 
     def _server_error(self, key: str, attempt: int) -> Draft:
-        chosen = pick_band(roll(self.seed, self.spec.name, key, attempt, "status"), list(_5XX))
-        status = int(chosen or 500)
-        headers = self._retry_after() if status == 503 else {}
-        return Draft(status, b"Server Error\n", headers=headers, fault="5xx")
+        statuses = self.spec.error_statuses
+        pick = roll(self.seed, self.spec.name, key, attempt, "status")
+        status = statuses[min(int(pick * len(statuses)), len(statuses) - 1)]
+        after = self.spec.error_retry_after_setting if status == 503 else None
+        return Draft(status, b"Server Error\n", headers=self._retry_after(after), fault="5xx")
 
     def _robots(self) -> Draft:
         spec = self.spec
@@ -193,6 +202,8 @@ class HttpHost:
             return _redirect(request, f"/redirect/{fate.redirects - 1}/img/{name}")
         if fate.kind == "not_found":
             return Draft(fate.status, b"Not Found\n", fault="not_found")
+        if self.spec.redirect_to is not None:
+            return self._resolve(request, name)
         if fate.kind == "not_image":
             return Draft(200, NOT_AN_IMAGE, wanted.content_type, fault="not_image")
         try:
@@ -212,6 +223,17 @@ class HttpHost:
             draft.fault = "opt_out"
         return draft
 
+    def _resolve(self, request: web.BaseRequest, name: str) -> Draft:
+        """A resolver's 302 to the same image on its target host.
+
+        ``via`` keeps the target's paths (and so its fault rolls) apart from its own URLs'.
+        """
+        target = self.spec.redirect_to
+        if target is None or self._locate is None:
+            raise RuntimeError(f"{self.spec.name} is not a resolver in a fleet")
+        query = urlencode([*request.query.items(), ("via", self.spec.name)])
+        return _moved(f"{self._locate(target)}/img/{name}?{query}")
+
 
 def _redirect(request: web.BaseRequest, path: str) -> Draft:
     query = f"?{request.query_string}" if request.query_string else ""
@@ -220,51 +242,3 @@ def _redirect(request: web.BaseRequest, path: str) -> Draft:
 
 def _moved(location: str) -> Draft:
     return Draft(302, b"moved\n", headers={"Location": location}, fault="redirect")
-
-
-async def _deliver(
-    request: web.BaseRequest, draft: Draft, delivery: str | None, spec: HostSpec
-) -> web.StreamResponse:
-    headers = {**draft.headers, "Content-Type": draft.content_type}
-    if delivery == "reset":
-        _reset(request)
-        # aiohttp finds the transport gone when it writes this and drops it quietly
-        return web.Response(status=500)
-    if delivery is None and not draft.chunked:
-        return web.Response(status=draft.status, body=draft.body, headers=headers)
-    stream = web.StreamResponse(status=draft.status, headers=headers)
-    if delivery is None:
-        stream.enable_chunked_encoding()
-    else:
-        stream.content_length = len(draft.body)
-    try:
-        await stream.prepare(request)
-        if delivery == "truncate":
-            await stream.write(draft.body[: len(draft.body) // 2])
-            if request.transport is not None:
-                request.transport.close()
-        elif delivery == "drip":
-            await _drip(stream, draft.body, spec.drip_chunk, spec.drip_interval)
-        else:
-            for start in range(0, len(draft.body), _STREAM_CHUNK):
-                await stream.write(draft.body[start : start + _STREAM_CHUNK])
-    except ConnectionError:
-        pass  # the client left; aiohttp notices too and drops the connection quietly
-    return stream
-
-
-def _reset(request: web.BaseRequest) -> None:
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # linger 0: closing sends RST instead of FIN, as a crashing server would
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-async def _drip(stream: web.StreamResponse, body: bytes, chunk: int, interval: float) -> None:
-    for start in range(0, len(body), chunk):
-        await stream.write(body[start : start + chunk])
-        await asyncio.sleep(interval)

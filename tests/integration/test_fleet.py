@@ -11,6 +11,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -34,7 +35,15 @@ from distdl.testing.fleet import (
     write_url_list,
     zipf_rows,
 )
-from distdl.testing.fleet_limits import TokenBucket, retry_after_value
+from distdl.testing.fleet_limits import (
+    OVERLOAD_MAX_SHARE,
+    HostLoad,
+    RateMeter,
+    TokenBucket,
+    overload_latency_factor,
+    overload_share,
+    retry_after_value,
+)
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import BAD_IDENTIFIERS, URL_LIST_COLUMNS
 
@@ -109,6 +118,20 @@ def test_duplicate_host_names_are_rejected() -> None:
         {"burst": 0, "rate_limit": 1},
         {"mode": "sideways"},
         {"port": 70000},
+        {"rate_limit": 1, "burst": 2, "burst_seconds": 1.0},
+        {"rate_limit": 1, "burst_seconds": -0.5},
+        {"rate_limit": 1, "limited_status": 404},
+        {"rate_limit": 1, "limit_drop_start": 5.0, "limit_drop_end": 2.0},
+        {"rate_limit": 1, "limit_drop_start": 5.0},
+        {"limit_drop_start": 0.0, "limit_drop_end": 2.0},
+        {"rate_limit": 1, "limit_drop_factor": 0.0},
+        {"overload_knee": 0.0},
+        {"overload_knee": 5.0, "overload_slope": 0.0},
+        {"error_statuses": (404,)},
+        {"error_statuses": ()},
+        {"error_retry_after": -1.0},
+        {"redirect_to": "x"},
+        {"redirect_to": "cdn", "corrupt_rate": 0.1},
     ],
 )
 def test_host_spec_rejects_impossible_settings(bad: dict[str, object]) -> None:
@@ -132,6 +155,59 @@ def test_default_burst_is_a_quarter_second_of_the_limit() -> None:
     assert HostSpec("a", rate_limit=2).bucket_capacity == 1
     assert HostSpec("a", rate_limit=10, burst=7).bucket_capacity == 7
     assert HostSpec("a").bucket_capacity is None
+
+
+def test_burst_in_seconds_is_tokens_at_the_current_limit() -> None:
+    assert HostSpec("a", rate_limit=10, burst_seconds=2.0).bucket_capacity == 20
+    assert HostSpec("a", rate_limit=10, burst_seconds=0.0).bucket_capacity == 1  # no burst
+    assert HostSpec("a", rate_limit=10, burst_seconds=0.5).capacity_at(5.0) == 2.5
+    assert HostSpec("a", rate_limit=10, burst=4).capacity_at(5.0) == 4
+
+
+def test_token_bucket_retune_keeps_what_was_earned_up_to_the_new_capacity() -> None:
+    bucket = TokenBucket(rate=10.0, capacity=5, now=0.0)
+    assert all(bucket.try_take(0.0) for _ in range(5))
+    bucket.retune(1.0, 1.0, now=0.2)  # 2 tokens earned at the old rate, 1 kept
+    assert [bucket.try_take(0.2), bucket.try_take(0.2)] == [True, False]
+    assert bucket.try_take(0.7) is False  # half a token at the new rate
+    assert bucket.try_take(1.2) is True
+
+
+def test_limit_drop_is_timed_from_the_first_request() -> None:
+    spec = HostSpec(
+        "a",
+        rate_limit=100,
+        burst=5,
+        limit_drop_start=1.0,
+        limit_drop_end=3.0,
+        limit_drop_factor=0.01,
+    )
+    assert [spec.limit_at(t) for t in (0.0, 0.99, 1.0, 2.99, 3.0)] == [100, 100, 1, 1, 100]
+    load = HostLoad(spec)
+    assert [load.admit(50.0).limited for _ in range(6)] == [False] * 5 + [True]
+    assert not load.admit(50.9).limited  # before the drop: 100 req/s
+    at_drop = [load.admit(51.5).limited for _ in range(6)]
+    assert at_drop == [False] * 5 + [True]  # burst stays 5 tokens, refilled at 1 req/s
+    assert load.admit(52.0).limited
+    assert not load.admit(52.6).limited
+    assert not load.admit(53.1).limited  # recovered
+
+
+def test_overload_model() -> None:
+    assert overload_share(10.0, knee=10.0, slope=1.0) == 0.0
+    assert overload_share(15.0, knee=10.0, slope=1.0) == pytest.approx(0.5)
+    assert overload_share(15.0, knee=10.0, slope=0.5) == pytest.approx(0.25)
+    assert overload_share(100.0, knee=10.0, slope=1.0) == OVERLOAD_MAX_SHARE
+    assert overload_latency_factor(0.0, knee=10.0) == 1.0
+    assert overload_latency_factor(10.0, knee=10.0) == 2.0
+    meter = RateMeter(window=2.0)
+    assert [meter.arrive(t) for t in (0.0, 0.5, 1.0, 2.2)] == [0.5, 1.0, 1.5, 1.5]
+    load = HostLoad(HostSpec("busy", overload_knee=2.0, overload_window=1.0))
+    seen = [load.admit(0.01 * i) for i in range(6)]
+    assert [a.shed_share for a in seen[:2]] == [0.0, 0.0]
+    assert seen[-1].shed_share == OVERLOAD_MAX_SHARE
+    assert seen[-1].latency_factor == 4.0
+    assert not any(a.limited for a in seen)
 
 
 async def test_a_burst_of_three_times_the_limit_is_mostly_refused() -> None:
@@ -179,6 +255,36 @@ async def test_retry_after_in_seconds_and_as_a_date() -> None:
     assert "Retry-After" not in headers["none"]
 
 
+async def test_a_cdn_answers_403_when_its_bucket_is_empty() -> None:
+    async with serving(HostSpec("cdn", rate_limit=1, limited_status=403)) as (fleet, session):
+        answers = [await fetch(session, fleet.robots_url("cdn")) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 403, 403]
+    assert all("Retry-After" not in headers for _, _, headers in answers)
+    assert [r.fault for r in fleet.requests_for("cdn")] == [
+        "robots",
+        "rate_limited",
+        "rate_limited",
+    ]
+
+
+async def test_a_limit_drop_refuses_what_the_full_limit_allows() -> None:
+    host = HostSpec(
+        "busy",
+        rate_limit=100,
+        burst_seconds=0.08,  # 8 tokens at the full limit, 1 during the drop
+        limit_drop_start=0.0,
+        limit_drop_end=1.0,
+        limit_drop_factor=0.01,
+    )
+    async with serving(host) as (fleet, session):
+        url = fleet.robots_url("busy")
+        during = await asyncio.gather(*(fetch(session, url) for _ in range(8)))
+        await asyncio.sleep(1.2)  # the drop is over and the bucket has refilled
+        after = await asyncio.gather(*(fetch(session, url) for _ in range(8)))
+    assert sorted(status for status, _, _ in during) == [200] + [429] * 7
+    assert [status for status, _, _ in after] == [200] * 8
+
+
 def test_retry_after_value_forms() -> None:
     assert retry_after_value(None, "seconds", 0.0) is None
     assert retry_after_value(0.0, "seconds", 0.0) == "0"
@@ -198,6 +304,57 @@ async def test_injected_5xx_carries_retry_after_on_503() -> None:
     for status, _, headers in answers:
         assert (headers.get("Retry-After") == "4") == (status == 503)
     assert {record.fault for record in fleet.requests} == {"5xx"}
+
+
+async def test_5xx_retry_after_is_set_apart_from_the_429s() -> None:
+    hosts = (
+        HostSpec(
+            "bare",
+            rate_limit=1,
+            retry_after=2,
+            error_rate_5xx=1.0,
+            error_statuses=(503,),
+            error_retry_after=None,
+        ),
+        HostSpec(
+            "own",
+            rate_limit=1,
+            retry_after=2,
+            error_rate_5xx=1.0,
+            error_statuses=(503,),
+            error_retry_after=5,
+        ),
+    )
+    async with serving(*hosts) as (fleet, session):
+        seen = {}
+        for name in fleet.host_names:
+            url = fleet.image_url(name, 1)
+            seen[name] = [await fetch(session, url) for _ in range(2)]
+    for name, expected in (("bare", None), ("own", "5")):
+        (fault_status, _, fault_headers), (limited, _, limited_headers) = seen[name]
+        assert (fault_status, fault_headers.get("Retry-After")) == (503, expected)
+        assert (limited, limited_headers.get("Retry-After")) == (429, "2")
+
+
+async def test_overload_sheds_with_503_past_the_knee_and_not_below() -> None:
+    host = HostSpec(
+        "busy", overload_knee=5, overload_slope=2, overload_window=1.0, error_retry_after=2
+    )
+    async with serving(host) as (fleet, session):
+        url = fleet.image_url("busy", 1, width=8, height=8)
+        pushed = await asyncio.gather(*(fetch(session, url) for _ in range(40)))
+        await asyncio.sleep(1.1)
+        gentle = []
+        for _ in range(3):  # at most 3 in any 1-s window: below the knee
+            gentle.append((await fetch(session, url))[0])
+            await asyncio.sleep(0.4)
+    shed = [headers for status, _, headers in pushed if status == 503]
+    assert len(shed) >= 20
+    assert all(headers.get("Retry-After") == "2" for headers in shed)
+    assert gentle == [200, 200, 200]
+    faults = Counter(r.fault for r in fleet.requests)
+    assert faults["overload"] == len(shed)
+    assert faults["5xx"] == 0
 
 
 async def test_transient_faults_depend_on_the_attempt_so_retries_can_succeed() -> None:
@@ -375,6 +532,40 @@ async def test_redirect_chain_ends_at_the_image() -> None:
             assert response.status == 200
             assert len(response.history) == 4
     assert fleet.image_fate("hop", 9).redirects == 2
+
+
+async def test_a_resolver_redirects_to_its_cdn_which_applies_its_own_rules() -> None:
+    hosts = (
+        HostSpec("resolver", redirect_to="cdn", not_found_rate=0.3),
+        HostSpec("cdn", rate_limit=50, not_found_rate=0.3),
+    )
+    async with serving(*hosts, seed=4) as (fleet, session):
+        outcomes = {}
+        for image_id in range(20):
+            async with session.get(fleet.image_url("resolver", image_id, width=8)) as response:
+                hops = [str(step.headers["Location"]) for step in response.history]
+                outcomes[image_id] = (response.status, hops)
+    fates = {i: fleet.image_fate("resolver", i) for i in outcomes}
+    resolved = [i for i, fate in fates.items() if fate.redirects == 1]
+    assert resolved and len(resolved) < len(outcomes)  # some 404 at the resolver itself
+    cdn = fleet.base_url("cdn")
+    for image_id, (status, hops) in outcomes.items():
+        assert status == fates[image_id].status
+        if image_id in resolved:
+            assert hops == [f"{cdn}/img/{image_id}.jpeg?w=8&h=480&via=resolver"]
+            assert fates[image_id] == replace(fleet.image_fate("cdn", image_id), redirects=1)
+        else:
+            assert hops == []
+    cdn_paths = [r.path for r in fleet.requests_for("cdn")]
+    assert len(cdn_paths) == len(resolved)
+    assert {r.status for r in fleet.requests_for("resolver")} <= {302, 404, 410, 403}
+
+
+def test_resolver_targets_must_exist_and_not_loop() -> None:
+    with pytest.raises(ValueError, match="unknown host"):
+        Fleet([HostSpec("a", redirect_to="nowhere")])
+    with pytest.raises(ValueError, match="cycle"):
+        Fleet([HostSpec("a", redirect_to="b"), HostSpec("b", redirect_to="a")])
 
 
 async def test_redirect_loop_and_non_http_redirect() -> None:
