@@ -13,9 +13,14 @@ bad input that stops a whole run, and for bugs.
       LaunchError      (7)      no MPI launcher could be started
       ToolError        (8)
         ToolNotFoundError
+      OutputLockedError (9)     another distdl run holds the output folder's lock
+      OutputWriteError (10)     output could not be written (disk full, quota, I/O, permissions)
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class DistdlError(Exception):
@@ -62,3 +67,39 @@ class ToolError(DistdlError):
 
 class ToolNotFoundError(ToolError):
     pass
+
+
+class OutputLockedError(DistdlError):
+    """Another live run (``run``, ``resume`` or ``reset``) holds the output folder's lock.
+
+    Not a StateError: exit code 4 suggests ``distdl reset``, which must never be run while
+    the other run lives.
+    """
+
+    exit_code = 9
+
+
+class OutputWriteError(DistdlError):
+    """An output file could not be written whole: no space, quota, too large, I/O, access.
+
+    The message names the file and the operating system's error, e.g. ``cannot write
+    …/successes.parquet: No space left on device (ENOSPC)``. A partition that hits it fails
+    as a whole and gets no marker; ``distdl resume`` finishes it once the cause is fixed.
+    """
+
+    exit_code = 10
+
+    def __init__(self, path: object, cause: OSError | str) -> None:
+        self.path = str(path)
+        self.errno = cause.errno if isinstance(cause, OSError) else None
+        super().__init__(f"cannot write {self.path}: {describe_os_error(cause)}")
+
+
+def describe_os_error(cause: OSError | str) -> str:
+    """``No space left on device (ENOSPC)``: the reason without pyarrow's wrapping."""
+    if isinstance(cause, str):
+        return cause
+    if cause.errno is None:
+        return str(cause)
+    name = errno.errorcode.get(cause.errno, str(cause.errno))
+    return f"{os.strerror(cause.errno)} ({name})"

@@ -5,10 +5,13 @@ When a worker takes it up again it carries the rows already settled into the new
 every success, and every error whose code is not being retried and whose uuid did not
 succeed — and fetches only the rest. The same rule makes a crash between the renames of a
 commit harmless: whatever files are whole are carried over, the rest is fetched again.
+A file that does not read as parquet (half-written by an older version, or damaged) is
+skipped with a warning: its rows are fetched again and the next commit replaces it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,20 +23,33 @@ from distdl.io.markers import is_completed, partition_dirs, remove_marker
 from distdl.io.partition_writer import PartitionOutput
 from distdl.layout import ERRORS_FILE, SUCCESSES_FILE, Layout
 
+log = logging.getLogger("distdl.worker")
+
 _BATCH_ROWS = 256  # successes carry images: read them back a few at a time
+
+
+def _readable(path: Path) -> pq.ParquetFile | None:
+    """``path`` opened as parquet; None when it is missing or has no valid footer."""
+    if not path.exists():
+        return None
+    try:
+        return pq.ParquetFile(path)
+    except pa.ArrowInvalid as exc:
+        log.warning("%s is not a whole parquet file (%s): its rows are fetched again", path, exc)
+        return None
 
 
 def carry_over(directory: Path, output: PartitionOutput, retry_codes: Iterable[int]) -> set[str]:
     """Copy the settled rows of ``directory``'s committed files into ``output``; their uuids."""
     settled: set[str] = set()
-    successes = directory / SUCCESSES_FILE
-    if successes.exists():
-        for batch in pq.ParquetFile(successes).iter_batches(batch_size=_BATCH_ROWS):
+    successes = _readable(directory / SUCCESSES_FILE)
+    if successes is not None:
+        for batch in successes.iter_batches(batch_size=_BATCH_ROWS):
             output.successes.append_table(pa.Table.from_batches([batch]))
             settled.update(batch.column("uuid").to_pylist())
-    errors = directory / ERRORS_FILE
-    if errors.exists():
-        table = pq.read_table(errors)
+    errors = _readable(directory / ERRORS_FILE)
+    if errors is not None:
+        table = errors.read()
         retried = pc.is_in(table["error_code"], value_set=pa.array(sorted(retry_codes), pa.int64()))
         already = pc.is_in(table["uuid"], value_set=pa.array(sorted(settled), pa.string()))
         kept = table.filter(pc.and_(pc.invert(retried), pc.invert(already)))

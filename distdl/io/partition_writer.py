@@ -5,6 +5,14 @@ group at a time, so memory stays bounded by the group limits whatever the partit
 :meth:`~ParquetStreamWriter.commit` renames it into place. :class:`PartitionOutput` pairs
 the successes and errors writers of one image partition and writes the ``completed``
 marker only after both files are in place.
+
+Write failures are loud. After a failed write pyarrow closes the file and a later
+``close()`` returns quietly, leaving a file without a footer; so every write is checked,
+the first failure puts the writer in a ``failed`` state that refuses everything after it,
+a buffered row group is dropped only once it is written, and a file is published only
+after its footer has been read back with the expected row count. Every ``OSError`` (no
+space, quota, file too large, I/O error, permissions) becomes an
+:class:`~distdl.errors.OutputWriteError` naming the file and the cause.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -22,9 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distdl import schema as schemas
+from distdl.errors import OutputWriteError
 from distdl.io.atomic import publish, temp_path_for
-from distdl.io.markers import remove_marker, write_marker
+from distdl.io.markers import marker_path, remove_marker, write_marker
 from distdl.layout import ERRORS_FILE, SUCCESSES_FILE
+from distdl.testing import faults
 
 MiB = 1024 * 1024
 DEFAULT_ROWS_PER_GROUP = 256
@@ -32,6 +42,10 @@ DEFAULT_BYTES_PER_GROUP = 32 * MiB
 # Error rows are a few hundred bytes: one group per typical partition instead of dozens.
 ERROR_ROWS_PER_GROUP = 16_384
 _ROW_OVERHEAD_BYTES = 64  # rough cost of a row's non-blob values in the estimate
+
+
+class IncompletePartitionError(RuntimeError):
+    """A partition's rows do not add up to its plan: a bug, never marked done."""
 
 
 def _is_blob(field: pa.Field) -> bool:
@@ -78,6 +92,7 @@ class ParquetStreamWriter:
         self._buffered_bytes = 0
         self._written_rows = 0
         self._state = "open"
+        self._failure: OutputWriteError | None = None
 
     @property
     def num_rows(self) -> int:
@@ -124,25 +139,30 @@ class ParquetStreamWriter:
             self._write(table.slice(start, group_rows))
 
     def flush(self) -> None:
-        """Write the buffered rows as one row group (nothing when the buffer is empty)."""
+        """Write the buffered rows as one row group (nothing when the buffer is empty).
+
+        The buffer is emptied only once the group is written: a failed write keeps it.
+        """
+        self._require_open()
         if self._buffered_rows == 0:
             return
-        table = pa.Table.from_pydict(self._columns, schema=self.schema)
+        self._write(pa.Table.from_pydict(self._columns, schema=self.schema))
         self._columns = {name: [] for name in self.schema.names}
         self._buffered_rows = 0
         self._buffered_bytes = 0
-        self._write(table)
 
     def commit(self) -> int:
-        """Flush, close and rename into place; return the row count.
+        """Flush, close, check the footer, then rename into place; return the row count.
 
-        An empty file still carries the full schema.
+        An empty file still carries the full schema. Raises OutputWriteError (and deletes
+        the temporary file) when any step fails or the file does not read back whole.
         """
         self._require_open()
         try:
             self.flush()
-            self._open_writer().close()
-            publish(self._temp, self.path)
+            self._guarded("parquet.close", self._open_writer().close)
+            self._verify()
+            self._guarded("parquet.publish", lambda: publish(self._temp, self.path))
         except BaseException:
             self.abort()
             raise
@@ -151,7 +171,7 @@ class ParquetStreamWriter:
 
     def abort(self) -> None:
         """Drop everything written so far; the final path is left untouched."""
-        if self._state != "open":
+        if self._state in ("committed", "aborted"):
             return
         self._state = "aborted"
         if self._writer is not None:
@@ -162,8 +182,42 @@ class ParquetStreamWriter:
         self._columns = {name: [] for name in self.schema.names}
 
     def _write(self, table: pa.Table) -> None:
-        self._open_writer().write_table(table, row_group_size=max(1, table.num_rows))
+        def write() -> None:
+            self._open_writer().write_table(table, row_group_size=max(1, table.num_rows))
+
+        self._guarded("parquet.write", write)
         self._written_rows += table.num_rows
+
+    def _guarded(self, point: str, action: Callable[[], object]) -> None:
+        """Run one step of writing the file; its first failure fails the writer for good.
+
+        pyarrow leaves its writer unusable after any error, so even a non-OS error (a bug)
+        must not be followed by a quiet close and a publish.
+        """
+        try:
+            faults.hit(point, self._temp)
+            action()
+        except OSError as exc:
+            self._state = "failed"
+            self._failure = OutputWriteError(self.path, exc)
+            raise self._failure from exc
+        except BaseException:
+            self._state = "failed"
+            raise
+
+    def _verify(self) -> None:
+        """Read the closed file's footer back: it must exist and count every written row."""
+        try:
+            rows = pq.ParquetFile(self._temp).metadata.num_rows
+        except OSError as exc:
+            raise OutputWriteError(self.path, exc) from exc
+        except pa.ArrowException as exc:
+            problem = f"the written file does not read back ({exc})"
+            raise OutputWriteError(self.path, problem) from exc
+        if rows != self._written_rows:
+            raise OutputWriteError(
+                self.path, f"its footer counts {rows} rows, {self._written_rows} were written"
+            )
 
     def _open_writer(self) -> pq.ParquetWriter:
         if self._writer is None:
@@ -179,6 +233,8 @@ class ParquetStreamWriter:
         return self._writer
 
     def _require_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure  # the write that failed named the file and the cause
         if self._state != "open":
             raise RuntimeError(f"{self.path.name}: writer already {self._state}")
 
@@ -201,19 +257,24 @@ class PartitionOutput:
     """The successes and errors files of one image partition, then its ``completed`` marker.
 
     A partition is done exactly when its marker exists. :meth:`commit` removes any old
-    marker, renames both files into place, and only then writes the new marker, so a crash
-    at any point leaves either a done partition with whole files or a not-done one. Used as
-    a context manager it aborts unless :meth:`commit` was called.
+    marker, renames both files into place, reads their footers back, and only then writes
+    the new marker, so a crash or a write error at any point leaves either a done partition
+    with whole files or a not-done one. ``planned_rows`` is the partition's row count in the
+    plan: the marker is refused unless successes + errors add up to it (None skips that
+    check, for writers used on their own). Used as a context manager it aborts unless
+    :meth:`commit` was called.
     """
 
     def __init__(
         self,
         partition_dir: Path,
         *,
+        planned_rows: int | None = None,
         max_rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
         max_bytes_per_group: int = DEFAULT_BYTES_PER_GROUP,
     ) -> None:
         self.partition_dir = Path(partition_dir)
+        self.planned_rows = planned_rows
         self.successes = ParquetStreamWriter(
             self.partition_dir / SUCCESSES_FILE,
             schemas.SUCCESSES,
@@ -239,16 +300,25 @@ class PartitionOutput:
         """Publish both files, then the marker holding ``summary`` plus counts, time, host.
 
         ``summary`` carries what only the caller knows (attempt, server name, …); the row
-        counts are always the writers' own, ``completed_at``/``host``/``pid``/``elapsed_s``
-        are filled in unless given.
+        counts are always the writers' own (and ``planned_rows`` when known),
+        ``completed_at``/``host``/``pid``/``elapsed_s`` are filled in unless given.
+
+        Raises OutputWriteError when a file cannot be written or does not read back, and
+        IncompletePartitionError when the rows do not add up to the plan; either way no
+        marker is written.
         """
-        remove_marker(self.partition_dir)
+        try:
+            remove_marker(self.partition_dir)
+        except OSError as exc:
+            self.abort()
+            raise OutputWriteError(marker_path(self.partition_dir), exc) from exc
         try:
             successes = self.successes.commit()
             errors = self.errors.commit()
         except BaseException:
             self.abort()
             raise
+        self._check_complete(successes, errors)
         marker = {
             "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
@@ -258,8 +328,31 @@ class PartitionOutput:
             "successes": successes,
             "errors": errors,
         }
-        write_marker(self.partition_dir, marker)
+        if self.planned_rows is not None:
+            marker["planned_rows"] = self.planned_rows
+        try:
+            faults.hit("marker.write", marker_path(self.partition_dir))
+            write_marker(self.partition_dir, marker)
+        except OSError as exc:
+            raise OutputWriteError(marker_path(self.partition_dir), exc) from exc
         self._committed = True
+
+    def _check_complete(self, successes: int, errors: int) -> None:
+        """The published files' own footers must count what was written, and the plan."""
+        for writer, written in ((self.successes, successes), (self.errors, errors)):
+            try:
+                rows = pq.read_metadata(writer.path).num_rows
+            except OSError as exc:
+                raise OutputWriteError(writer.path, exc) from exc
+            except pa.ArrowException as exc:
+                raise OutputWriteError(writer.path, f"does not read back ({exc})") from exc
+            if rows != written:
+                raise OutputWriteError(writer.path, f"holds {rows} rows, {written} were written")
+        if self.planned_rows is not None and successes + errors != self.planned_rows:
+            raise IncompletePartitionError(
+                f"{self.partition_dir}: {successes} successes + {errors} errors, but "
+                f"{self.planned_rows} rows were planned; not marking it done"
+            )
 
     def abort(self) -> None:
         """Delete the temporary files; committed files and markers are left as they are."""

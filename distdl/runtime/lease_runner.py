@@ -29,6 +29,7 @@ from distdl.core.retry import RetryPolicy
 from distdl.core.retry_after import parse_retry_after
 from distdl.core.robots import RobotsRules
 from distdl.core.scheduler import Lease
+from distdl.errors import OutputWriteError
 from distdl.image.pipeline import ImageFailure, ProcessedImage
 from distdl.io.partition_writer import PartitionOutput
 from distdl.net.fetcher import Fetcher, FetchResult
@@ -190,8 +191,8 @@ class LeaseRunner:
         self._tell_breaker(result)
         try:
             await self._handle(item, result)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, OutputWriteError):
+            raise  # the output failed, not this URL: the whole partition fails
         except Exception as exc:  # a bug on one URL must not take the rank down
             log.error("internal error on %s: %s", url, traceback.format_exc())
             self._add_error(item, codes.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")

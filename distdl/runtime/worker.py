@@ -245,7 +245,7 @@ class Worker:
         # Taken before carry-over, which may leave nothing to fetch (a crash after the files
         # of a commit were renamed but before its marker was written).
         sample_url = urls["identifier"][0].as_py()
-        output = PartitionOutput(directory)
+        output = PartitionOutput(directory, planned_rows=urls.num_rows)
         settled = carry_over(directory, output, self._settings.retry_codes)
         if settled:
             urls = urls.filter(pc.invert(pc.is_in(urls["uuid"], pa.array(list(settled)))))
