@@ -1,0 +1,132 @@
+"""What a perfectly polite client could do on a simulated fleet: lower bounds and limits.
+
+* A host's **limit** is its bucket's rate (as it changes over time for a limit drop), or the
+  knee of an overloaded host: the fastest rate that draws no complaint.
+* A host's **bound** is the time to send its requests at its limit, from its first request:
+  ``requests ÷ limit``, where a rate-independent fault share ``p`` adds its retries
+  (``requests ÷ (1 - p)``) and a limit drop is integrated (a client that follows the limit
+  exactly). Bursts are ignored: they save at most two seconds.
+* A **dead** host (black hole or refused) finishes when distdl's circuit breaker gives up on
+  it (:func:`give_up_time`, from ``distdl/core/breaker.py`` and the ``host_*`` config keys).
+
+The fleet's lower bound is the largest of these over its hosts: hosts are served in parallel.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from distdl.testing.fleet_spec import HostSpec
+
+Segment = tuple[float, float, float]  # (from, until, rate), seconds after the first request
+
+
+def host_limit(spec: HostSpec) -> float | None:
+    """The rate that draws no complaint (at full limit); None when nothing limits the host."""
+    return spec.rate_limit if spec.rate_limit is not None else spec.overload_knee
+
+
+def limit_segments(spec: HostSpec) -> list[Segment]:
+    """The host's limit over time as pieces covering ``[0, inf)``; [] when unlimited."""
+    limit = host_limit(spec)
+    if limit is None:
+        return []
+    start, end = spec.limit_drop_start, spec.limit_drop_end
+    if spec.rate_limit is None or start is None or end is None:
+        return [(0.0, math.inf, limit)]
+    pieces = [(0.0, start, limit), (start, end, limit * spec.limit_drop_factor)]
+    return [piece for piece in pieces if piece[1] > piece[0]] + [(end, math.inf, limit)]
+
+
+def serve_time(spec: HostSpec, requests: float) -> float:
+    """Seconds to send ``requests`` at the host's limit, following its drops."""
+    remaining = requests
+    for since, until, rate in limit_segments(spec):
+        room = rate * (until - since)
+        if remaining <= room:
+            return since + remaining / rate
+        remaining -= room
+    return 0.0  # unlimited
+
+
+def host_bound(spec: HostSpec, requests: float) -> float:
+    """The host's own bound for ``requests`` first attempts (its URLs, plus redirected-in)."""
+    if spec.mode != "normal":
+        return 0.0
+    return serve_time(spec, requests / (1.0 - spec.error_rate_5xx))
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """distdl's breaker as configured: ``host_failure_threshold``, ``host_cooldown``,
+    ``host_max_probes`` and ``read_timeout``; ``jitter`` and ``max_cooldown`` are what
+    ``runtime/worker.py`` passes to ``core/breaker.CircuitBreaker``."""
+
+    threshold: int = 5
+    cooldown: float = 5.0
+    max_probes: int = 4
+    read_timeout: float = 30.0
+    jitter: float = 0.2
+    max_cooldown: float = 300.0
+
+
+def give_up_time(mode: str, breaker: BreakerSettings) -> float:
+    """The least time distdl's breaker can take to declare a dead host dead.
+
+    It opens after ``threshold`` failures in a row (sent together, so one attempt's time),
+    then waits ``cooldown * 2**k`` (k = 0 .. max_probes - 1, each capped at max_cooldown and
+    shrunk by up to ``jitter``) before each of ``max_probes`` failing probes. A refused
+    connection fails at once; a black hole costs a read timeout per attempt.
+    """
+    if mode not in ("black_hole", "refused"):
+        return 0.0
+    waits = sum(
+        min(breaker.max_cooldown, breaker.cooldown * 2**k) for k in range(breaker.max_probes)
+    )
+    attempt = breaker.read_timeout if mode == "black_hole" else 0.0
+    return attempt * (1 + breaker.max_probes) + waits * (1.0 - breaker.jitter)
+
+
+def lower_bound(
+    specs: Sequence[HostSpec], requests: Mapping[str, float], breaker: BreakerSettings
+) -> float:
+    """Max over hosts of their bounds (``requests[name]`` first attempts each)."""
+    bounds = [host_bound(spec, requests.get(spec.name, 0)) for spec in specs]
+    dead = [give_up_time(spec.mode, breaker) for spec in specs if requests.get(spec.name)]
+    return max([0.0, *bounds, *dead])
+
+
+def allowed_between(spec: HostSpec, start: float, end: float) -> float:
+    """Requests the limit allows in ``[start, end)`` (seconds after the first request)."""
+    total = 0.0
+    for since, until, rate in limit_segments(spec):
+        overlap = min(until, end) - max(since, start)
+        total += rate * max(0.0, overlap)
+    return total
+
+
+def peak_window_ratio(
+    spec: HostSpec, times: Sequence[float], window: float = 1.0, after_drop: float = 2.0
+) -> float | None:
+    """The most requests in any ``window`` seconds ÷ what the limit allowed in it.
+
+    ``times`` are the host's arrival times (any clock; the first is the limit's origin).
+    Windows touching the ``after_drop`` seconds after the limit drops are skipped: a client
+    cannot know of a drop before it is told. None for a host with no limit or no requests.
+    """
+    if not times or host_limit(spec) is None:
+        return None
+    ordered = sorted(times)
+    first = ordered[0]
+    drop = spec.limit_drop_start if spec.rate_limit is not None else None
+    best = 0.0
+    for index, moment in enumerate(ordered):
+        start = moment - first
+        if drop is not None and drop - window < start < drop + after_drop:
+            continue
+        count = bisect.bisect_left(ordered, moment + window) - index
+        best = max(best, count / allowed_between(spec, start, start + window))
+    return best
