@@ -19,6 +19,7 @@ TOO_MANY_REDIRECTS = -13  # more than the allowed redirects, or a loop
 PAYLOAD_ERROR = -14  # truncated or malformed body / transfer encoding
 SSL_ERROR = -15  # TLS handshake or certificate failure
 INVALID_REDIRECT = -16  # redirect to a non-http(s) or malformed location
+UNSAFE_REDIRECT = -17  # redirect from a public address to a loopback/private/link-local one
 
 # Content
 TOO_LARGE = -20  # body larger than max_image_bytes
@@ -43,6 +44,7 @@ DESCRIPTIONS: dict[int, str] = {
     PAYLOAD_ERROR: "truncated or malformed response body",
     SSL_ERROR: "TLS error",
     INVALID_REDIRECT: "redirect to an invalid or non-http(s) location",
+    UNSAFE_REDIRECT: "redirect from a public address to a non-public one, refused",
     TOO_LARGE: "body larger than max_image_bytes",
     UNDECODABLE: "not a decodable image",
     DECOMPRESSION_BOMB: "image has more pixels than allowed",

@@ -38,6 +38,19 @@ Rules (the constants live just below this docstring):
    retry delay ends for a host that has queued work, so the coordinator can set a timer.
 8. Stale lease ids (already closed, e.g. released after a worker was declared dead) are
    ignored by ``complete`` and ``fail``: the partition's marker file keeps results exactly-once.
+9. Unverified hosts. Until ``mark_verified`` (rank 0 heard the host's robots.txt verdict,
+   which may lower its budget), a host listed in ``unverified`` has at most one lease open:
+   its first lease reads robots.txt before any other request goes out. That lease gets the
+   rate rule 3 gives it anyway, so the other leases find their share free once verified.
+10. Shares. A worker whose lease was redirected to another host asks for a *share* of that
+   host's budget (``open_share``): a lease without a partition, counted in the invariant
+   like any lease. A host never seen before is created with the default budget (the caller
+   sets its real one first). The share is a fair slice ``B / (s + n_shares + 1)``, with
+   ``s = min(k_max, open leases + unleased partitions)``; when less than that is free, every
+   open lease and share of the host is scaled down to make room (decreases returned first).
+   Shares do not count towards ``k_max`` and never hold a partition back: the fair share of
+   a new lease also counts the shares (rule 3 with ``k + n_shares``). ``close_share`` tops
+   the rest up again (rule 4); a dead worker's shares go with its leases.
 
 Everything is deterministic: no randomness and no clock reads; time comes in as ``now``
 (monotonic seconds of the caller's clock).
@@ -61,6 +74,8 @@ DEFAULT_MAX_ATTEMPTS = 3
 MIN_GRANT_FRACTION = 0.25
 # Rate increases smaller than this fraction of the budget are float noise, not worth a message.
 _RATE_NOISE = 1e-12
+# The partition id of a share (rule 10): it downloads no partition.
+SHARE_PARTITION = -1
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ class _Host:
     # (partition_id, not_before, ref), kept in partition-id order; leased before `fresh`.
     requeued: list[tuple[int, float, PartitionRef]] = field(default_factory=list)
     leases: dict[int, Lease] = field(default_factory=dict)
+    shares: dict[int, Lease] = field(default_factory=dict)  # partition_id is SHARE_PARTITION
     remaining_urls: int = 0
     paused_until: float = -math.inf
 
@@ -131,7 +147,11 @@ class _Host:
         return len(self.fresh) + len(self.requeued)
 
     def rate_in_use(self) -> float:
-        return sum(lease.rate for lease in self.leases.values())
+        return sum(lease.rate for lease in self.holders())
+
+    def holders(self) -> list[Lease]:
+        """Open leases and shares: everything that spends the budget."""
+        return [*self.leases.values(), *self.shares.values()]
 
     def peek(self, now: float) -> PartitionRef | None:
         for _, not_before, ref in self.requeued:
@@ -173,6 +193,7 @@ class LeaseScheduler:
         lease_rate_target: float = DEFAULT_LEASE_RATE_TARGET,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         retry_delay: float = 0.0,
+        unverified: Iterable[str] = (),
     ) -> None:
         _checked_budget("(default)", default_budget)
         if n_workers < 1 or max_attempts < 1:
@@ -190,9 +211,12 @@ class LeaseScheduler:
         for name, rate in budgets.items():
             self._host(name).budget = _checked_budget(name, rate)
         self._n_partitions = self._enqueue(partitions)
+        self._unverified = set(unverified)
         self._waiting = {name for name, host in self._hosts.items() if host.unleased}
         self._leases: dict[int, Lease] = {}
         self._held: dict[int, dict[str, int]] = {}  # worker -> host -> lease_id
+        self._shares: dict[int, Lease] = {}
+        self._share_of: dict[tuple[int, str], int] = {}  # (worker, host) -> share's lease_id
         self._failures: dict[tuple[str, int], int] = {}
         self._given_up: list[PartitionRef] = []
         self._n_closed = 0  # partitions completed or given up
@@ -241,13 +265,45 @@ class LeaseScheduler:
         return requeued, self._rebalance(host)
 
     def release_worker(self, worker: int) -> list[Lease]:
-        """Take back every lease of a dead worker; its partitions go back to the queue."""
+        """Take back every lease of a dead worker; its partitions go back to the queue (its
+        shares simply close)."""
         lease_ids = sorted(self._held.get(worker, {}).values())
         released = [lease for lease in map(self._close, lease_ids) if lease is not None]
         for lease in released:
             self._requeue(self._hosts[lease.server_name], lease.partition, -math.inf)
         self._held.pop(worker, None)
+        for (holder, _), share_id in list(self._share_of.items()):
+            if holder == worker:
+                self._close_share(share_id)
         return released
+
+    def open_share(self, worker: int, server_name: str) -> tuple[Lease, list[RateChange]]:
+        """A share of the host's budget for ``worker`` (rule 10): the share, and the rate
+        decreases of the host's other holders that made room for it (send those first)."""
+        host = self._host(server_name)
+        existing = self._share_of.get((worker, server_name))
+        if existing is not None:
+            return self._shares[existing], []
+        slots = min(self._k_max(host), len(host.leases) + host.unleased)
+        rate = host.budget / (slots + len(host.shares) + 1)
+        in_use = host.rate_in_use()
+        changes: list[RateChange] = []
+        if host.budget - in_use < rate:
+            changes = self._rebalance(host, (host.budget - rate) / in_use, raise_rates=False)
+        share = Lease(self._next_lease_id, worker, server_name, SHARE_PARTITION, 0, rate)
+        self._next_lease_id += 1
+        self._shares[share.lease_id] = host.shares[share.lease_id] = share
+        self._share_of[(worker, server_name)] = share.lease_id
+        return share, changes
+
+    def close_share(self, lease_id: int) -> list[RateChange]:
+        """Give a share back; the host's other holders are topped up. Stale ids are ignored."""
+        share = self._close_share(lease_id)
+        return [] if share is None else self._rebalance(self._hosts[share.server_name])
+
+    def mark_verified(self, server_name: str) -> None:
+        """Rank 0 heard the host's robots.txt verdict: more than one lease may open (rule 9)."""
+        self._unverified.discard(server_name)
 
     def set_budget(self, server_name: str, rate: float) -> list[RateChange]:
         rate = _checked_budget(server_name, rate)
@@ -270,6 +326,17 @@ class LeaseScheduler:
         host = self._hosts.get(server_name)
         return sorted(host.leases.values(), key=lambda lease: lease.lease_id) if host else []
 
+    def open_shares(self, server_name: str) -> list[Lease]:
+        host = self._hosts.get(server_name)
+        return sorted(host.shares.values(), key=lambda share: share.lease_id) if host else []
+
+    def holders(self, server_name: str) -> list[Lease]:
+        """Open leases and shares of the host, by lease id."""
+        return sorted(
+            [*self.open_leases(server_name), *self.open_shares(server_name)],
+            key=lambda lease: lease.lease_id,
+        )
+
     def rate_in_use(self, server_name: str) -> float:
         host = self._hosts.get(server_name)
         return host.rate_in_use() if host else 0.0
@@ -285,8 +352,8 @@ class LeaseScheduler:
         )
 
     def lease(self, lease_id: int) -> Lease | None:
-        """The open lease with this id (with its current rate), or None once closed."""
-        return self._leases.get(lease_id)
+        """The open lease or share with this id (with its current rate), or None once closed."""
+        return self._leases.get(lease_id) or self._shares.get(lease_id)
 
     @property
     def finished(self) -> bool:
@@ -330,7 +397,8 @@ class LeaseScheduler:
         return k_max(host.budget, self._n_workers, self._lease_rate_target)
 
     def _fair_share(self, host: _Host) -> float:
-        return host.budget / min(self._k_max(host), len(host.leases) + host.unleased)
+        slots = min(self._k_max(host), len(host.leases) + host.unleased)
+        return host.budget / max(1, slots + len(host.shares))
 
     def _by_priority(self) -> list[_Host]:
         hosts = [self._hosts[name] for name in self._waiting]
@@ -338,7 +406,8 @@ class LeaseScheduler:
         return hosts
 
     def _grant(self, host: _Host, worker: int, now: float) -> Lease | None:
-        if len(host.leases) >= self._k_max(host):
+        limit = 1 if host.name in self._unverified else self._k_max(host)
+        if len(host.leases) >= limit:
             return None
         ref = host.peek(now)
         if ref is None:
@@ -370,21 +439,34 @@ class LeaseScheduler:
             del self._held[lease.worker][lease.server_name]
         return lease
 
+    def _close_share(self, lease_id: int) -> Lease | None:
+        share = self._shares.pop(lease_id, None)
+        if share is not None:
+            del self._hosts[share.server_name].shares[lease_id]
+            del self._share_of[(share.worker, share.server_name)]
+        return share
+
     def _requeue(self, host: _Host, ref: PartitionRef, not_before: float) -> None:
         host.requeue(ref, not_before)
         self._waiting.add(host.name)
 
-    def _rebalance(self, host: _Host, scale: float = 1.0) -> list[RateChange]:
-        """Scale the host's open leases by ``scale`` (<= 1), then top them up (rules 4, 5)."""
-        if not host.leases:
+    def _rebalance(
+        self, host: _Host, scale: float = 1.0, *, raise_rates: bool = True
+    ) -> list[RateChange]:
+        """Scale the host's leases and shares by ``scale`` (<= 1), then top them up (rules
+        4, 5, 10)."""
+        holders = host.holders()
+        if not holders:
             return []
-        scaled = {lease_id: lease.rate * scale for lease_id, lease in host.leases.items()}
-        level = water_level(scaled.values(), host.budget, self._fair_share(host))
+        scaled = {lease.lease_id: lease.rate * scale for lease in holders}
+        level = -math.inf
+        if raise_rates:
+            level = water_level(scaled.values(), host.budget, self._fair_share(host))
         noise = _RATE_NOISE * host.budget
         decreases: list[RateChange] = []
         increases: list[RateChange] = []
-        for lease_id, lease in list(host.leases.items()):
-            rate = max(scaled[lease_id], level)
+        for lease in holders:
+            rate = max(scaled[lease.lease_id], level)
             if rate < lease.rate:
                 decreases.append(self._set_rate(host, lease, rate))
             elif rate > lease.rate + noise:
@@ -393,5 +475,8 @@ class LeaseScheduler:
 
     def _set_rate(self, host: _Host, lease: Lease, rate: float) -> RateChange:
         updated = replace(lease, rate=rate)
-        self._leases[lease.lease_id] = host.leases[lease.lease_id] = updated
+        if lease.partition_id == SHARE_PARTITION:
+            self._shares[lease.lease_id] = host.shares[lease.lease_id] = updated
+        else:
+            self._leases[lease.lease_id] = host.leases[lease.lease_id] = updated
         return RateChange(lease.lease_id, lease.worker, lease.server_name, rate)

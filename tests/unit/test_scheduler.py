@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import NamedTuple
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from distdl.core.clock import FakeClock
 from distdl.core.scheduler import (
     MIN_GRANT_FRACTION,
+    SHARE_PARTITION,
     Lease,
     LeaseScheduler,
     PartitionRef,
@@ -30,7 +32,7 @@ def scheduler(
     partitions: list[PartitionRef],
     budgets: dict[str, float],
     n_workers: int = 4,
-    **kwargs: float,
+    **kwargs: Any,
 ) -> LeaseScheduler:
     return LeaseScheduler(partitions, budgets, default_budget=1.0, n_workers=n_workers, **kwargs)
 
@@ -360,6 +362,67 @@ def test_budget_of_an_unknown_host_is_the_default() -> None:
     assert sched.rate_in_use("b") == 0.0
 
 
+# ---------------------------------------------- rule 9: unverified hosts
+
+
+def test_unverified_host_gets_one_lease_until_its_robots_verdict() -> None:
+    sched = scheduler(parts("cdn", 10), {"cdn": 100.0}, n_workers=8, unverified=["cdn"])
+    first = [lease for w in range(8) for lease in sched.acquire(w, 0.0, 1)]
+    assert [lease.rate for lease in first] == [20.0]  # the rate of rule 3, not the budget
+    sched.mark_verified("cdn")
+    more = [lease for w in range(1, 8) for lease in sched.acquire(w, 0.0, 1)]
+    assert len(more) == 4 and sched.rate_in_use("cdn") == pytest.approx(100.0)
+
+
+# ----------------------------------------------------------- rule 10: shares
+
+
+def test_share_of_a_host_nobody_planned_gets_the_default_budget() -> None:
+    sched = LeaseScheduler([], {}, default_budget=2.0, n_workers=2)
+    share, changes = sched.open_share(1, "cdn.example")
+    assert (share.server_name, share.partition_id, share.rate) == ("cdn.example", -1, 2.0)
+    assert changes == [] and sched.finished
+    assert sched.open_shares("cdn.example") == [share]
+    assert sched.open_leases("cdn.example") == []
+    again, _ = sched.open_share(1, "cdn.example")
+    assert again == share  # one share per worker and host
+
+
+def test_share_makes_room_by_scaling_the_host_down_first() -> None:
+    sched = scheduler(parts("museum", 1), {"museum": 4.0})
+    (lease,) = sched.acquire(0, 0.0, 1)
+    assert lease.rate == 4.0
+    share, changes = sched.open_share(1, "museum")
+    assert changes == [RateChange(lease.lease_id, 0, "museum", 2.0)]
+    assert share.rate == pytest.approx(2.0)
+    assert sched.rate_in_use("museum") == pytest.approx(4.0)
+    assert sched.close_share(share.lease_id) == [RateChange(lease.lease_id, 0, "museum", 4.0)]
+    assert sched.close_share(share.lease_id) == []  # stale
+
+
+def test_shares_never_hold_a_partition_back() -> None:
+    sched = scheduler(parts("museum", 2), {"museum": 4.0})
+    share, _ = sched.open_share(1, "museum")
+    assert share.rate == pytest.approx(2.0)  # room is kept for the host's own partition
+    (lease,) = sched.acquire(0, 0.0, 1)
+    assert lease.rate == pytest.approx(2.0)
+    assert sched.holders("museum") == [share, lease]
+
+
+def test_budget_changes_scale_shares_too() -> None:
+    sched = scheduler([], {"cdn": 10.0})
+    share, _ = sched.open_share(0, "cdn")
+    assert sched.set_budget("cdn", 5.0) == [RateChange(share.lease_id, 0, "cdn", 5.0)]
+    assert sched.lease(share.lease_id) == replace(share, rate=5.0)
+
+
+def test_a_dead_workers_shares_are_closed() -> None:
+    sched = scheduler([], {"cdn": 10.0})
+    sched.open_share(3, "cdn")
+    assert sched.release_worker(3) == []
+    assert sched.open_shares("cdn") == [] and sched.rate_in_use("cdn") == 0.0
+
+
 # ----------------------------------------------------------- property test
 
 
@@ -384,6 +447,7 @@ def setups(draw: st.DrawFn) -> Setup:
     budgets = {host: draw(budget) for host in hosts if draw(st.booleans())}
     n_workers = draw(st.integers(1, 5))
     target = draw(st.sampled_from([5.0, 20.0, 50.0]))
+    unverified = [host for host in hosts if draw(st.booleans())]
     sched = LeaseScheduler(
         partitions,
         budgets,
@@ -392,13 +456,28 @@ def setups(draw: st.DrawFn) -> Setup:
         lease_rate_target=target,
         max_attempts=draw(st.integers(1, 3)),
         retry_delay=draw(st.sampled_from([0.0, 2.0])),
+        unverified=unverified,
     )
-    return Setup(sched, hosts, n_workers, target, partitions)
+    # A redirect target nobody planned: only shares ever spend its budget.
+    return Setup(sched, [*hosts, "redirect-target"], n_workers, target, partitions)
 
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["acquire", "complete", "fail", "budget", "release", "pause", "wait"]),
+        st.sampled_from(
+            [
+                "acquire",
+                "complete",
+                "fail",
+                "budget",
+                "release",
+                "pause",
+                "wait",
+                "share",
+                "unshare",
+                "verify",
+            ]
+        ),
         st.integers(0, 10),
         st.floats(0.3, 150.0, allow_nan=False),
     ),
@@ -414,6 +493,7 @@ class Model:
         self.sched = setup.sched
         self.hosts = setup.hosts
         self.open: dict[int, Lease] = {}
+        self.shares: dict[int, Lease] = {}
         self.completed: list[tuple[str, int]] = []
 
     def granted(self, leases: list[Lease]) -> None:
@@ -430,12 +510,24 @@ class Model:
         """Apply in order, checking no prefix ever exceeds the larger of the two budgets."""
         for change in changes:
             host = change.server_name
-            self.open[change.lease_id] = _with_rate(self.open[change.lease_id], change.rate)
+            held = self.open if change.lease_id in self.open else self.shares
+            held[change.lease_id] = _with_rate(held[change.lease_id], change.rate)
             ceiling = max(budget_before, self.sched.budget(host))
             assert self.rate(host) <= ceiling + EPS
 
+    def shared(self, share: Lease, changes: list[RateChange], budget_before: float) -> None:
+        """The room is made (decreases, applied first), then the share starts spending."""
+        assert all(change.rate <= self.holder(change.lease_id).rate for change in changes)
+        self.apply(changes, budget_before)
+        self.shares[share.lease_id] = share
+        assert share.partition_id == SHARE_PARTITION and share.rate > 0
+
+    def holder(self, lease_id: int) -> Lease:
+        return self.open.get(lease_id) or self.shares[lease_id]
+
     def rate(self, host: str) -> float:
-        return sum(lease.rate for lease in self.open.values() if lease.server_name == host)
+        held = [*self.open.values(), *self.shares.values()]
+        return sum(lease.rate for lease in held if lease.server_name == host)
 
     def check(self) -> None:
         seen_partitions: set[tuple[str, int]] = set()
@@ -449,6 +541,10 @@ class Model:
             assert self.rate(host) <= self.sched.budget(host) + EPS
             assert self.sched.open_leases(host) == sorted(
                 (x for x in self.open.values() if x.server_name == host), key=lambda x: x.lease_id
+            )
+            assert self.sched.open_shares(host) == sorted(
+                (x for x in self.shares.values() if x.server_name == host),
+                key=lambda x: x.lease_id,
             )
 
 
@@ -479,15 +575,29 @@ def step(model: Model, op: str, index: int, value: float, now: float, n_workers:
         before = sched.budget(host)
         model.apply(sched.set_budget(host, value), before)
     elif op == "release":
-        released = sched.release_worker(index % (n_workers + 1))
+        worker = index % (n_workers + 1)
+        released = sched.release_worker(worker)
         for lease in released:
-            assert model.open.pop(lease.lease_id).worker == index % (n_workers + 1)
+            assert model.open.pop(lease.lease_id).worker == worker
+        model.shares = {i: s for i, s in model.shares.items() if s.worker != worker}
     elif op == "pause":
         sched.pause_host(host, now + value)
+    elif op == "share":
+        before = sched.budget(host)
+        share, changes = sched.open_share(index % (n_workers + 1), host)
+        model.shared(share, changes, before)
+    elif op == "unshare" and model.shares:
+        share_id = sorted(model.shares)[index % len(model.shares)]
+        share = model.shares.pop(share_id)
+        model.apply(sched.close_share(share_id), sched.budget(share.server_name))
+    elif op == "verify":
+        sched.mark_verified(host)
 
 
 def drive_to_completion(model: Model, now: float, n_workers: int) -> None:
     sched = model.sched
+    for host in model.hosts:
+        sched.mark_verified(host)  # the first leases read robots.txt and reported it
     for _ in range(10_000):
         if sched.finished:
             break
@@ -506,6 +616,11 @@ def drive_to_completion(model: Model, now: float, n_workers: int) -> None:
             model.check()
     assert sched.finished
     assert model.open == {}
+    for share_id in sorted(model.shares):  # shares outlive partitions until given back
+        share = model.shares.pop(share_id)
+        model.apply(sched.close_share(share_id), sched.budget(share.server_name))
+        model.check()
+    assert all(sched.rate_in_use(host) == pytest.approx(0.0) for host in model.hosts)
 
 
 @settings(max_examples=300, deadline=None)
