@@ -1,14 +1,30 @@
-"""URL validation and the host key (``server_name``) used to partition work."""
+"""URL validation and the server key (``server_name``) used to partition work.
+
+The key is the server the HTTP client will connect to, so that two spellings of one server
+never get two politeness budgets: the host exactly as yarl (the URL library aiohttp parses
+every request URL with) encodes it, IDNA with UTS 46 included (``faß.de`` is
+``xn--fa-hia.de``, fullwidth ``ａ.org`` is ``a.org``), then folded by
+:func:`distdl.core.host_key.host_key` (trailing dots, IPv4 in any notation, IPv6
+brackets), plus ``:port`` when the port is not the scheme's default.
+
+yarl is the one import here from outside the standard library: it does no I/O, and using
+the client's own encoder is what makes the key match the client by construction (the
+standard library's ``idna`` codec is IDNA 2003, which reads ``faß.de`` as ``fass.de``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from distdl.core import codes
+from distdl.core.host_key import HostKeyError, host_key
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_NOT_IN_A_NAME = frozenset("/?#@\\")
 
 
 @dataclass(frozen=True)
@@ -31,8 +47,9 @@ def _reject(code: int, msg: str) -> UrlVerdict:
 def classify_url(identifier: object) -> UrlVerdict:
     """Decide whether ``identifier`` is fetchable and, if so, which server it belongs to.
 
-    ``server_name`` is the lower-cased host, plus ``:port`` when it is not the scheme's
-    default, so ``http://A.org:80/x`` and ``http://a.org/y`` share one politeness budget.
+    ``server_name`` is the server key (see the module docstring), plus ``:port`` when it is
+    not the scheme's default, so ``http://A.org:80/x``, ``http://a.org./y`` and
+    ``http://ａ.org/z`` share one politeness budget.
     """
     if not isinstance(identifier, str) or not identifier.strip():
         return _reject(codes.INVALID_URL, "empty identifier")
@@ -48,22 +65,49 @@ def classify_url(identifier: object) -> UrlVerdict:
         shown = scheme or "(none)"
         return _reject(codes.UNSUPPORTED_SCHEME, f"unsupported scheme {shown!r}")
     try:
-        host = parts.hostname
         port = parts.port
     except ValueError as exc:  # port out of range or not a number
         return _reject(codes.INVALID_URL, f"bad port: {exc}")
-    if not host:
+    if not parts.hostname:
         return _reject(codes.INVALID_URL, "URL has no host")
     if port == 0:
         return _reject(codes.INVALID_URL, "bad port: 0")
-    host = host.lower().rstrip(".")
-    if not host:
-        return _reject(codes.INVALID_URL, "URL host is only dots")
-    if ":" in host:  # IPv6 literal: keep it bracketed so host:port stays unambiguous
-        host = f"[{host}]"
+    try:
+        host = _server_host(text)
+    except HostKeyError as exc:
+        return _reject(codes.INVALID_URL, str(exc))
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         return UrlVerdict(f"{host}:{port}")
     return UrlVerdict(host)
+
+
+def _server_host(text: str) -> str:
+    """The key of the host the client connects to for ``text``; HostKeyError if none."""
+    try:
+        client_host = URL(text).raw_host  # what aiohttp does with a str URL
+    except UnicodeError as exc:
+        raise HostKeyError(f"host cannot be IDNA-encoded: {exc}") from None
+    except ValueError as exc:
+        raise HostKeyError(f"the HTTP client rejects this URL: {exc}") from None
+    if not client_host:
+        raise HostKeyError("URL has no host")
+    return host_key(client_host)
+
+
+def server_key(name: str) -> str:
+    """The server key of a name written in a table (``host`` or ``host:port``).
+
+    The name is read as the authority of an ``http`` URL, so ``Bücher.de``,
+    ``xn--bcher-kva.de.`` and ``xn--bcher-kva.de:80`` all give ``xn--bcher-kva.de``, the
+    key of every URL on that server. Raises ValueError, saying why, for anything else.
+    """
+    text = name.strip()
+    if not text or _NOT_IN_A_NAME & set(text) or any(ch.isspace() for ch in text):
+        raise ValueError(f"{name!r} is not a host name or host:port")
+    verdict = classify_url(f"http://{text}/")
+    if verdict.server_name is None:
+        raise ValueError(f"{name!r} is not a host name or host:port: {verdict.error_msg}")
+    return verdict.server_name
 
 
 def safe_dir_name(server_name: str) -> str:

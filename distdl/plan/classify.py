@@ -1,10 +1,13 @@
 """Vectorised URL classification: a whole chunk of identifiers at Arrow speed.
 
 :func:`distdl.core.urls.classify_url` is the reference. Most identifiers are plain
-``http(s)://host[:port]/path`` URLs, which a conservative regular expression recognises and
-maps to the same ``server_name`` as the reference (lower-cased host, trailing dots dropped,
-default port dropped, port rendered as a number). Anything the pattern does not fully
-match, or whose port is out of range, goes through ``classify_url`` itself, one by one.
+``http(s)://host[:port]/path`` URLs, which a conservative regular expression recognises; for
+those only the origin (``scheme://host[:port]``) decides the server, and a chunk holds few
+distinct origins. An origin whose host is a plain ASCII name (``[a-z0-9._-]``, not ending in
+a number) or a dotted-quad IPv4 address is mapped vectorised, as the reference maps it
+(lower-cased, trailing dots and the default port dropped). Any other origin (an IDN, a
+fullwidth or numeric spelling) is handed to ``classify_url`` itself, once per distinct
+origin. Identifiers the pattern does not fully match go through ``classify_url`` one by one.
 A property test keeps both paths in agreement.
 """
 
@@ -16,15 +19,20 @@ import polars as pl
 
 from distdl.core.urls import classify_url
 
-# Deliberately narrow: ASCII only, no userinfo, no brackets, no '%', a host that starts with
-# a letter or digit (so it never strips down to nothing), and no whitespace anywhere, so
-# neither urlsplit's stripping nor classify_url's whitespace rule can disagree with it.
+# Deliberately narrow: no userinfo, no brackets, no '%', a host that starts with a letter,
+# a digit or a non-ASCII character (never a dot), and no whitespace anywhere, so neither
+# urlsplit's stripping nor classify_url's whitespace rule can disagree with it. Non-ASCII
+# whitespace, separators and control or format characters are the reference's to judge.
 # Group 1 is the origin (scheme://host[:port]): all that decides a simple URL's server.
-SIMPLE_URL = (
-    r"^([Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9._-]*(?::[0-9]{1,5})?)"
-    r"(?:[/?#][!-~]*)?$"
-)
+_NON_ASCII = r"[^\x00-\x7f\s\p{Z}\p{C}]"
+_HOST = rf"(?:[A-Za-z0-9]|{_NON_ASCII})(?:[A-Za-z0-9._-]|{_NON_ASCII})*"
+SIMPLE_URL = rf"^([Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?::[0-9]{{1,5}})?)(?:[/?#][!-~]*)?$"
 _ORIGIN = r"^(?P<scheme>[^:]+)://(?P<host>[^:]+)(?::(?P<port>[0-9]+))?$"
+_PLAIN_NAME = r"^[a-z0-9._-]+$"
+# WHATWG reads a host whose last label is a number as IPv4 (``127.1``, ``0x7f.1``, ...).
+_ENDS_IN_A_NUMBER = r"(?:^|\.)(?:[0-9]+|0x[0-9a-f]*)$"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 _MAX_PORT = 65535
 
 
@@ -43,12 +51,13 @@ def fast_server_names(identifiers: pl.Series) -> pl.Series:
 
 
 def _server_names_of_origins(origins: pl.Series) -> pl.Series:
-    """Lower-case the host, drop trailing dots and the scheme's default port, like classify_url."""
+    """The server name of each origin, null where the reference rejects it."""
     parts = (
         origins.rename("origin")
         .to_frame()
-        .select(pl.col("origin").str.extract_groups(_ORIGIN).alias("m"))
+        .with_columns(pl.col("origin").str.extract_groups(_ORIGIN).alias("m"))
         .select(
+            pl.col("origin"),
             pl.col("m").struct.field("scheme").str.to_lowercase().alias("scheme"),
             pl.col("m")
             .struct.field("host")
@@ -58,14 +67,33 @@ def _server_names_of_origins(origins: pl.Series) -> pl.Series:
             pl.col("m").struct.field("port").cast(pl.Int64).alias("port"),
         )
     )
+    host = pl.col("host")
+    plain = host.str.contains(_PLAIN_NAME) & (
+        ~host.str.contains(_ENDS_IN_A_NUMBER) | host.str.contains(_DOTTED_QUAD)
+    )
     port = pl.col("port")
     default_port = pl.when(pl.col("scheme") == "http").then(80).otherwise(443)
-    with_port = pl.concat_str([pl.col("host"), pl.lit(":"), port.cast(pl.String)])
+    with_port = pl.concat_str([host, pl.lit(":"), port.cast(pl.String)])
     keeps_port = port.is_not_null() & (port != default_port)
-    named = pl.when(keeps_port).then(with_port).otherwise(pl.col("host"))
+    named = pl.when(keeps_port).then(with_port).otherwise(host)
     # Port 0 and ports above 65535 are rejections: leave them to the reference's messages.
     decidable = port.is_null() | port.is_between(1, _MAX_PORT)
-    return parts.select(pl.when(decidable).then(named).alias("server_name")).to_series()
+    names = parts.select(
+        pl.col("origin"),
+        plain.alias("plain"),
+        pl.when(plain & decidable).then(named).alias("server_name"),
+    )
+    return _reference_names(names).get_column("server_name")
+
+
+def _reference_names(names: pl.DataFrame) -> pl.DataFrame:
+    """Fill in the server names of the origins that are not plain, from the reference."""
+    rows = names.get_column("plain").not_().arg_true()
+    if len(rows) == 0:
+        return names
+    verdicts = [classify_url(origin) for origin in names.get_column("origin").gather(rows)]
+    decided = pl.Series([v.server_name for v in verdicts], dtype=pl.String)
+    return names.with_columns(names.get_column("server_name").clone().scatter(rows, decided))
 
 
 @dataclass(frozen=True)

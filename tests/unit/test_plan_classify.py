@@ -44,12 +44,64 @@ HOSTS = [
     "a b",
     "",
     "x" * 300,
+    # One server, many spellings: IDN, fullwidth, numeric IPv4, IPv6.
+    "faß.de",
+    "FASS.de",
+    "ß.de",
+    "ẞ.de",
+    "ǅ.com",
+    "XN--BCHER-KVA.DE",
+    "xn--bcher-kva.de.",
+    "bücher..de",
+    "ａ.org",
+    "ＥＸＡＭＰＬＥ．ｏｒｇ",
+    "a。org",
+    "１２７.０.０.１",
+    "a\u200bb.org",
+    "a\u00a0b.org",
+    "a：80",
+    "a／b",
+    "2130706433",
+    "0x7f.1",
+    "0X7F.0.0.1",
+    "0177.0.0.1",
+    "127.1",
+    "127.0.0.1.",
+    "127.00.0.1",
+    "256.0.0.1",
+    "1.2.3.4.5",
+    "08.1",
+    "0x",
+    "example.123",
+    "example.0x1g",
+    "[0:0:0:0:0:0:0:1]",
+    "[2001:db8::FFFF]",
+    "[::ffff:127.0.0.1]",
 ]
+# Characters that IDNA maps, folds, rejects or deletes, mixed with plain ones.
+IDN_ALPHABET = "aZ09-._üÜßẞ例えａＡ１２．。ǅİ\u200b\u00a0：／"
 PORTS = ["", ":", ":0", ":00", ":80", ":443", ":0080", ":8080", ":65535", ":65536", ":99999"]
 PORTS += [":123456", ":abc", ":-1", ":８０", ": 80"]
 PATHS = ["", "/", "/a.jpg", "/..", "/../../etc/passwd", "/%2e%2e/x", "?q=1", "#frag", "/p?q#f"]
 PATHS += ["/with space", "/tab\there", "/ünï", "/\x7f", "\\evil", "/a\nb", "/[x]@y"]
 PADDING = [""] * 8 + [" ", "  ", "\t", "\u00a0"]
+
+
+@st.composite
+def ipv4_hosts(draw: st.DrawFn) -> str:
+    """IPv4 in 1 to 5 parts, each decimal, octal or hex; sometimes out of range."""
+    numbers = draw(st.lists(st.integers(0, 300) | st.integers(0, 2**32), min_size=1, max_size=5))
+    forms = st.sampled_from(["{:d}", "0{:o}", "0x{:x}", "0X{:X}", "{:02d}"])
+    host = ".".join(draw(forms).format(n) for n in numbers)
+    return host + draw(st.sampled_from(["", "", ".", ".."]))
+
+
+HOST_STRATEGY = (
+    st.sampled_from(HOSTS)
+    | st.from_regex(r"[A-Za-z0-9.\-]{1,20}", fullmatch=True)
+    | ipv4_hosts()
+    | st.text(alphabet=IDN_ALPHABET, min_size=1, max_size=12)
+)
 
 
 @st.composite
@@ -59,7 +111,7 @@ def urls(draw: st.DrawFn) -> str:
         draw(st.sampled_from(SCHEMES)),
         draw(st.sampled_from(SEPARATORS)),
         draw(st.sampled_from(USERINFO)),
-        draw(st.sampled_from(HOSTS) | st.from_regex(r"[A-Za-z0-9.\-]{1,20}", fullmatch=True)),
+        draw(HOST_STRATEGY),
         draw(st.sampled_from(PORTS)),
         draw(st.sampled_from(PATHS) | st.text(max_size=12).map(lambda t: "/" + t)),
         draw(st.sampled_from(PADDING)),
@@ -74,6 +126,8 @@ def _reference(url: str | None) -> str | None:
 @settings(max_examples=600, deadline=None)
 @given(batch=st.lists(urls() | st.text(max_size=30), min_size=1, max_size=20))
 @example(batch=["HTTP://Example.ORG.:0080/a", "https://a.b:443", "http://a.b:443/"])
+@example(batch=["http://Bücher.de./a", "http://xn--bcher-kva.de:80/b", "http://ａ.org/c"])
+@example(batch=["http://2130706433/a", "http://0x7f.1:80/b", "http://127.0.0.1./c"])
 def test_vectorised_classification_matches_the_reference(batch: list[str]) -> None:
     series = pl.Series(batch, dtype=pl.String)
     fast = fast_server_names(series).to_list()
@@ -109,10 +163,26 @@ def test_the_fast_path_decides_simple_urls(url: str, server_name: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://u@a.org/", "http://[::1]/", " http://a.org/", "http://a.org:0/", "http://bü.de/"],
+    ["http://u@a.org/", "http://[::1]/", " http://a.org/", "http://a.org:0/", "http://bü.de/ü"],
 )
 def test_odd_urls_are_left_to_the_reference(url: str) -> None:
     assert fast_server_names(pl.Series([url])).to_list() == [None]
+
+
+def test_idn_and_numeric_hosts_cost_one_reference_call_per_distinct_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+
+    def counting(identifier: object) -> object:
+        calls.append(str(identifier))
+        return classify_url(identifier)
+
+    monkeypatch.setattr("distdl.plan.classify.classify_url", counting)
+    urls = ["http://Bücher.de/a", "http://2130706433/b", "http://example.org/c"] * 1000
+    names = fast_server_names(pl.Series(urls)).to_list()
+    assert names == ["xn--bcher-kva.de", "127.0.0.1", "example.org"] * 1000
+    assert sorted(calls) == ["http://2130706433", "http://Bücher.de"]
 
 
 def test_padded_urls_are_stripped_and_rejections_listed_sparsely() -> None:
