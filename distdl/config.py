@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from distdl.errors import ConfigError
 
@@ -25,6 +32,10 @@ ImageFormat = Literal["jpeg", "png", "raw"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# Entries of path_to_output that distdl names itself (see distdl.layout and distdl.io.lock).
+_RESERVED_ENTRIES = {"robots": "the robots.txt folder", "distdl.lock": "the output lock"}
 
 
 class OutputStructure(_Strict):
@@ -45,7 +56,38 @@ class OutputStructure(_Strict):
             raise ValueError("must not be empty")
         if path.is_absolute() or ".." in path.parts:
             raise ValueError("must be a relative path inside path_to_output (no '..')")
+        if path.parts in ((), (".",)):
+            raise ValueError("must name an entry inside path_to_output, not the folder itself")
         return value
+
+    @model_validator(mode="after")
+    def _entries_apart(self) -> OutputStructure:
+        """No entry may be or contain another: resetting one stage would delete another's."""
+        entries = [(f"output_structure.{k}", v) for k, v in self.model_dump().items()]
+        entries += [(description, name) for name, description in _RESERVED_ENTRIES.items()]
+        problems = []
+        for index, (key, value) in enumerate(entries):
+            for other_key, other in entries[index + 1 :]:
+                relation = _nesting(Path(value).parts, Path(other).parts)
+                if relation:
+                    problems.append(f"{key} ({value!r}) {relation} {other_key} ({other!r})")
+        if problems:
+            raise ValueError(
+                "; ".join(problems) + ": every entry needs its own place, or resetting one "
+                "stage deletes another's files"
+            )
+        return self
+
+
+def _nesting(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
+    """How two relative paths overlap: "is the same as", "is inside", "contains", or None."""
+    if a == b:
+        return "is the same as"
+    if a[: len(b)] == b:
+        return "is inside"
+    if b[: len(a)] == a:
+        return "contains"
+    return None
 
 
 class DownloaderParameters(_Strict):

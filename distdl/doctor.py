@@ -19,17 +19,23 @@ from pathlib import Path
 SUPPORTED_PYTHON = ((3, 10), (3, 13))
 MIN_VERSIONS = {"aiohttp": "3.9", "polars": "1.0", "pyarrow": "14", "pydantic": "2.5"}
 PILLOW_FIX = "pip uninstall -y pillow && pip install --no-cache-dir --force-reinstall pillow-simd"
+# The headers pillow-simd is built against; the same list is in the README and .ci/run.
+BUILD_HEADERS = "libjpeg-dev zlib1g-dev libtiff-dev libwebp-dev liblcms2-dev libopenjp2-7-dev"
 CODEC_FIX = (
-    "apt-get install libjpeg-dev zlib1g-dev libtiff-dev libwebp-dev, then rebuild: "
-    "pip install --no-cache-dir --force-reinstall pillow-simd"
+    f"apt-get install {BUILD_HEADERS}, then rebuild: "
+    "pip install --no-cache-dir --force-reinstall --no-deps pillow-simd"
 )
-# PIL.features name -> (shown name, required): JPEG and PNG are most of GBIF; the rest
-# only turn some URLs into error rows.
+# PIL.features name -> (shown name, required). JPEG and PNG are most of GBIF. Without Little
+# CMS every LAB image (scientific TIFFs) fails to convert to RGB, silently a share of a
+# corpus: required too. The rest only turn their rarer formats into error rows: warnings
+# (JPEG 2000 is used by some museums and archives).
 CODECS = {
     "jpg": ("jpeg", True),
     "zlib": ("png/zlib", True),
+    "littlecms2": ("littlecms2", True),
     "webp": ("webp", False),
     "libtiff": ("libtiff", False),
+    "jpg_2000": ("jpeg 2000", False),
 }
 _MPI_PROBE = "from mpi4py import MPI; print(MPI.Get_library_version())"
 

@@ -105,3 +105,46 @@ def test_shipped_configs_load() -> None:
     root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("example.yaml", "gbif.yaml"):
         load_config(root / name)
+
+
+@pytest.mark.parametrize(
+    ("structure", "first", "relation", "second"),
+    [
+        (
+            {"images_folder": "servers_batched/x"},
+            "output_structure.urls_folder",
+            "contains",
+            "output_structure.images_folder",
+        ),
+        (
+            {"logs_folder": "./downloaded_images/"},
+            "output_structure.logs_folder",
+            "is the same as",
+            "output_structure.images_folder",
+        ),
+        (
+            {"urls_folder": "data", "profiles_table": "data/profiles.csv"},
+            "output_structure.urls_folder",
+            "contains",
+            "output_structure.profiles_table",
+        ),
+        ({"images_folder": "robots"}, "output_structure.images_folder", "is the same as", "robots"),
+    ],
+)
+def test_output_entries_that_nest_or_coincide_name_both_keys(
+    tmp_path: Path, structure: dict[str, str], first: str, relation: str, second: str
+) -> None:
+    (problem,) = _problems(tmp_path, {**BASE, "output_structure": structure})
+    assert problem.startswith("output_structure: ")
+    assert f"{first} " in problem and f") {relation} " in problem and second in problem
+
+
+def test_output_entries_may_share_a_parent_folder(tmp_path: Path) -> None:
+    structure = {"urls_folder": "work/plan", "images_folder": "work/images"}
+    config = parse_config({**BASE, "output_structure": structure}, tmp_path)
+    assert config.output_structure.images_folder == "work/images"
+
+
+def test_an_output_entry_cannot_be_the_output_folder_itself(tmp_path: Path) -> None:
+    (problem,) = _problems(tmp_path, {**BASE, "output_structure": {"images_folder": "."}})
+    assert problem.startswith("output_structure.images_folder: ") and "folder itself" in problem

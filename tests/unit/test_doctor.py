@@ -20,7 +20,8 @@ def test_every_required_check_passes_on_this_machine() -> None:
     assert failing == []
     assert exit_code(checks) == 0
     found = by_name(checks)
-    for name in ("python", "mpi4py", "MPI launcher", "pillow-simd", "codec jpeg", "pyarrow"):
+    required = ("python", "mpi4py", "MPI launcher", "pillow-simd", "codec jpeg", "pyarrow")
+    for name in (*required, "codec littlecms2"):
         assert found[name].ok
     assert "MPICH" in found["mpi4py"].detail or "MPI" in found["mpi4py"].detail
     assert found["contact"].ok and found["contact"].detail == "ops@example.org"
@@ -125,3 +126,17 @@ def test_render_and_exit_code() -> None:
     assert "fix: pip install mpi4py mpich" in lines[4]
     assert exit_code(checks) == 1
     assert exit_code(checks[:2]) == 0
+
+
+def test_little_cms_is_required_and_jpeg_2000_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import features
+
+    monkeypatch.setattr(features, "check", lambda name: name not in {"littlecms2", "jpg_2000"})
+    checks = doctor.check_codecs()
+    found = by_name(checks)
+    lcms, jpeg2000 = found["codec littlecms2"], found["codec jpeg 2000"]
+    assert not lcms.ok and lcms.required and exit_code(checks) == 1
+    assert not jpeg2000.ok and not jpeg2000.required
+    assert "liblcms2-dev" in (lcms.fix or "") and "libopenjp2-7-dev" in (lcms.fix or "")
+    assert "--no-cache-dir" in (lcms.fix or "")
+    assert "FAIL  codec littlecms2" in render(checks)
