@@ -92,14 +92,16 @@ def _distdl(config: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def write_bench_config(folder: Path, batch_size: int = 100) -> Path:
-    """The distdl config every download benchmark uses (URL list at folder/urls.csv)."""
-    params = {
+def write_bench_config(folder: Path, batch_size: int = 100, **overrides: object) -> Path:
+    """The distdl config every download benchmark uses (URL list at folder/urls.csv);
+    ``overrides`` replace or add ``downloader_parameters`` keys."""
+    params: dict[str, object] = {
         "batch_size": batch_size,
         "image_size": 224,
         "default_rate_limit": 3,
         "max_rate_limit": 100,
         "logger_level": "INFO",
+        **overrides,
     }
     config = folder / "config.yaml"
     body = {"path_to_input": "urls.csv", "path_to_output": "out", "downloader_parameters": params}

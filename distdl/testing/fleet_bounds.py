@@ -6,8 +6,10 @@
   ``requests ÷ limit``, where a rate-independent fault share ``p`` adds its retries
   (``requests ÷ (1 - p)``) and a limit drop is integrated (a client that follows the limit
   exactly). Bursts are ignored: they save at most two seconds.
-* A **dead** host (black hole or refused) finishes when distdl's circuit breaker gives up on
-  it (:func:`give_up_time`, from ``distdl/core/breaker.py`` and the ``host_*`` config keys).
+* A host with rate-independent faults that send ``Retry-After`` adds one such wait: its
+  last failing URL may not be retried sooner.
+* A **dead** host (black hole or refused) finishes when a client can know it is dead
+  (:func:`give_up_time`): one attempt at its robots.txt.
 
 The fleet's lower bound is the largest of these over its hosts: hosts are served in parallel.
 """
@@ -17,7 +19,6 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from distdl.testing.fleet_spec import HostSpec
 
@@ -56,46 +57,34 @@ def host_bound(spec: HostSpec, requests: float) -> float:
     """The host's own bound for ``requests`` first attempts (its URLs, plus redirected-in)."""
     if spec.mode != "normal":
         return 0.0
-    return serve_time(spec, requests / (1.0 - spec.error_rate_5xx))
+    sending = serve_time(spec, requests / (1.0 - spec.error_rate_5xx))
+    after = spec.error_retry_after_setting if 503 in spec.error_statuses else None
+    wait = float(after) if spec.error_rate_5xx > 0 and isinstance(after, int | float) else 0.0
+    return sending + wait
 
 
-@dataclass(frozen=True)
-class BreakerSettings:
-    """distdl's breaker as configured: ``host_failure_threshold``, ``host_cooldown``,
-    ``host_max_probes`` and ``read_timeout``; ``jitter`` and ``max_cooldown`` are what
-    ``runtime/worker.py`` passes to ``core/breaker.CircuitBreaker``."""
+def give_up_time(mode: str, read_timeout: float) -> float:
+    """The least time to learn that a dead host is dead: one request to it.
 
-    threshold: int = 5
-    cooldown: float = 5.0
-    max_probes: int = 4
-    read_timeout: float = 30.0
-    jitter: float = 0.2
-    max_cooldown: float = 300.0
-
-
-def give_up_time(mode: str, breaker: BreakerSettings) -> float:
-    """The least time distdl's breaker can take to declare a dead host dead.
-
-    It opens after ``threshold`` failures in a row (sent together, so one attempt's time),
-    then waits ``cooldown * 2**k`` (k = 0 .. max_probes - 1, each capped at max_cooldown and
-    shrunk by up to ``jitter``) before each of ``max_probes`` failing probes. A refused
-    connection fails at once; a black hole costs a read timeout per attempt.
+    A refused connection fails at once; a black hole accepts the connection and costs a
+    read timeout. distdl gives up on a host after that one answer-less robots.txt request
+    (RFC 9309: an unreachable robots.txt forbids crawling; its rows become -32, see
+    ``runtime/worker.py``). The circuit breaker (``core/breaker.py``: 5 failures in a row,
+    then cool-downs of 5, 10, 20 and 40 s before 4 failing probes, at least 60 s with its
+    20 % jitter) only governs a host that dies after answering robots.txt, which the matrix
+    does not draw.
     """
-    if mode not in ("black_hole", "refused"):
-        return 0.0
-    waits = sum(
-        min(breaker.max_cooldown, breaker.cooldown * 2**k) for k in range(breaker.max_probes)
-    )
-    attempt = breaker.read_timeout if mode == "black_hole" else 0.0
-    return attempt * (1 + breaker.max_probes) + waits * (1.0 - breaker.jitter)
+    if mode == "black_hole":
+        return read_timeout
+    return 0.0
 
 
 def lower_bound(
-    specs: Sequence[HostSpec], requests: Mapping[str, float], breaker: BreakerSettings
+    specs: Sequence[HostSpec], requests: Mapping[str, float], read_timeout: float
 ) -> float:
     """Max over hosts of their bounds (``requests[name]`` first attempts each)."""
     bounds = [host_bound(spec, requests.get(spec.name, 0)) for spec in specs]
-    dead = [give_up_time(spec.mode, breaker) for spec in specs if requests.get(spec.name)]
+    dead = [give_up_time(spec.mode, read_timeout) for spec in specs if requests.get(spec.name)]
     return max([0.0, *bounds, *dead])
 
 

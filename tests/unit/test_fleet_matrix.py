@@ -6,7 +6,6 @@ import pytest
 
 from distdl.testing.fleet import Fleet, HostSpec
 from distdl.testing.fleet_bounds import (
-    BreakerSettings,
     give_up_time,
     host_bound,
     lower_bound,
@@ -62,6 +61,10 @@ def test_too_few_urls_for_the_body_is_an_error() -> None:
 def test_bound_is_requests_over_limit_plus_fault_retries() -> None:
     assert host_bound(HostSpec("a", rate_limit=10), 100) == pytest.approx(10.0)
     assert host_bound(HostSpec("f", rate_limit=10, error_rate_5xx=0.2), 80) == pytest.approx(10.0)
+    says_when = HostSpec("w", rate_limit=10, error_rate_5xx=0.2, error_retry_after=3.0)
+    assert host_bound(says_when, 80) == pytest.approx(13.0)  # the last retry waits 3 s
+    no_503 = HostSpec("x", rate_limit=10, error_rate_5xx=0.2, error_statuses=(500,), retry_after=3)
+    assert host_bound(no_503, 80) == pytest.approx(10.0)
     assert host_bound(HostSpec("o", overload_knee=4), 20) == pytest.approx(5.0)
     assert host_bound(HostSpec("free"), 1000) == 0.0
     assert host_bound(HostSpec("void", mode="black_hole"), 100) == 0.0
@@ -76,21 +79,17 @@ def test_a_limit_drop_is_integrated() -> None:
     assert serve_time(spec, 50) == pytest.approx(7.0)  # 40 by t=6, then 10 req/s
 
 
-def test_give_up_time_follows_the_breaker_schedule() -> None:
-    breaker = BreakerSettings(threshold=5, cooldown=5.0, max_probes=4, read_timeout=10.0)
-    assert give_up_time("refused", breaker) == pytest.approx(0.8 * 75)
-    assert give_up_time("black_hole", breaker) == pytest.approx(0.8 * 75 + 5 * 10)
-    assert give_up_time("normal", breaker) == 0.0
-    capped = BreakerSettings(cooldown=200.0, max_probes=2, max_cooldown=300.0)
-    assert give_up_time("refused", capped) == pytest.approx(0.8 * (200 + 300))
+def test_a_dead_host_costs_one_attempt() -> None:
+    assert give_up_time("refused", read_timeout=10.0) == 0.0
+    assert give_up_time("black_hole", read_timeout=10.0) == 10.0
+    assert give_up_time("normal", read_timeout=10.0) == 0.0
 
 
 def test_lower_bound_takes_the_slowest_host_and_a_dead_hosts_give_up() -> None:
-    specs = [HostSpec("a", rate_limit=10), HostSpec("dead", mode="refused")]
-    breaker = BreakerSettings(cooldown=1.0, max_probes=2)
-    assert lower_bound(specs, {"a": 100, "dead": 5}, breaker) == pytest.approx(10.0)
-    assert lower_bound(specs, {"a": 5, "dead": 5}, breaker) == pytest.approx(0.8 * 3)
-    assert lower_bound(specs, {"a": 5}, breaker) == pytest.approx(0.5)
+    specs = [HostSpec("a", rate_limit=10), HostSpec("dead", mode="black_hole")]
+    assert lower_bound(specs, {"a": 100, "dead": 5}, read_timeout=4.0) == pytest.approx(10.0)
+    assert lower_bound(specs, {"a": 5, "dead": 5}, read_timeout=4.0) == pytest.approx(4.0)
+    assert lower_bound(specs, {"a": 5}, read_timeout=4.0) == pytest.approx(0.5)
 
 
 def test_peak_window_ratio_counts_against_the_limit_in_force() -> None:
