@@ -137,7 +137,11 @@ def run_seed(seed: int, args: argparse.Namespace, root: Path) -> tuple[Scenario,
     figures = run_figures(
         scenario, fleet, records, stored_source_ids(config), READ_TIMEOUT, outcome
     )
-    if not args.keep:
+    if figures.failed:  # keep the evidence, and show why
+        tail = (folder / "distdl.log").read_text(errors="replace").strip().splitlines()[-5:]
+        print(f"seed {seed}: distdl failed; its log is {folder / 'distdl.log'}:")
+        print("\n".join(f"  | {line}" for line in tail))
+    elif not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     return scenario, figures
 
