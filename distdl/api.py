@@ -16,7 +16,7 @@ from distdl.io.atomic import safe_rmtree
 from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
 from distdl.layout import Layout
-from distdl.profile import finish_profiling, planned_servers, probe_servers
+from distdl.profile import write_profiles_table
 from distdl.runtime.coordinator import RunReport
 from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
 from distdl.runtime.event_loop import run_loop
@@ -71,14 +71,14 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     ensure_batched(config, layout, checkpoint, options.input_format, str(config_path))
     ranks = options.ranks or default_rank_count()
     if _wants_download(checkpoint, options) and ranks > 1:
-        # The ranks do the rest: they share the profiling, then download.
+        # The ranks do the rest: rank 0 writes the profiles table, then all download.
         code = launch_local_ranks(ranks, _rank_argv(str(config_path), options))
         if code != 0:
             raise RankFailure(f"the MPI ranks exited with code {code}; see {layout.logs}")
         checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
         return _outcome(layout, checkpoint, None)
     if _wants("profiled", checkpoint, options):
-        finish_profiling(layout, run_loop(probe_servers(config, layout, planned_servers(layout))))
+        write_profiles_table(config, layout)
         checkpoint.mark_complete("profiled")
     _requeue_errors(layout, checkpoint, options)
     if not _wants("downloaded", checkpoint, options):
@@ -137,29 +137,11 @@ def _on_rank0(comm: Any, action: Callable[[], T]) -> T:
     return value
 
 
-def _profile_share(config: Config, layout: Layout, comm: Any) -> None:
-    """Every rank probes its share of the hosts; rank 0 writes the table."""
-    servers = _on_rank0(comm, lambda: planned_servers(layout))
-    share = servers[comm.Get_rank() :: comm.Get_size()]
-    try:
-        found: tuple[bool, Any] = (True, run_loop(probe_servers(config, layout, share)))
-    except Exception as exc:  # reported by rank 0 below: no rank may hang in gather
-        found = (False, f"rank {comm.Get_rank()}: {type(exc).__name__}: {exc}")
-    gathered = comm.gather(found, root=0)
-
-    def merge() -> None:
-        failures = [value for ok, value in gathered if not ok]
-        if failures:
-            raise RankFailure("profiling failed: " + "; ".join(failures))
-        finish_profiling(layout, [p for _, profiles in gathered for p in profiles])
-
-    _on_rank0(comm, merge)
-
-
 def _run_as_mpi_rank(
     config: Config, layout: Layout, options: RunOptions, config_path: str
 ) -> RunOutcome:
-    """Inside mpiexec/srun: rank 0 leads every stage, the ranks share profiling and downloads."""
+    """Inside mpiexec/srun: rank 0 plans, writes the profiles table and coordinates; the
+    others download."""
     comm = checked_world()
     rank, size = comm.Get_rank(), comm.Get_size()
     configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
@@ -171,9 +153,12 @@ def _run_as_mpi_rank(
         ensure_batched(config, layout, checkpoint, options.input_format, config_path)
         return _wants("profiled", checkpoint, options)
 
+    def profile() -> None:
+        write_profiles_table(config, layout)
+        checkpoint.mark_complete("profiled")
+
     if _on_rank0(comm, plan):
-        _profile_share(config, layout, comm)
-        _on_rank0(comm, lambda: checkpoint.mark_complete("profiled"))
+        _on_rank0(comm, profile)
 
     def requeue() -> bool:
         _requeue_errors(layout, checkpoint, options)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from distdl.errors import ConfigError, DistdlError
+from distdl.errors import ConfigError, DistdlError, OutputWriteError
 
 app = typer.Typer(
     help="Download huge image datasets from URL lists, politely, over MPI ranks.",
@@ -39,6 +40,12 @@ class InputFormatName(str, Enum):
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config (see configs/example.yaml)")]
 
 
+# OS errors that mean the output could not be written: one line and exit 10, no traceback.
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS}
+)
+
+
 def _guarded(action: Callable[[], T]) -> T:
     try:
         return action()
@@ -47,8 +54,16 @@ def _guarded(action: Callable[[], T]) -> T:
             err.print(f"[red]config error:[/red] {problem}", markup=True, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except DistdlError as exc:
-        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+        _fail(exc)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        _fail(OutputWriteError(exc.filename or "the output folder", exc))
+
+
+def _fail(exc: DistdlError) -> NoReturn:
+    err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+    raise typer.Exit(exc.exit_code) from None
 
 
 def _codes(text: str | None) -> frozenset[int]:

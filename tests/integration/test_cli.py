@@ -163,3 +163,135 @@ def test_demo_runs_as_shipped(tmp_path: Path) -> None:
     assert "dataset: " in result.stdout and "server side:" in result.stdout
     config = yaml.safe_load((tmp_path / "demo" / "config.yaml").read_text())
     assert config["downloader_parameters"]["jpeg_quality"] == 95  # from configs/example.yaml
+
+
+def _tree(*roots: Path) -> dict[str, str]:
+    """Every entry under ``roots`` (links not followed) with its kind: a snapshot to compare."""
+    found: dict[str, str] = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")]:
+            kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
+            found[str(path)] = kind
+    return found
+
+
+@pytest.mark.parametrize("delete", [True, False])
+def test_a_refused_reset_moves_nothing(tmp_path: Path, delete: bool) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    assert distdl("run", config, "--until", "batched").returncode == 0
+    layout = layout_of(config)
+    fake = layout.images / "server_name=a.org" / "partition_id=0"
+    fake.mkdir(parents=True)
+    (fake / "successes.parquet").write_bytes(b"images")
+    # The images folder lives elsewhere, linked into the output (as in the issue).
+    elsewhere = tmp_path / "bigdisk" / "images"
+    elsewhere.parent.mkdir()
+    layout.images.rename(elsewhere)
+    layout.images.symlink_to(elsewhere, target_is_directory=True)
+    before = _tree(layout.root, elsewhere)
+    checkpoint_before = layout.checkpoint_file.read_text()
+
+    refused = distdl("reset", config, "--stage", "downloaded", *(["--delete-images"] * delete))
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert str(layout.images) in refused.stderr and "Nothing was changed" in refused.stderr
+    assert _tree(layout.root, elsewhere) == before
+    assert layout.checkpoint_file.read_text() == checkpoint_before
+    status = distdl("status", config)
+    assert "1 rejected at planning" in status.stdout, status.stdout
+
+
+def test_reset_refuses_a_partition_linked_out_of_the_output_before_touching_any(
+    tmp_path: Path,
+) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    assert distdl("run", config, "--until", "batched").returncode == 0
+    layout = layout_of(config)
+    for name in ("a.org", "b.org"):
+        (layout.images / f"server_name={name}").mkdir(parents=True)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep").write_text("mine")
+    (layout.images / "server_name=z.org").symlink_to(precious, target_is_directory=True)
+    before = _tree(layout.root, precious)
+    refused = distdl("reset", config, "--stage", "downloaded", "--delete-images")
+    assert refused.returncode == 4, refused.stderr
+    assert "server_name=z.org" in refused.stderr
+    assert _tree(layout.root, precious) == before
+
+
+def _plant_lock(root: Path, pid: int, host: str | None = None) -> None:
+    import socket
+    from datetime import datetime, timezone
+
+    from distdl.io.lock import LOCK_FILE, LockHolder
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    holder = LockHolder(
+        host=host or socket.gethostname(),
+        pid=pid,
+        started_at=now,
+        heartbeat_at=now,
+        command="distdl run /elsewhere/config.yaml",
+        token="0123456789abcdef",
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / LOCK_FILE).write_bytes(holder.to_bytes())
+
+
+def test_a_locked_output_is_refused_with_exit_9_naming_the_holder(tmp_path: Path) -> None:
+    import os
+
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    layout = layout_of(config)
+    _plant_lock(layout.root, os.getpid())  # this test process stands for the live run
+    for command in (["run", config], ["resume", config], ["reset", config, "--stage", "batched"]):
+        refused = distdl(*command)
+        assert refused.returncode == 9, refused.stdout + refused.stderr
+        assert f"pid {os.getpid()}" in refused.stderr
+        assert "distdl run /elsewhere/config.yaml" in refused.stderr
+        assert "distdl reset" not in refused.stderr  # never suggest a reset here
+    assert sorted(p.name for p in layout.root.iterdir() if p.name != "logs") == ["distdl.lock"]
+    status = distdl("status", config)
+    assert status.returncode == 0 and "in use by `distdl run /elsewhere" in status.stdout
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over_with_a_warning(tmp_path: Path) -> None:
+    _input(tmp_path, ROWS)
+    config = write_config(tmp_path)
+    layout = layout_of(config)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    _plant_lock(layout.root, int(gone.stdout))
+    result = distdl("run", config, "--until", "batched")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "took over the stale lock" in result.stderr
+        and f"pid {gone.stdout.strip()}" in result.stderr
+    )
+    assert not (layout.root / "distdl.lock").exists()
+
+
+def test_nested_output_entries_are_a_config_error(tmp_path: Path) -> None:
+    _input(tmp_path, ROWS)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "path_to_input": "urls.csv",
+                "path_to_output": "out",
+                "output_structure": {"images_folder": "servers_batched/x"},
+            }
+        )
+    )
+    result = distdl("run", config)
+    assert result.returncode == 2
+    assert "output_structure.urls_folder" in result.stderr
+    assert "output_structure.images_folder" in result.stderr
+    assert not (tmp_path / "out").exists()
