@@ -10,6 +10,7 @@ from typing import Literal
 
 from distdl.config import Config
 from distdl.errors import StateError
+from distdl.io.atomic import fsync_tree
 from distdl.io.checkpoint import STAGES as CHECKPOINT_STAGES
 from distdl.io.checkpoint import Checkpoint, input_fingerprint
 from distdl.layout import Layout
@@ -52,6 +53,7 @@ def ensure_batched(
     layout.root.mkdir(parents=True, exist_ok=True)
     checkpoint.record_fingerprint(fingerprint)
     summary = plan_input(config, layout, input_format)
+    fsync_tree(layout.urls)  # the plan's files were written without fsync: flush before done
     checkpoint.mark_complete(
         "batched",
         rows=summary.total_rows,

@@ -160,3 +160,48 @@ def test_safe_rmtree_accepts_root_given_through_a_symlink(tree: tuple[Path, Path
     with pytest.raises(StateError):
         safe_rmtree(alias, root)
     assert os.path.isdir(root)
+
+
+def test_fsync_tree_flushes_every_file_and_folder_but_not_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl.io.atomic import fsync_tree
+
+    (tmp_path / "s=a" / "p=0").mkdir(parents=True)
+    (tmp_path / "s=a" / "p=0" / "urls.parquet").write_bytes(b"x")
+    (tmp_path / "servers.parquet").write_bytes(b"y")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.write_bytes(b"not ours")
+    (tmp_path / "link").symlink_to(outside)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", spy)
+    assert fsync_tree(tmp_path) == 5
+    expected = {
+        str(tmp_path),
+        str(tmp_path / "s=a"),
+        str(tmp_path / "s=a" / "p=0"),
+        str(tmp_path / "s=a" / "p=0" / "urls.parquet"),
+        str(tmp_path / "servers.parquet"),
+    }
+    assert set(synced) == expected
+
+
+def test_fsync_tree_reports_a_file_that_cannot_be_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl.io.atomic import fsync_tree
+
+    (tmp_path / "urls.parquet").write_bytes(b"x")
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(atomic.os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        fsync_tree(tmp_path)

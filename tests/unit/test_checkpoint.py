@@ -225,3 +225,38 @@ def test_extra_tuples_compare_equal_after_a_yaml_round_trip(
     stored.check_fingerprint(
         input_fingerprint(input_file, batch_size=1, input_format=None, extra=extra)
     )
+
+
+def test_the_plan_is_flushed_to_disk_before_batched_is_marked_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl import stages
+    from distdl.config import parse_config
+    from distdl.layout import Layout
+
+    (tmp_path / "urls.csv").write_text(
+        "uuid,identifier,source_id\nu1,http://a.org/1.jpg,1\nu2,http://b.org/2.jpg,2\n"
+    )
+    config = parse_config({"path_to_input": "urls.csv", "path_to_output": "out"}, tmp_path)
+    layout = Layout.from_config(config)
+    events: list[str] = []
+    real_fsync_tree = stages.fsync_tree
+
+    def flushed(folder: Path) -> int:
+        count = real_fsync_tree(folder)
+        events.append(f"fsync {Path(folder).name} ({count})")
+        return count
+
+    real_mark = Checkpoint.mark_complete
+
+    def marked(self: Checkpoint, stage: str, **details: object) -> None:
+        events.append(f"mark {stage}")
+        real_mark(self, stage, **details)
+
+    monkeypatch.setattr(stages, "fsync_tree", flushed)
+    monkeypatch.setattr(Checkpoint, "mark_complete", marked)
+    checkpoint = Checkpoint.load(layout.checkpoint_file)
+    stages.ensure_batched(config, layout, checkpoint, None)
+    assert events[-1] == "mark batched"
+    assert events[-2].startswith(f"fsync {layout.urls.name} (")
+    assert int(events[-2].split("(")[1].rstrip(")")) >= 7  # folder, servers, 2 x (dir, dir, file)
