@@ -5,13 +5,24 @@ Every per-URL problem becomes a :class:`FetchResult` with a code from
 :mod:`distdl.core.codes`; :meth:`AiohttpFetcher.fetch` never raises for them. Only
 ``asyncio.CancelledError`` (and other ``BaseException``) travel up.
 
+Redirects are not followed here: each hop must be paced by the budget of the host it goes
+to, so the caller follows them (see :mod:`distdl.runtime.lease_runner`). A 3xx with a
+``Location`` comes back with ``redirect_url``, the absolute next URL, already checked to be
+an http(s) URL with a valid host; a location that is not is ``INVALID_REDIRECT``. Every
+answer carries ``peer_ip``, the address it came from, for the caller's redirect safety check.
+
 A 2xx answer with an empty body is returned as a success with ``body == b""``: deciding
 that zero bytes are not an image (``UNDECODABLE``) is the image pipeline's job.
+
+An error answer whose small body names an S3-style error code (``<Code>SlowDown</Code>``)
+gets the code in its message ("HTTP 503 Slow Down (SlowDown)"): that is how
+:func:`distdl.core.signals.answer_signal` tells an object store's "slow down" from a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 import time
@@ -23,9 +34,11 @@ from typing import Protocol
 import aiohttp
 from aiohttp import client_exceptions as ce
 from aiohttp import http_exceptions
+from yarl import URL
 
 from distdl.core import codes
-from distdl.net.session import make_timeout
+from distdl.core.urls import classify_url
+from distdl.net.session import PeerAwareResponse, make_timeout
 from distdl.net.settings import FetchSettings
 
 CHUNK_SIZE = 64 * 1024
@@ -33,12 +46,14 @@ CHUNK_SIZE = 64 * 1024
 # larger ones are not worth the bytes, and closing the connection is cheaper.
 _DRAIN_LIMIT = 64 * 1024
 _MAX_MSG_CHARS = 200
+_NOT_A_REDIRECT = 304  # "Not Modified" is a 3xx that goes nowhere
+# The error code of an S3-style XML error body: <Error><Code>SlowDown</Code>...</Error>
+_S3_CODE = re.compile(rb"<Code>\s*([A-Za-z][A-Za-z0-9.]{0,63})\s*</Code>")
 
 
 @dataclass(frozen=True)
 class FetchResult:
     url: str
-    final_url: str  # after redirects; ``url`` when no response arrived
     status: int  # HTTP status, or 0 when no response
     error_code: int  # 0 = success; else the HTTP status or a negative distdl.core.codes code
     error_msg: str  # "" on success
@@ -47,6 +62,8 @@ class FetchResult:
     retry_after: str | None
     x_robots_tag: tuple[str, ...]
     elapsed: float  # wall seconds, from the call to the last byte or the failure
+    redirect_url: str | None = None  # a 3xx's absolute, validated next URL
+    peer_ip: str | None = None  # the address the answer came from; None without an answer
 
     @property
     def ok(self) -> bool:
@@ -58,7 +75,7 @@ class Fetcher(Protocol):
 
 
 class AiohttpFetcher:
-    """Streams bodies up to ``settings.max_bytes`` and follows up to ``max_redirects``.
+    """Streams bodies up to ``settings.max_bytes``; one request, no redirect followed.
 
     With ``truncate_oversize`` a body over the cap is cut to ``max_bytes`` and returned as a
     success instead of ``TOO_LARGE`` (robots.txt parsers must read the first 500 KiB).
@@ -76,9 +93,6 @@ class AiohttpFetcher:
         self._truncate_oversize = truncate_oversize
         self._headers = dict(settings.headers)
         self._timeout = make_timeout(settings)
-        # aiohttp raises when the redirect count *reaches* its max_redirects (and treats 0
-        # as unlimited), so following N redirects means passing N + 1.
-        self._aiohttp_max_redirects = settings.max_redirects + 1
 
     async def fetch(self, url: str) -> FetchResult:
         started = time.monotonic()
@@ -87,28 +101,34 @@ class AiohttpFetcher:
                 url,
                 headers=self._headers,
                 timeout=self._timeout,
-                allow_redirects=True,
-                max_redirects=self._aiohttp_max_redirects,
+                allow_redirects=False,
             ) as resp:
                 return await self._read_response(url, resp, started)
         except Exception as exc:  # CancelledError is a BaseException: it propagates
             code, msg = map_exception(exc, self._settings)
-            return _result(url, None, code, msg, None, started)
+            return _result(url, None, code, msg, None, started, peer=None)
 
     async def _read_response(
         self, url: str, resp: aiohttp.ClientResponse, started: float
     ) -> FetchResult:
+        peer = _peer_ip(resp)
         if not 200 <= resp.status < 300:
-            await _drain_small_body(resp)
-            return _result(url, resp, resp.status, _status_message(resp), None, started)
+            error_body = await _read_error_body(resp)
+            message = _status_message(resp, error_body)
+            code, next_url = resp.status, None
+            if _is_redirect(resp):
+                next_url, invalid = _redirect_target(resp)
+                if next_url is None:
+                    code, message = codes.INVALID_REDIRECT, invalid
+            return _result(url, resp, code, message, None, started, next_url, peer=peer)
         try:
             body, too_large_msg = await self._read_body(resp)
         except Exception as exc:
             code, msg = map_exception(exc, self._settings)
-            return _result(url, resp, code, msg, None, started)
+            return _result(url, resp, code, msg, None, started, peer=peer)
         if body is None:
-            return _result(url, resp, codes.TOO_LARGE, too_large_msg, None, started)
-        return _result(url, resp, 0, "", body, started)
+            return _result(url, resp, codes.TOO_LARGE, too_large_msg, None, started, peer=peer)
+        return _result(url, resp, 0, "", body, started, peer=peer)
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> tuple[bytes | None, str]:
         """The body, or ``None`` and why it was refused; never reads much past the cap."""
@@ -137,14 +157,16 @@ def _result(
     msg: str,
     body: bytes | None,
     started: float,
+    redirect_url: str | None = None,
+    *,
+    peer: str | None,
 ) -> FetchResult:
     elapsed = time.monotonic() - started
     if resp is None:
-        return FetchResult(url, url, 0, code, msg, None, None, None, (), elapsed)
+        return FetchResult(url, 0, code, msg, None, None, None, (), elapsed)
     headers = resp.headers
     return FetchResult(
         url=url,
-        final_url=str(resp.url),
         status=resp.status,
         error_code=code,
         error_msg=msg,
@@ -153,28 +175,70 @@ def _result(
         retry_after=headers.get("Retry-After"),
         x_robots_tag=tuple(headers.getall("X-Robots-Tag", ())),
         elapsed=elapsed,
+        redirect_url=redirect_url,
+        peer_ip=peer,
     )
 
 
-def _status_message(resp: aiohttp.ClientResponse) -> str:
+def _peer_ip(resp: aiohttp.ClientResponse) -> str | None:
+    # Known when the session comes from distdl.net.session.make_session.
+    return resp.peer_ip if isinstance(resp, PeerAwareResponse) else None
+
+
+def _is_redirect(resp: aiohttp.ClientResponse) -> bool:
+    return resp.status // 100 == 3 and resp.status != _NOT_A_REDIRECT and "Location" in resp.headers
+
+
+def _redirect_target(resp: aiohttp.ClientResponse) -> tuple[str | None, str]:
+    """The absolute next URL of a redirect, or None and why it cannot be followed."""
+    location = resp.headers["Location"]
+    try:
+        target = resp.url.join(URL(location)).with_fragment(None)
+    except (ValueError, TypeError) as exc:
+        return None, _clip(f"redirect to an invalid location {location!r}: {exc}")
+    if target.scheme not in ("http", "https"):
+        return None, _clip(f"redirect to non-http(s) location {location}")
+    verdict = classify_url(str(target))
+    if not verdict.ok:
+        return None, _clip(f"redirect to an invalid location {location}: {verdict.error_msg}")
+    return str(target), ""
+
+
+def _status_message(resp: aiohttp.ClientResponse, error_body: bytes) -> str:
     reason = resp.reason
     if not reason:
         try:
             reason = HTTPStatus(resp.status).phrase
         except ValueError:
             reason = ""
-    return _clip(f"HTTP {resp.status} {reason}".rstrip())
+    message = f"HTTP {resp.status} {reason}".rstrip()
+    s3_code = _S3_CODE.search(error_body)
+    if s3_code:
+        message += f" ({s3_code.group(1).decode()})"
+    return _clip(message)
 
 
-async def _drain_small_body(resp: aiohttp.ClientResponse) -> None:
+async def _read_error_body(resp: aiohttp.ClientResponse) -> bytes:
+    """A small error body, read so the keep-alive connection can be reused (and an S3 error
+    code found); b"" when it is large, or of unknown length on anything but a 503."""
     length = resp.content_length
-    if length is None or length > _DRAIN_LIMIT:
-        return  # leaving it unread makes aiohttp close the connection on release
+    if length is None and resp.status != 503:
+        return b""  # leaving it unread makes aiohttp close the connection on release
+    if length is not None and length > _DRAIN_LIMIT:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
     try:
-        await resp.content.read()
+        async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > _DRAIN_LIMIT:
+                resp.close()
+                break
     except Exception:
         # The status is what we report; a broken error body only costs the connection.
         resp.close()
+    return b"".join(chunks)
 
 
 # --- the one place aiohttp / OS exceptions become error codes ------------------------------
@@ -191,16 +255,7 @@ def _seconds(value: float | None) -> str:
     return f" after {value:g} s" if value is not None else ""
 
 
-def _map_url_or_redirect(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
-    if isinstance(exc, ce.TooManyRedirects):
-        if settings is not None:
-            return codes.TOO_MANY_REDIRECTS, f"more than {settings.max_redirects} redirects"
-        return codes.TOO_MANY_REDIRECTS, f"too many redirects ({len(exc.history)})"
-    # Redirect errors first: InvalidUrlRedirectClientError is also an InvalidURL.
-    if isinstance(exc, ce.NonHttpUrlRedirectClientError):
-        return codes.INVALID_REDIRECT, f"redirect to non-http(s) location {exc.args[0]!s}"
-    if isinstance(exc, ce.RedirectClientError):
-        return codes.INVALID_REDIRECT, f"redirect to an invalid location {exc!s}"
+def _map_url(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
     if isinstance(exc, ce.NonHttpUrlClientError):
         return codes.UNSUPPORTED_SCHEME, f"unsupported URL scheme in {exc.args[0]!s}"
     if isinstance(exc, ce.InvalidURL):
@@ -273,7 +328,7 @@ def _map_connection(exc: BaseException, settings: FetchSettings | None) -> _Mapp
 
 # Order matters: several aiohttp exceptions inherit from more than one family (see above).
 _MAPPERS: tuple[Callable[[BaseException, FetchSettings | None], _Mapped | None], ...] = (
-    _map_url_or_redirect,
+    _map_url,
     _map_ssl,
     _map_dns,
     _map_timeout,

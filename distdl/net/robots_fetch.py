@@ -11,19 +11,30 @@ More than five consecutive redirects (RFC 9309 section 2.3.1.2 says the crawler 
 assume robots.txt is unavailable) are reported as unreachable instead: a redirect loop on
 robots.txt more often means a bot wall or login page than a missing file, and the
 conservative reading never crawls against the owner's wishes. A redirect to a
-non-http(s) location is treated the same way.
+non-http(s) location, or one the caller's ``may_follow`` refuses (a public host pointing
+inside the network), is treated the same way.
+
+The redirects are followed here, one hop at a time, each through the caller's ``fetch``:
+the worker passes one that waits for the host's gate, so every hop of a robots.txt fetch is
+paced by the budget of the host whose robots.txt it is (robots.txt redirects are few, and
+mostly stay on the host: http to https, a ``www.`` prefix).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from distdl.net.fetcher import AiohttpFetcher
+from distdl.net.fetcher import AiohttpFetcher, FetchResult
 from distdl.net.headers import with_header
 from distdl.net.settings import FetchSettings
+
+FetchHop = Callable[[str], Awaitable[FetchResult]]
+# May the redirect in this answer be followed? (the answer, redirects followed before it)
+MayFollow = Callable[[FetchResult, int], Awaitable[bool]]
 
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309 2.5: parse at least 500 KiB
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five consecutive redirects
@@ -36,14 +47,16 @@ def robots_url(base_url: str) -> str:
     return urlunsplit((parts.scheme, host_and_port, "/robots.txt", "", ""))
 
 
-def _robots_settings(settings: FetchSettings) -> FetchSettings:
+def robots_fetcher(session: aiohttp.ClientSession, settings: FetchSettings) -> AiohttpFetcher:
+    """A fetcher for robots.txt files: reads the first 500 KiB, asks for text."""
     # One byte over the cap tells "exactly 500 KiB" apart from "cut at 500 KiB".
-    return replace(
+    robots_settings = replace(
         settings,
         max_bytes=ROBOTS_MAX_BYTES + 1,
         max_redirects=ROBOTS_MAX_REDIRECTS,
         headers=with_header(dict(settings.headers), "Accept", "text/plain, */*;q=0.5"),
     )
+    return AiohttpFetcher(session, robots_settings, truncate_oversize=True)
 
 
 def _decode(body: bytes) -> str:
@@ -57,11 +70,20 @@ def _decode(body: bytes) -> str:
 
 
 async def fetch_robots(
-    session: aiohttp.ClientSession, base_url: str, settings: FetchSettings
+    fetch: FetchHop, base_url: str, may_follow: MayFollow | None = None
 ) -> tuple[int | None, str | None]:
-    """GET the robots.txt of ``base_url``'s host; see the module docstring for the result."""
-    fetcher = AiohttpFetcher(session, _robots_settings(settings), truncate_oversize=True)
-    result = await fetcher.fetch(robots_url(base_url))
+    """GET the robots.txt of ``base_url``'s host through ``fetch`` (a :func:`robots_fetcher`'s,
+    usually paced); see the module docstring for the result."""
+    url = robots_url(base_url)
+    for hops in range(ROBOTS_MAX_REDIRECTS + 1):
+        result = await fetch(url)
+        if result.redirect_url is None:
+            break
+        if hops == ROBOTS_MAX_REDIRECTS:
+            return None, None
+        if may_follow is not None and not await may_follow(result, hops):
+            return None, None
+        url = result.redirect_url
     if result.ok:
         return result.status, _decode(result.body or b"")
     if result.error_code > 0:  # the server answered with a non-2xx status

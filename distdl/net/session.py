@@ -6,6 +6,7 @@ import sys
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from aiohttp.connector import Connection
 
 from distdl.net.settings import FetchSettings
 
@@ -16,6 +17,22 @@ _NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.versi
     13,
     1,
 )
+
+
+class PeerAwareResponse(aiohttp.ClientResponse):
+    """A response that remembers the address it came from.
+
+    The connection leaves a response as soon as its body is in (at once for a small one), so
+    the peer is read when the response starts, while the connection is still attached.
+    """
+
+    peer_ip: str | None = None
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        self.peer_ip = str(peer[0]) if peer else None
+        return await super().start(connection)
 
 
 def make_timeout(settings: FetchSettings) -> aiohttp.ClientTimeout:
@@ -36,7 +53,9 @@ def make_session(
     Per-host concurrency is capped above this layer, so ``limit_per_host`` stays 0 while
     ``limit`` bounds the open sockets of the rank. Cookies are not kept (every request is
     stateless, and a jar for hundreds of hosts costs memory and time). ``resolver`` lets
-    tests and the simulated fleet map host names to loopback addresses.
+    tests and the simulated fleet map host names to loopback addresses; the caller owns it
+    (and closes it), so the redirect safety check can resolve names with the same one.
+    Responses are :class:`PeerAwareResponse`: each knows the address it came from.
     """
     connector = aiohttp.TCPConnector(
         limit=settings.connections_limit,
@@ -54,6 +73,7 @@ def make_session(
         auto_decompress=True,
         raise_for_status=False,
         trust_env=False,
+        response_class=PeerAwareResponse,
     )
     # aiohttp silently resends a GET once when a reused keep-alive connection is reset. That
     # second request never passes the host's pacer, so a flaky server would get more than

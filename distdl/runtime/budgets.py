@@ -3,9 +3,18 @@
 A host's budget starts from the profiles table when it lists the host, else from
 ``default_rate_limit``. A hand-written profile (``server_name, rate_limit`` only) is a hard
 budget: the controller may go below it on complaints, never above. A profile distdl wrote
-itself also carries ``max_rate_limit``, so a later run resumes learning from the saved rate.
+itself also carries ``max_rate_limit``, so a later run resumes learning from the saved rate;
+a row the ``profiled`` stage wrote for a host nothing is known of yet (status ``unseen``)
+is a starting guess, like no row at all.
 The controller (`distdl.core.throttle.HostThrottle`) decides; this class only keeps one per
 host, turns its answers into rate changes and pauses, and persists what was learned.
+
+A host's robots.txt caps its budget (``apply_robots``) as soon as a worker read it: the
+controller is rebuilt as if the cap had been known from the start (the first lease reads
+robots.txt before anything else, so nothing learned is lost). Hosts first met as redirect
+targets get a budget with :meth:`add`. What the run saw of each host (its answers, their
+latency, its Crawl-delay, whether it was reachable) fills the profile's ``status``,
+``latency_ms`` and ``crawl_delay`` columns when the table is saved.
 """
 
 from __future__ import annotations
@@ -15,8 +24,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from distdl.config import DownloaderParameters
+from distdl.core.host_profile import UNSEEN, judge_observed
 from distdl.core.throttle import Feedback, HostThrottle, ThrottleSettings
 from distdl.io.profiles import HostProfile, read_profiles, write_profiles
 from distdl.layout import Layout
@@ -42,13 +53,17 @@ class HostBudgets:
     ) -> None:
         self._path = path
         self._profiles = profiles
+        self._base = base
         self._throttles: dict[str, HostThrottle] = {}
         self._announced: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
         self._ceilings: dict[str, float] = {}
+        self._robots_caps: dict[str, float] = {}
+        self._crawl_delays: dict[str, float | None] = {}
+        self._seen: dict[str, Feedback] = {}
+        self._unreachable: set[str] = set()
         for server in servers:
-            self._throttles[server] = self._throttle_for(server, base, now)
-            self._announced[server] = self._throttles[server].rate
+            self.add(server, now)
 
     @classmethod
     def from_profiles(
@@ -61,25 +76,67 @@ class HostBudgets:
         )
         return cls(layout.profiles_table, read_profiles(layout.profiles_table), base, servers, now)
 
-    def _throttle_for(self, server: str, base: ThrottleSettings, now: float) -> HostThrottle:
+    def knows(self, server: str) -> bool:
+        return server in self._throttles
+
+    def add(self, server: str, now: float) -> float:
+        """Give a host a budget (a no-op for a known one); returns the budget."""
+        if server not in self._throttles:
+            self._throttles[server] = self._throttle_for(server, now)
+            self._announced[server] = self._throttles[server].rate
+        return self._throttles[server].rate
+
+    def _throttle_for(self, server: str, now: float) -> HostThrottle:
+        base = self._base
+        cap = self._robots_caps.get(server, math.inf)
         profile = self._profiles.get(server)
-        if profile is None:
-            self._ceilings[server] = base.max_rate
-            return HostThrottle(base, now)
+        unseen = profile is None or (profile.status == UNSEEN and profile.learned_at is None)
+        if profile is None or (unseen and profile.max_rate_limit is None):
+            ceiling = min(base.max_rate, cap)
+            self._ceilings[server] = ceiling
+            return HostThrottle(self._capped(base, base.start_rate, ceiling), now)
         ceiling = base.max_rate if profile.max_rate_limit is None else profile.max_rate_limit
         if profile.max_rate_limit is None:
             ceiling = profile.rate_limit  # set by hand: a budget, not a starting guess
-        ceiling = min(ceiling, base.max_rate)
+        ceiling = min(ceiling, base.max_rate, cap)
         self._ceilings[server] = ceiling
-        settings = replace(
-            base,
-            start_rate=min(profile.rate_limit, ceiling),
-            max_rate=ceiling,
-            min_rate=min(base.min_rate, ceiling),
-        )
+        settings = self._capped(base, profile.rate_limit, ceiling)
+        if unseen:
+            return HostThrottle(settings, now)  # the profiled stage's placeholder: a guess
         if profile.learned_at is None:
             return HostThrottle(settings, now)  # a guess or a hand-set budget: search from it
         return HostThrottle.restore(settings, {"rate": settings.start_rate}, now)
+
+    @staticmethod
+    def _capped(base: ThrottleSettings, start: float, ceiling: float) -> ThrottleSettings:
+        return replace(
+            base,
+            start_rate=min(start, ceiling),
+            max_rate=ceiling,
+            min_rate=min(base.min_rate, ceiling),
+        )
+
+    def apply_robots(
+        self, server: str, rate_cap: float | None, crawl_delay: float | None, now: float
+    ) -> float | None:
+        """A worker read the host's robots.txt: cap the budget by what it asks.
+
+        Returns the new budget when the cap lowered it, else None.
+        """
+        self._crawl_delays[server] = crawl_delay
+        if rate_cap is None or rate_cap >= self._robots_caps.get(server, math.inf):
+            return None
+        self._robots_caps[server] = rate_cap
+        if server not in self._throttles or rate_cap >= self._ceilings[server]:
+            return None
+        self._throttles[server] = self._throttle_for(server, now)
+        rate = self._throttles[server].rate
+        self._announced[server] = rate
+        return rate
+
+    def mark_unreachable(self, server: str) -> None:
+        """A breaker gave up on the host (or its robots.txt got no answer)."""
+        self._unreachable.add(server)
 
     def initial_budgets(self) -> dict[str, float]:
         return {server: throttle.rate for server, throttle in self._throttles.items()}
@@ -91,6 +148,7 @@ class HostBudgets:
         throttle = self._throttles.get(server)
         if throttle is None:
             return BudgetDecision()
+        self._seen[server] = self._seen.get(server, Feedback()).merged(feedback)
         rate = throttle.observe(feedback, now)
         pause = None
         paused_until = throttle.paused_until()
@@ -104,9 +162,11 @@ class HostBudgets:
         return BudgetDecision(rate, pause)
 
     def save(self) -> None:
-        """Write the learned rates back, so the next run starts from them.
+        """Write the learned rates back, so the next run starts from them, with what the
+        run saw of each host.
 
         A hand-set budget (no ``max_rate_limit``) stays a budget: only lowered, if at all.
+        A host that never answered 2xx has nothing learned: only its observed columns change.
         """
         if not self._throttles:
             return
@@ -115,8 +175,14 @@ class HostBudgets:
         for server, throttle in self._throttles.items():
             old = profiles.get(server)
             learned = round(throttle.max_ok_rate or throttle.rate, 3)
+            seen = self._observed(server)
             if old is not None and old.max_rate_limit is None:
-                profiles[server] = replace(old, rate_limit=min(learned, old.rate_limit))
+                profiles[server] = replace(old, rate_limit=min(learned, old.rate_limit), **seen)
+            elif self._seen.get(server, Feedback()).ok == 0:
+                base = old or HostProfile(
+                    server, rate_limit=learned, max_rate_limit=self._ceilings[server], status=UNSEEN
+                )
+                profiles[server] = replace(base, **seen)
             else:
                 base = old or HostProfile(server_name=server, rate_limit=learned)
                 profiles[server] = replace(
@@ -124,5 +190,26 @@ class HostBudgets:
                     rate_limit=learned,
                     max_rate_limit=self._ceilings[server],
                     learned_at=stamp,
+                    **seen,
                 )
         write_profiles(self._path, profiles.values())
+
+    def _observed(self, server: str) -> dict[str, Any]:
+        """The profile columns this run observed (absent: nothing new to say)."""
+        seen = self._seen.get(server, Feedback())
+        latency = seen.mean_latency
+        status = judge_observed(
+            ok=seen.ok,
+            answered=seen.latency_count,
+            asked=seen.total,
+            mean_latency=latency,
+            unreachable=server in self._unreachable,
+        )
+        out: dict[str, Any] = {}
+        if status is not None:
+            out["status"] = status
+        if latency is not None:
+            out["latency_ms"] = round(latency * 1000, 1)
+        if server in self._crawl_delays:
+            out["crawl_delay"] = self._crawl_delays[server]
+        return out

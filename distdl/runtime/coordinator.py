@@ -3,6 +3,15 @@
 The budget of a host is split among the leases open on it by the `LeaseScheduler`; the
 workers only report what they saw, and rank 0 turns those reports into budgets (through
 `HostBudgets`) and sends the resulting rate changes and pauses back out.
+
+Two more things spend a host's budget, and rank 0 accounts for both:
+
+* A worker redirected to a host asks for a share of its budget (``HostShareRequested``,
+  answered by ``GrantShare``; a host never seen gets a budget here, learned like any);
+  the share counts in the scheduler's invariant until ``HostShareReleased``.
+* The first lease on a host reads its robots.txt; the worker reports the verdict
+  (``RobotsRead``), which caps the budget (Crawl-delay, Request-rate) and ends the
+  one-lease-at-a-time rule for a host whose robots.txt rank 0 had not heard yet.
 """
 
 from __future__ import annotations
@@ -20,12 +29,16 @@ from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
     ChangeRate,
+    GrantShare,
     HostDeclaredDead,
     HostFeedbackReported,
+    HostShareReleased,
+    HostShareRequested,
     PartitionCompleted,
     PartitionFailed,
     PartitionStats,
     PauseHost,
+    RobotsRead,
     Shutdown,
     WorkerCrashed,
     WorkerStopped,
@@ -207,6 +220,12 @@ class Coordinator:
                 self._report.failures.append(f"{host}: {message.cause}")
         elif isinstance(message, HostDeclaredDead):
             self._abandon(message.server_name, source)
+        elif isinstance(message, HostShareRequested):
+            self._grant_share(source, message.server_name, now)
+        elif isinstance(message, HostShareReleased):
+            self._send_rate_changes(self._scheduler.close_share(message.lease_id))
+        elif isinstance(message, RobotsRead):
+            self._apply_robots(message, now)
         elif isinstance(message, WorkerCrashed):
             log.error("rank %d crashed: %s\n%s", source, message.cause, message.traceback)
             self._report.failures.append(f"rank {source} crashed: {message.cause}")
@@ -218,9 +237,31 @@ class Coordinator:
             return
         log.warning("rank %d gave up on %s: its remaining URLs become error rows", reporter, host)
         self._dead_hosts.add(host)
-        for lease in self._scheduler.open_leases(host):
-            if lease.worker != reporter:
-                self._channel.send(lease.worker, AbandonHost(host))
+        self._budgets.mark_unreachable(host)
+        for worker in self._holders(host):
+            if worker != reporter:
+                self._channel.send(worker, AbandonHost(host))
+
+    def _holders(self, host: str) -> list[int]:
+        """The workers holding a lease or a share on the host."""
+        return sorted({lease.worker for lease in self._scheduler.holders(host)})
+
+    def _grant_share(self, worker: int, host: str, now: float) -> None:
+        if not self._budgets.knows(host):
+            log.info("%s: a redirect target never seen before; it gets a budget", host)
+            self._send_rate_changes(self._scheduler.set_budget(host, self._budgets.add(host, now)))
+        share, changes = self._scheduler.open_share(worker, host)
+        self._send_rate_changes(changes)  # room first: the host never goes over its budget
+        log.debug("share %d: %s -> rank %d at %.2f req/s", share.lease_id, host, worker, share.rate)
+        unreachable = host in self._dead_hosts
+        self._channel.send(worker, GrantShare(host, share.lease_id, share.rate, unreachable))
+
+    def _apply_robots(self, message: RobotsRead, now: float) -> None:
+        host = message.server_name
+        rate = self._budgets.apply_robots(host, message.rate_cap, message.crawl_delay, now)
+        if rate is not None:
+            self._send_rate_changes(self._scheduler.set_budget(host, rate))
+        self._scheduler.mark_verified(host)
 
     def _apply_feedback(self, message: HostFeedbackReported, now: float) -> None:
         host = message.server_name
@@ -230,8 +271,8 @@ class Coordinator:
         )
         if decision.pause_seconds:
             self._scheduler.pause_host(host, now + decision.pause_seconds)
-            for lease in self._scheduler.open_leases(host):
-                self._channel.send(lease.worker, PauseHost(host, decision.pause_seconds))
+            for worker in self._holders(host):
+                self._channel.send(worker, PauseHost(host, decision.pause_seconds))
         if decision.rate is not None:
             self._send_rate_changes(self._scheduler.set_budget(host, decision.rate))
 

@@ -1,24 +1,33 @@
-"""Composition of the download stage: which partitions remain, budgets, roles per rank."""
+"""Composition of the download stage: which partitions remain, budgets, roles per rank.
+
+The address policy of the redirect safety check (which addresses count as public) is
+chosen here and handed down; tests pass one that declares a block of loopback public.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+from aiohttp.resolver import DefaultResolver
+
 from distdl.config import Config
+from distdl.core.redirects import AddressPolicy, GlobalAddresses
 from distdl.core.retry import RetryPolicy
+from distdl.core.robots import RobotsRules
 from distdl.core.scheduler import LeaseScheduler, PartitionRef
 from distdl.core.urls import safe_dir_name
 from distdl.io.markers import completed_partitions
-from distdl.io.robots_store import RobotsAnswer
+from distdl.io.robots_store import load_robots
 from distdl.layout import Layout
+from distdl.net.addresses import ResolverLookup
 from distdl.net.fetcher import AiohttpFetcher
 from distdl.net.headers import user_agent_token
-from distdl.net.robots_fetch import fetch_robots
+from distdl.net.robots_fetch import robots_fetcher
 from distdl.net.session import make_session
 from distdl.net.settings import FetchSettings
 from distdl.plan.planner import list_url_partitions
@@ -26,7 +35,9 @@ from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.channel import Channel, QueueHub
 from distdl.runtime.coordinator import Coordinator, RunReport
 from distdl.runtime.lease_runner import LeasePolicy
-from distdl.runtime.worker import Worker, WorkerSettings
+from distdl.runtime.worker import Worker, WorkerNetwork, WorkerSettings
+
+PUBLIC_IS_GLOBAL = GlobalAddresses()
 
 
 def remaining_partitions(layout: Layout) -> list[PartitionRef]:
@@ -44,16 +55,32 @@ def build_coordinator(
 ) -> Coordinator:
     params = config.downloader_parameters
     partitions = remaining_partitions(layout)
-    budgets = HostBudgets.from_profiles(
-        layout, params, {p.server_name for p in partitions}, time.monotonic()
-    )
+    servers = {p.server_name for p in partitions}
+    budgets = HostBudgets.from_profiles(layout, params, servers, time.monotonic())
     scheduler = LeaseScheduler(
         partitions,
         budgets.initial_budgets(),
         default_budget=params.default_rate_limit,
         n_workers=len(workers),
+        unverified=_apply_stored_robots(layout, budgets, servers),
     )
     return Coordinator(channel, workers, scheduler, budgets)
+
+
+def _apply_stored_robots(layout: Layout, budgets: HostBudgets, servers: Iterable[str]) -> set[str]:
+    """Cap budgets by the robots.txt answers earlier leases stored; the hosts with none
+    stored yet, whose first lease must read it before more leases open."""
+    token = user_agent_token()
+    now = time.monotonic()
+    unverified: set[str] = set()
+    for server in servers:
+        answer = load_robots(layout, server)
+        if answer is None:
+            unverified.add(server)
+        elif answer[0] is not None:  # unreachable: its leases declare it dead at once
+            rules = RobotsRules.from_response(*answer)
+            budgets.apply_robots(server, rules.rate_cap(token), rules.crawl_delay(token), now)
+    return unverified
 
 
 def lease_policy(config: Config) -> LeasePolicy:
@@ -63,26 +90,35 @@ def lease_policy(config: Config) -> LeasePolicy:
         retry_after_cap=params.retry_after_cap,
         respect_opt_out=params.respect_opt_out,
         user_agent_token=user_agent_token(),
+        max_redirects=params.max_redirects,
+        max_in_flight=params.max_in_flight_per_host,
     )
 
 
 @asynccontextmanager
 async def open_worker(
-    config: Config, layout: Layout, channel: Channel, retry_codes: frozenset[int]
+    config: Config,
+    layout: Layout,
+    channel: Channel,
+    retry_codes: frozenset[int],
+    address_policy: AddressPolicy = PUBLIC_IS_GLOBAL,
 ) -> AsyncIterator[Worker]:
     params = config.downloader_parameters
     fetch_settings = FetchSettings.from_config(params)
-    settings = WorkerSettings.from_params(params, lease_policy(config), retry_codes)
+    settings = WorkerSettings.from_params(params, lease_policy(config), retry_codes, address_policy)
     executor = ThreadPoolExecutor(max_workers=params.cpu_per_worker, thread_name_prefix="image")
+    # One resolver for the connections and for the redirect check's look-ups.
+    resolver = DefaultResolver()
     try:
-        async with make_session(fetch_settings) as session:
-            fetcher = AiohttpFetcher(session, fetch_settings)
-
-            def robots(base_url: str) -> Awaitable[RobotsAnswer]:
-                return fetch_robots(session, base_url, fetch_settings)
-
-            yield Worker(channel, layout, settings, fetcher, robots, executor, random.Random())
+        async with make_session(fetch_settings, resolver=resolver) as session:
+            network = WorkerNetwork(
+                fetcher=AiohttpFetcher(session, fetch_settings),
+                robots_fetcher=robots_fetcher(session, fetch_settings),
+                lookup=ResolverLookup(resolver),
+            )
+            yield Worker(channel, layout, settings, network, executor, random.Random())
     finally:
+        await resolver.close()
         executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -101,11 +137,17 @@ async def run_rank(
     return None
 
 
-async def run_in_process(config: Config, layout: Layout, retry_codes: frozenset[int]) -> RunReport:
+async def run_in_process(
+    config: Config,
+    layout: Layout,
+    retry_codes: frozenset[int],
+    address_policy: AddressPolicy = PUBLIC_IS_GLOBAL,
+) -> RunReport:
     """Coordinator and one worker in this process, over queues: `--ranks 1` and tests."""
     hub = QueueHub(2)
     coordinator = build_coordinator(config, layout, hub.channel(0), [1])
-    async with open_worker(config, layout, hub.channel(1), retry_codes) as worker:
+    worker_channel = hub.channel(1)
+    async with open_worker(config, layout, worker_channel, retry_codes, address_policy) as worker:
         worker_task = asyncio.ensure_future(worker.run())
         try:
             report = await coordinator.run()

@@ -1,10 +1,30 @@
 """Download one leased partition to completion: every URL ends as one success or error row.
 
-Retries go back into the lease's queue with a not-before time, behind the host's other
-work, instead of sleeping in place; a Retry-After pauses the whole host gate. URLs that
-robots.txt disallows are never fetched. The host's circuit breaker holds requests back
-while the host does not answer, and once it gives up, every URL left becomes a
-HOST_UNREACHABLE row at once.
+Every request pays its own host's budget:
+
+* The row's own URL, and redirect hops that stay on the lease's server, wait for the lease's
+  gate. distdl follows redirects itself, one hop at a time: a hop goes into the queue ahead
+  of fresh work (it finishes a row already started) and is paced like any request.
+* A hop to another server waits for the gate of this worker's *share* of that server's
+  budget (see :mod:`distdl.runtime.host_access`), obeys that server's robots.txt and
+  breaker, and its answer is reported under that server. Such hops run as their own tasks,
+  at most ``max_in_flight`` at once, so a slow target holds back only the rows sent to it.
+* Before a hop leaves, :func:`distdl.core.redirects.hop_refusal` may refuse it: more than
+  ``max_redirects`` hops (``TOO_MANY_REDIRECTS``), or from a public address to a non-public
+  one (``UNSAFE_REDIRECT``). The row (its uuid and original identifier) gets the error.
+
+What an answer asks for (:func:`distdl.core.signals.answer_signal`):
+
+* A rate-limited answer (429, 420, 503 SlowDown) with ``Retry-After`` pauses the gate of the
+  host that answered at once; rank 0 then pauses the host's other leases.
+* Any other 5xx with ``Retry-After`` only delays that URL's retry by at least that long; it
+  does not pause the gate: rank 0's controller judges whether the host is overloaded.
+* Retries go back into the queue with a not-before time, behind the host's other work,
+  instead of sleeping in place; a retry resumes at the hop that failed.
+
+URLs robots.txt disallows are never fetched. The host's circuit breaker holds requests back
+while the host does not answer, and once it gives up, every URL left for it becomes a
+HOST_UNREACHABLE row at once. Every request, hop and robots.txt read counts in the stats.
 """
 
 from __future__ import annotations
@@ -17,24 +37,26 @@ import random
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
 from distdl.core import codes
-from distdl.core.breaker import CircuitBreaker
 from distdl.core.opt_out import is_opted_out
+from distdl.core.redirects import answer_refusal, came_from_public
 from distdl.core.retry import RetryPolicy
 from distdl.core.retry_after import parse_retry_after
-from distdl.core.robots import RobotsRules
 from distdl.core.scheduler import Lease
+from distdl.core.signals import Signal, answer_signal
+from distdl.core.urls import classify_url
 from distdl.errors import OutputWriteError
 from distdl.image.pipeline import ImageFailure, ProcessedImage
 from distdl.io.partition_writer import PartitionOutput
 from distdl.net.fetcher import Fetcher, FetchResult
 from distdl.runtime.feedback import FeedbackBook
-from distdl.runtime.host_gate import HostGate
+from distdl.runtime.host_access import HostAccess, HostGuards, HostRoute
 from distdl.runtime.messages import PartitionStats
 
 log = logging.getLogger("distdl.worker")
@@ -55,23 +77,27 @@ class LeasePolicy:
     retry_after_cap: float
     respect_opt_out: bool
     user_agent_token: str
+    max_redirects: int
+    max_in_flight: int  # cross-server hops of one lease at once
 
 
-@dataclass
-class HostGuards:
-    """What a lease must respect on its host besides the rate: robots.txt and the breaker."""
+@dataclass(frozen=True)
+class Hop:
+    """Where a row's request goes after ``count`` redirects."""
 
-    robots: RobotsRules
-    breaker: CircuitBreaker
-    on_dead: Callable[[], None]
+    url: str
+    server_name: str
+    count: int
+    from_public: bool  # the redirect that led here was answered from a public address
 
 
 @dataclass(order=True)
 class _Pending:
     not_before: float
     order: int
-    index: int = 0
-    attempt: int = 0
+    index: int = field(default=0, compare=False)
+    attempt: int = field(default=0, compare=False)
+    hop: Hop | None = field(default=None, compare=False)  # None: the row's own URL
 
 
 class LeaseRunner:
@@ -79,39 +105,42 @@ class LeaseRunner:
         self,
         lease: Lease,
         urls: pa.Table,
-        gate: HostGate,
+        home: HostRoute,
+        access: HostAccess,
         fetcher: Fetcher,
         process_image: ImageProcessor,
         output: PartitionOutput,
         policy: LeasePolicy,
         feedback: FeedbackBook,
         rng: random.Random,
-        guards: HostGuards,
     ) -> None:
         self.lease = lease
         self._rows = urls.to_pydict()
-        self._gate = gate
+        self._home = home
+        self._access = access
         self._fetcher = fetcher
         self._process_image = process_image
         self._output = output
         self._policy = policy
         self._feedback = feedback
         self._rng = rng
-        self._guards = guards
         self._queue: list[_Pending] = [_Pending(0.0, i, i, 0) for i in range(urls.num_rows)]
         self._order = urls.num_rows
+        self._hop_order = 0
+        self._away = asyncio.Semaphore(policy.max_in_flight)
         self._active: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._bug: BaseException | None = None
         self._errors_by_code: Counter[int] = Counter()
         self._successes = 0
-        self._requests = 0
+        self._requests = home.robots_requests
         self._throttled = 0
         self._bytes = 0
 
     async def run(self) -> PartitionStats:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
+        guards = self._home.guards
         try:
             while self._queue or self._active or self._bug:
                 if self._bug is not None:
@@ -119,21 +148,24 @@ class LeaseRunner:
                 if not self._queue or self._queue[0].not_before > loop.time():
                     await self._wait_for_change(loop)
                     continue
-                if self._settled_without_fetch(self._queue[0]):
+                if self._goes_away(self._queue[0]):
+                    item = heapq.heappop(self._queue)
+                    await self._away.acquire()
+                    self._start(loop, self._attempt_away(item))
+                    continue
+                if self._settled_without_fetch(self._queue[0], guards):
                     heapq.heappop(self._queue)
                     continue
-                if not self._guards.breaker.allow_request(loop.time()):
+                if not guards.breaker.allow_request(loop.time()):
                     # Open, or half-open with its one probe out: look again when the
                     # cool-down ends or a request finishes, at least every BREAKER_RECHECK.
                     now = loop.time()
-                    until = min(self._guards.breaker.open_until, now + BREAKER_RECHECK)
+                    until = min(guards.breaker.open_until, now + BREAKER_RECHECK)
                     await self._wait_for_change(loop, max(until, now + 0.05))
                     continue
                 item = heapq.heappop(self._queue)
-                await self._gate.acquire()
-                task = loop.create_task(self._attempt(item))
-                self._active.add(task)
-                task.add_done_callback(self._finished)
+                await self._home.gate.acquire()
+                self._start(loop, self._attempt(item, self._home))
         finally:
             for task in self._active:
                 task.cancel()
@@ -147,13 +179,23 @@ class LeaseRunner:
             seconds=time.monotonic() - started,
         )
 
-    def _settled_without_fetch(self, item: _Pending) -> bool:
+    def _start(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+        task = loop.create_task(work)
+        self._active.add(task)
+        task.add_done_callback(self._finished)
+
+    def _goes_away(self, item: _Pending) -> bool:
+        return item.hop is not None and item.hop.server_name != self.lease.server_name
+
+    def _url(self, item: _Pending) -> str:
+        return item.hop.url if item.hop is not None else self._rows["identifier"][item.index]
+
+    def _settled_without_fetch(self, item: _Pending, guards: HostGuards) -> bool:
         """Rows robots.txt forbids, or whose host is dead, are written without a request."""
-        url = self._rows["identifier"][item.index]
-        if not self._guards.robots.allowed(url, self._policy.user_agent_token):
+        if not guards.robots.allowed(self._url(item), self._policy.user_agent_token):
             self._add_error(item, codes.ROBOTS_DISALLOWED, "disallowed by robots.txt")
             return True
-        if self._guards.breaker.state(asyncio.get_running_loop().time()) == "dead":
+        if guards.breaker.state(asyncio.get_running_loop().time()) == "dead":
             self._add_error(
                 item, codes.HOST_UNREACHABLE, "host unreachable: circuit breaker gave up"
             )
@@ -180,46 +222,78 @@ class LeaseRunner:
             # full disk) that must fail the partition loudly, not vanish.
             self._bug = task.exception()
 
-    async def _attempt(self, item: _Pending) -> None:
-        url = self._rows["identifier"][item.index]
+    async def _attempt_away(self, item: _Pending) -> None:
+        """A hop to another server: through this worker's share of that server's budget."""
+        assert item.hop is not None
+        try:
+            route = await self._access.route(
+                item.hop.server_name, item.hop.url, self.lease.lease_id
+            )
+            try:
+                self._requests += route.robots_requests
+                await self._attempt_on(item, route)
+            finally:
+                self._access.done(route)
+        finally:
+            self._away.release()
+
+    async def _attempt_on(self, item: _Pending, route: HostRoute) -> None:
+        if self._settled_without_fetch(item, route.guards):
+            return
+        breaker = route.guards.breaker
+        now = asyncio.get_running_loop().time()
+        if not breaker.allow_request(now):
+            not_before = max(min(breaker.open_until, now + BREAKER_RECHECK), now + 0.05)
+            self._requeue(item, not_before, item.attempt)
+            return
+        await route.gate.acquire()
+        await self._attempt(item, route)
+
+    async def _attempt(self, item: _Pending, route: HostRoute) -> None:
+        """One request through ``route``, whose gate the caller has acquired."""
+        url = self._url(item)
         try:
             result = await self._fetcher.fetch(url)
         finally:
-            self._gate.release()
+            route.gate.release()
         self._requests += 1
         self._bytes += len(result.body or b"")
-        self._tell_breaker(result)
+        self._tell_breaker(route.guards, result)
         try:
-            await self._handle(item, result)
+            await self._handle(item, route, result)
         except (asyncio.CancelledError, OutputWriteError):
             raise  # the output failed, not this URL: the whole partition fails
         except Exception as exc:  # a bug on one URL must not take the rank down
             log.error("internal error on %s: %s", url, traceback.format_exc())
             self._add_error(item, codes.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _tell_breaker(self, result: FetchResult) -> None:
-        breaker = self._guards.breaker
+    def _tell_breaker(self, guards: HostGuards, result: FetchResult) -> None:
+        breaker = guards.breaker
         now = asyncio.get_running_loop().time()
         if result.error_code in _HOST_FAILURES:
             was_dead = breaker.state(now) == "dead"
             breaker.record_failure(now)
             if not was_dead and breaker.state(now) == "dead":
-                self._guards.on_dead()
+                guards.on_dead()
         elif result.status > 0:
             breaker.record_success(now)
 
-    async def _handle(self, item: _Pending, result: FetchResult) -> None:
-        log.debug(
-            "%s %s -> %s %s",
-            self.lease.server_name,
-            result.url,
-            result.error_code,
-            result.error_msg,
-        )
-        if not result.ok:
-            self._handle_failure(item, result)
+    async def _handle(self, item: _Pending, route: HostRoute, result: FetchResult) -> None:
+        server = route.server_name
+        log.debug("%s %s -> %s %s", server, result.url, result.error_code, result.error_msg)
+        if self._goes_away(item) and item.hop is not None:
+            refused = answer_refusal(item.hop.from_public, result.peer_ip, self._access.policy)
+            if refused is not None:
+                self._add_error(item, refused.code, refused.message)
+                return
+        if result.redirect_url is not None:
+            self._feedback.record_ok(server, result.elapsed)
+            await self._follow(item, result)
             return
-        self._feedback.record_ok(self.lease.server_name, result.elapsed)
+        if not result.ok:
+            self._handle_failure(item, route, result)
+            return
+        self._feedback.record_ok(server, result.elapsed)
         if self._policy.respect_opt_out and is_opted_out(
             list(result.x_robots_tag), self._policy.user_agent_token
         ):
@@ -233,29 +307,49 @@ class LeaseRunner:
         else:
             self._add_success(item, processed)
 
-    def _handle_failure(self, item: _Pending, result: FetchResult) -> None:
+    async def _follow(self, item: _Pending, result: FetchResult) -> None:
+        """Queue the next hop ahead of fresh work, unless it must be refused."""
+        assert result.redirect_url is not None
+        done = item.hop.count if item.hop is not None else 0
+        refused = await self._access.hop_refusal(result, done, self._policy.max_redirects)
+        if refused is not None:
+            self._add_error(item, refused.code, refused.message)
+            return
+        server_name = classify_url(result.redirect_url).server_name
+        assert server_name is not None  # the fetcher only returns valid redirect URLs
+        from_public = came_from_public(result.peer_ip, self._access.policy)
+        hop = Hop(result.redirect_url, server_name, done + 1, from_public)
+        self._hop_order -= 1
+        heapq.heappush(self._queue, _Pending(0.0, self._hop_order, item.index, item.attempt, hop))
+
+    def _handle_failure(self, item: _Pending, route: HostRoute, result: FetchResult) -> None:
         code = result.error_code
+        signal = answer_signal(code, result.error_msg)
         retry_after = parse_retry_after(
             result.retry_after, time.time(), self._policy.retry_after_cap
         )
-        if code in (429, 503):
+        if signal is Signal.RATE_LIMITED or code == 503:
             self._throttled += 1
-            if retry_after:
-                self._gate.pause(retry_after)
-
+        if signal is Signal.RATE_LIMITED and retry_after:
+            # "Too fast" is about the host: stop this lease's requests to it now. A 5xx's
+            # Retry-After only delays its own URL (below): one fault is not an overload.
+            route.gate.pause(retry_after)
         self._feedback.record_failure(
-            self.lease.server_name, code, result.elapsed, retry_after, result.error_msg
+            route.server_name, code, result.elapsed, retry_after, result.error_msg
         )
         decision = self._policy.retry.decide(code, item.attempt, self._rng, retry_after)
         if decision.retry:
             loop_now = asyncio.get_running_loop().time()
-            self._order += 1
-            heapq.heappush(
-                self._queue,
-                _Pending(loop_now + decision.delay, self._order, item.index, item.attempt + 1),
-            )
+            self._requeue(item, loop_now + decision.delay, item.attempt + 1)
         else:
             self._add_error(item, code, result.error_msg)
+
+    def _requeue(self, item: _Pending, not_before: float, attempt: int) -> None:
+        self._order += 1
+        heapq.heappush(
+            self._queue, _Pending(not_before, self._order, item.index, attempt, item.hop)
+        )
+        self._changed.set()
 
     def _add_error(self, item: _Pending, code: int, message: str) -> None:
         self._errors_by_code[code] += 1

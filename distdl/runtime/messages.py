@@ -20,7 +20,22 @@ class AssignPartition:
 
 
 @dataclass(frozen=True)
+class GrantShare:
+    """The answer to HostShareRequested: a share of the host's budget, for redirect hops.
+
+    ``lease_id`` names the share in later ChangeRate messages and in HostShareReleased.
+    """
+
+    server_name: str
+    lease_id: int
+    rate: float
+    host_unreachable: bool = False
+
+
+@dataclass(frozen=True)
 class ChangeRate:
+    """The new rate of a lease or share (``lease_id``)."""
+
     lease_id: int
     rate: float
 
@@ -86,6 +101,32 @@ class HostDeclaredDead:
 
 
 @dataclass(frozen=True)
+class HostShareRequested:
+    """A lease was redirected to a host this worker holds no share of: ask for one."""
+
+    server_name: str
+
+
+@dataclass(frozen=True)
+class HostShareReleased:
+    """The worker no longer sends redirect hops to the host of this share."""
+
+    lease_id: int
+
+
+@dataclass(frozen=True)
+class RobotsRead:
+    """The worker read the host's robots.txt (fetched, or stored by an earlier lease).
+
+    ``rate_cap`` is what its Crawl-delay/Request-rate allow (req/s; None: no limit asked).
+    """
+
+    server_name: str
+    rate_cap: float | None
+    crawl_delay: float | None
+
+
+@dataclass(frozen=True)
 class WorkerCrashed:
     """A worker raised: the run fails and names the cause; nothing is swallowed."""
 
@@ -98,13 +139,16 @@ class WorkerStopped:
     pass
 
 
-ToWorker = AssignPartition | ChangeRate | PauseHost | AbandonHost | Shutdown
+ToWorker = AssignPartition | GrantShare | ChangeRate | PauseHost | AbandonHost | Shutdown
 ToCoordinator = (
     WorkRequested
     | PartitionCompleted
     | PartitionFailed
     | HostFeedbackReported
     | HostDeclaredDead
+    | HostShareRequested
+    | HostShareReleased
+    | RobotsRead
     | WorkerCrashed
     | WorkerStopped
 )

@@ -2,6 +2,9 @@
 
 It only talks to rank 0 through its channel: it asks for work when slots free up, reports
 each partition's outcome, and reports what it saw of each host so rank 0 can set budgets.
+A lease reads its host's robots.txt through its own gate before any other request (once per
+host and worker, see :mod:`distdl.runtime.host_access`); redirect hops to other hosts go
+through shares of those hosts' budgets, which the same module asks for and gives back.
 """
 
 from __future__ import annotations
@@ -10,36 +13,36 @@ import asyncio
 import logging
 import random
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from distdl.config import DownloaderParameters
 from distdl.core.breaker import CircuitBreaker
-from distdl.core.robots import RobotsRules
+from distdl.core.redirects import AddressPolicy, GlobalAddresses
 from distdl.core.scheduler import Lease
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
 from distdl.io.atomic import remove_stale_temps
 from distdl.io.carry_over import carry_over
 from distdl.io.markers import is_completed
 from distdl.io.partition_writer import PartitionOutput
-from distdl.io.robots_store import RobotsAnswer, load_robots, save_robots
 from distdl.layout import Layout
+from distdl.net.addresses import AddressLookup
 from distdl.net.fetcher import Fetcher
-from distdl.net.probe import origin
 from distdl.plan.planner import read_url_partition
 from distdl.runtime.channel import Channel, receive
 from distdl.runtime.feedback import FeedbackBook
+from distdl.runtime.host_access import AccessSettings, HostAccess, HostRoute
 from distdl.runtime.host_gate import HostGate
-from distdl.runtime.lease_runner import HostGuards, LeasePolicy, LeaseRunner
+from distdl.runtime.lease_runner import LeasePolicy, LeaseRunner
 from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
     ChangeRate,
-    HostDeclaredDead,
+    GrantShare,
     HostFeedbackReported,
     PartitionCompleted,
     PartitionFailed,
@@ -67,6 +70,8 @@ class WorkerSettings:
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
     breaker_max_probes: int = 4
+    # Which addresses are public, for the redirect safety check (core.redirects).
+    address_policy: AddressPolicy = field(default_factory=GlobalAddresses)
 
     def new_breaker(self, rng: random.Random) -> CircuitBreaker:
         return CircuitBreaker(
@@ -79,7 +84,11 @@ class WorkerSettings:
 
     @classmethod
     def from_params(
-        cls, params: DownloaderParameters, policy: LeasePolicy, retry_codes: frozenset[int]
+        cls,
+        params: DownloaderParameters,
+        policy: LeasePolicy,
+        retry_codes: frozenset[int],
+        address_policy: AddressPolicy,
     ) -> WorkerSettings:
         return cls(
             leases_per_worker=params.leases_per_worker,
@@ -90,7 +99,17 @@ class WorkerSettings:
             breaker_threshold=params.host_failure_threshold,
             breaker_cooldown=params.host_cooldown,
             breaker_max_probes=params.host_max_probes,
+            address_policy=address_policy,
         )
+
+
+@dataclass(frozen=True)
+class WorkerNetwork:
+    """The network adapter's parts a worker uses (all sharing one session)."""
+
+    fetcher: Fetcher
+    robots_fetcher: Fetcher
+    lookup: AddressLookup
 
 
 class Worker:
@@ -99,23 +118,34 @@ class Worker:
         channel: Channel,
         layout: Layout,
         settings: WorkerSettings,
-        fetcher: Fetcher,
-        fetch_robots: Callable[[str], Awaitable[RobotsAnswer]],
+        network: WorkerNetwork,
         executor: Executor,
         rng: random.Random | None = None,
     ) -> None:
         self._channel = channel
         self._layout = layout
         self._settings = settings
-        self._fetcher = fetcher
-        self._fetch_robots = fetch_robots
+        self._fetcher = network.fetcher
         self._executor = executor
         self._rng = rng or random.Random()
         self._feedback = FeedbackBook()
         self._gates: dict[int, HostGate] = {}
         self._leases: dict[int, Lease] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._breakers: dict[str, CircuitBreaker] = {}
+        access_settings = AccessSettings(
+            settings.max_in_flight_per_host,
+            settings.policy.user_agent_token,
+            settings.address_policy,
+        )
+        self._access = HostAccess(
+            channel,
+            layout,
+            access_settings,
+            network.robots_fetcher,
+            network.lookup,
+            self._feedback,
+            lambda: settings.new_breaker(self._rng),
+        )
 
     async def run(self) -> None:
         """Serve rank 0 until it says Shutdown; any exception is reported, then re-raised."""
@@ -144,65 +174,41 @@ class Worker:
                 self._handle(message)
             if loop.time() >= next_report:
                 self._send_feedback()
+                self._access.release_idle(loop.time())
                 next_report = loop.time() + FEEDBACK_INTERVAL
 
     def _handle(self, message: object) -> None:
         if isinstance(message, AssignPartition):
             lease = message.lease
             if message.host_unreachable:
-                self._breaker(lease.server_name).declare_dead()
+                self._access.breaker(lease.server_name).declare_dead()
             self._leases[lease.lease_id] = lease
-            self._gates[lease.lease_id] = HostGate(
-                lease.rate, self._settings.max_in_flight_per_host
-            )
+            rate = min(lease.rate, self._access.rate_cap(lease.server_name))
+            self._gates[lease.lease_id] = HostGate(rate, self._settings.max_in_flight_per_host)
             task = asyncio.get_running_loop().create_task(self._run_lease(lease))
             self._tasks[lease.lease_id] = task
+        elif isinstance(message, GrantShare):
+            self._access.granted(message)
         elif isinstance(message, ChangeRate):
-            gate = self._gates.get(message.lease_id)
-            if gate is not None:
-                gate.set_rate(message.rate)
+            self._change_rate(message)
         elif isinstance(message, AbandonHost):
-            self._breaker(message.server_name).declare_dead()
+            self._access.breaker(message.server_name).declare_dead()
         elif isinstance(message, PauseHost):
             for lease_id, lease in self._leases.items():
                 if lease.server_name == message.server_name:
                     self._gates[lease_id].pause(message.seconds)
+            self._access.pause(message.server_name, message.seconds)
         else:
             raise TypeError(f"worker got an unexpected message {message!r}")
 
-    def _breaker(self, server_name: str) -> CircuitBreaker:
-        # One per host, outliving leases: a host that died for one partition is not
-        # rediscovered dead, timeout by timeout, for the next.
-        if server_name not in self._breakers:
-            self._breakers[server_name] = self._settings.new_breaker(self._rng)
-        return self._breakers[server_name]
-
-    async def _guards(self, server_name: str, sample_url: str) -> HostGuards:
-        breaker = self._breaker(server_name)
-
-        def report_dead() -> None:
-            log.warning("%s: circuit breaker gave up on the host", server_name)
-            self._channel.send(COORDINATOR, HostDeclaredDead(server_name))
-
-        dead = breaker.state(asyncio.get_running_loop().time()) == "dead"
-        answer = load_robots(self._layout, server_name)
-        if answer is None and not dead:
-            # Never asked, or nobody answered long ago (this is also how --retry-errors -32
-            # gives an unreachable host its second chance): ask now.
-            answer = await self._fetch_robots(origin(sample_url))
-            save_robots(self._layout, server_name, *answer)
-        if answer is not None and answer[0] is None and not dead:
-            breaker.declare_dead()
-            report_dead()
-        status, text = answer or (None, None)
-        # RFC 9309 forbids crawling a host whose robots.txt is unreachable; its rows become
-        # HOST_UNREACHABLE (retryable), not ROBOTS_DISALLOWED, since the host, not a rule, failed.
-        robots = (
-            RobotsRules.allow_everything()
-            if status is None
-            else RobotsRules.from_response(status, text)
-        )
-        return HostGuards(robots=robots, breaker=breaker, on_dead=report_dead)
+    def _change_rate(self, message: ChangeRate) -> None:
+        gate = self._gates.get(message.lease_id)
+        lease = self._leases.get(message.lease_id)
+        if gate is not None and lease is not None:
+            # Rank 0 may not have heard the host's robots.txt yet: its cap holds regardless.
+            gate.set_rate(min(message.rate, self._access.rate_cap(lease.server_name)))
+        else:
+            self._access.change_rate(message.lease_id, message.rate)
 
     def _send_feedback(self) -> None:
         for server_name, feedback in self._feedback.drain().items():
@@ -233,6 +239,7 @@ class Worker:
             self._leases.pop(lease.lease_id, None)
             self._gates.pop(lease.lease_id, None)
             self._tasks.pop(lease.lease_id, None)
+            self._access.lease_ended(lease.lease_id)
         self._channel.send(COORDINATOR, WorkRequested(1))
 
     async def _download_partition(self, lease: Lease) -> PartitionStats:
@@ -249,17 +256,22 @@ class Worker:
         settled = carry_over(directory, output, self._settings.retry_codes)
         if settled:
             urls = urls.filter(pc.invert(pc.is_in(urls["uuid"], pa.array(list(settled)))))
+        gate = self._gates[lease.lease_id]
+        # robots.txt first, through this lease's gate: nothing else is sent to the host
+        # before its rules (and its Crawl-delay) are known.
+        guards, robots_requests = await self._access.guards(lease.server_name, sample_url, gate)
+        gate.set_rate(min(gate.rate, self._access.rate_cap(lease.server_name)))
         runner = LeaseRunner(
             lease,
             urls,
-            self._gates[lease.lease_id],
+            HostRoute(lease.server_name, gate, guards, robots_requests),
+            self._access,
             self._fetcher,
             self._image_processor(),
             output,
             self._settings.policy,
             self._feedback,
             self._rng,
-            await self._guards(lease.server_name, sample_url),
         )
         try:
             stats = await runner.run()

@@ -10,6 +10,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -21,12 +22,18 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from distdl.core import codes
+from distdl.core.signals import Signal, answer_signal
+from distdl.net.addresses import ResolverLookup
 from distdl.net.fetcher import AiohttpFetcher, FetchResult, map_exception
 from distdl.net.headers import resolve_headers
 from distdl.net.session import make_session
 from distdl.net.settings import FetchSettings
 
 IMAGE_BYTES = os.urandom(300 * 1024)  # several chunks, so streaming is exercised
+S3_SLOW_DOWN_XML = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message><RequestId>42</RequestId></Error>"
+)
 CHUNK = b"x" * (64 * 1024)
 
 # --- servers ------------------------------------------------------------------------------
@@ -85,6 +92,26 @@ def build_app(stop: asyncio.Event, requests: list[web.Request]) -> web.Applicati
     async def to_ftp(request: web.Request) -> web.Response:
         raise web.HTTPFound("ftp://127.0.0.1/file.jpg")
 
+    async def to_location(request: web.Request) -> web.Response:
+        await record(request)
+        return web.Response(status=302, headers={"Location": request.query["to"]})
+
+    async def no_location(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text="nowhere")
+
+    async def s3_error(request: web.Request) -> web.StreamResponse:
+        body = S3_SLOW_DOWN_XML if request.match_info["code"] == "SlowDown" else b"<p>busy</p>"
+        response = web.StreamResponse(status=503, reason="Slow Down")
+        response.content_type = "application/xml"
+        if request.query.get("chunked"):
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
     app.router.add_get("/image", image)
     app.router.add_get("/empty", empty)
     app.router.add_get("/status/{code}", status)
@@ -94,6 +121,9 @@ def build_app(stop: asyncio.Event, requests: list[web.Request]) -> web.Applicati
     app.router.add_get("/redirect/{hops}", redirect)
     app.router.add_get("/loop", loop)
     app.router.add_get("/to-ftp", to_ftp)
+    app.router.add_get("/to", to_location)
+    app.router.add_get("/no-location/{code}", no_location)
+    app.router.add_get("/s3/{code}", s3_error)
     return app
 
 
@@ -162,7 +192,9 @@ async def test_success_returns_exact_bytes(server: AppServer) -> None:
     assert (result.status, result.error_code, result.error_msg) == (200, 0, "")
     assert result.body == IMAGE_BYTES
     assert result.content_type == "image/jpeg"
-    assert result.final_url == result.url == server.url("/image")
+    assert result.url == server.url("/image")
+    assert result.redirect_url is None
+    assert result.peer_ip == "127.0.0.1"
     assert result.elapsed >= 0
 
 
@@ -185,6 +217,21 @@ async def test_http_errors_keep_status_and_retry_after(
     assert phrase in result.error_msg
     assert result.body is None
     assert result.retry_after == "7"
+    assert result.peer_ip == "127.0.0.1"
+
+
+@pytest.mark.parametrize("chunked", ["", "1"])
+async def test_s3_slow_down_is_named_in_the_message(server: AppServer, chunked: str) -> None:
+    result = await fetch_once(server.url(f"/s3/SlowDown?chunked={chunked}"))
+    assert (result.status, result.error_code) == (503, 503)
+    assert result.error_msg == "HTTP 503 Slow Down (SlowDown)"
+    assert answer_signal(result.error_code, result.error_msg) is Signal.RATE_LIMITED
+
+
+async def test_a_503_without_an_s3_code_is_a_server_error(server: AppServer) -> None:
+    result = await fetch_once(server.url("/s3/none"))
+    assert result.error_msg == "HTTP 503 Slow Down"
+    assert answer_signal(result.error_code, result.error_msg) is Signal.SERVER_ERROR
 
 
 async def test_x_robots_tag_values_are_all_collected(server: AppServer) -> None:
@@ -251,35 +298,63 @@ async def test_truncate_oversize_returns_the_first_max_bytes(server: AppServer) 
 # --- redirects ----------------------------------------------------------------------------
 
 
-async def test_redirect_chain_within_the_limit_is_followed(server: AppServer) -> None:
-    result = await fetch_once(server.url("/redirect/5"), max_redirects=5)
-    assert result.ok
-    assert result.body == b"arrived"
-    assert result.final_url == server.url("/redirect/0")
+async def test_a_redirect_is_returned_with_its_absolute_next_url_not_followed(
+    server: AppServer,
+) -> None:
+    result = await fetch_once(server.url("/redirect/3"))
+    assert (result.status, result.error_code) == (302, 302)
+    assert result.redirect_url == server.url("/redirect/2")
+    assert result.error_msg == "HTTP 302 Found"
+    assert result.peer_ip == "127.0.0.1"
+    assert not result.ok and result.body is None
 
 
-async def test_one_redirect_too_many(server: AppServer) -> None:
-    result = await fetch_once(server.url("/redirect/6"), max_redirects=5)
-    assert result.error_code == codes.TOO_MANY_REDIRECTS
-    assert result.error_msg == "more than 5 redirects"
-    assert result.status == 0
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("http://127.0.0.2:8080/a.jpg#frag", "http://127.0.0.2:8080/a.jpg"),
+        ("//127.0.0.3/b.jpg", "http://127.0.0.3/b.jpg"),
+        ("c.jpg?x=1", "/c.jpg?x=1"),
+        ("https://Images.Example.org/d.jpg", "https://images.example.org/d.jpg"),
+    ],
+)
+async def test_redirect_locations_are_made_absolute(
+    server: AppServer, location: str, expected: str
+) -> None:
+    result = await fetch_once(server.url("/to?" + urlencode({"to": location})))
+    want = server.url(expected) if expected.startswith("/") else expected
+    assert result.redirect_url == want
+    assert len(server.requests) == 1  # nothing followed
 
 
-async def test_zero_redirects_allowed_means_none_followed(server: AppServer) -> None:
-    assert (await fetch_once(server.url("/redirect/0"), max_redirects=0)).ok
-    result = await fetch_once(server.url("/redirect/1"), max_redirects=0)
-    assert result.error_code == codes.TOO_MANY_REDIRECTS
-
-
-async def test_redirect_loop_is_too_many_redirects(server: AppServer) -> None:
-    result = await fetch_once(server.url("/loop"))
-    assert result.error_code == codes.TOO_MANY_REDIRECTS
+@pytest.mark.parametrize(
+    ("location", "fragment"),
+    [
+        ("ftp://127.0.0.1/file.jpg", "non-http(s)"),
+        ("javascript:alert(1)", "non-http(s)"),
+        ("http://[::1/x", "invalid location"),
+        ("http://256.1.1.1/x", "invalid location"),
+    ],
+)
+async def test_unfollowable_locations_are_invalid_redirects(
+    server: AppServer, location: str, fragment: str
+) -> None:
+    result = await fetch_once(server.url("/to?" + urlencode({"to": location})))
+    assert result.error_code == codes.INVALID_REDIRECT
+    assert result.redirect_url is None
+    assert fragment in result.error_msg
 
 
 async def test_redirect_to_ftp_is_an_invalid_redirect(server: AppServer) -> None:
     result = await fetch_once(server.url("/to-ftp"))
     assert result.error_code == codes.INVALID_REDIRECT
     assert "ftp://127.0.0.1/file.jpg" in result.error_msg
+
+
+@pytest.mark.parametrize("code", [300, 302, 304])
+async def test_a_3xx_without_a_location_is_an_error_status(server: AppServer, code: int) -> None:
+    result = await fetch_once(server.url(f"/no-location/{code}"))
+    assert (result.error_code, result.redirect_url) == (code, None)
 
 
 # --- URLs the fetcher refuses -------------------------------------------------------------
@@ -291,7 +366,7 @@ async def test_redirect_to_ftp_is_an_invalid_redirect(server: AppServer) -> None
 )
 async def test_unfetchable_urls_become_error_rows(url: str, code: int) -> None:
     result = await fetch_once(url)
-    assert (result.status, result.error_code, result.final_url) == (0, code, url)
+    assert (result.status, result.error_code, result.url, result.peer_ip) == (0, code, url, None)
 
 
 async def test_closed_session_is_an_internal_error_not_an_exception() -> None:
@@ -449,6 +524,14 @@ async def test_custom_resolver_maps_names_to_loopback(server: AppServer) -> None
     assert server.requests[0].host == f"images.test:{port}"
 
 
+async def test_address_lookup_resolves_names_and_knows_literals() -> None:
+    lookup = ResolverLookup(LoopbackResolver({"images.test"}))
+    assert await lookup.addresses("http://images.test:8080/a.jpg") == ("127.0.0.1",)
+    assert await lookup.addresses("http://10.0.0.1/a.jpg") == ("10.0.0.1",)
+    assert await lookup.addresses("http://[::1]:8080/a.jpg") == ("::1",)
+    assert await lookup.addresses("http://unknown.test/a.jpg") == ()
+
+
 async def test_cancellation_propagates() -> None:
     stop = asyncio.Event()
     request_seen = asyncio.Event()
@@ -523,9 +606,6 @@ MAPPING_CASES: list[tuple[BaseException, int, str]] = [
     (ce.ServerFingerprintMismatch(b"a", b"b", "h", 443), codes.SSL_ERROR, "fingerprint"),
     (ce.InvalidUrlClientError("http://"), codes.INVALID_URL, "invalid URL"),
     (ce.NonHttpUrlClientError("ftp://h/x"), codes.UNSUPPORTED_SCHEME, "ftp://h/x"),
-    (ce.NonHttpUrlRedirectClientError("ftp://h/x"), codes.INVALID_REDIRECT, "ftp://h/x"),
-    (ce.InvalidUrlRedirectClientError("http://[", "bad"), codes.INVALID_REDIRECT, "invalid"),
-    (ce.TooManyRedirects(REQUEST_INFO, ()), codes.TOO_MANY_REDIRECTS, "more than 5 redirects"),
     (ValueError("boom"), codes.INTERNAL_ERROR, "unexpected ValueError: boom"),
     (RuntimeError("Session is closed"), codes.INTERNAL_ERROR, "RuntimeError"),
 ]

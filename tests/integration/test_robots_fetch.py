@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from distdl.net.robots_fetch import ROBOTS_MAX_BYTES, fetch_robots, robots_url
+from distdl.net.fetcher import FetchResult
+from distdl.net.robots_fetch import (
+    ROBOTS_MAX_BYTES,
+    MayFollow,
+    fetch_robots,
+    robots_fetcher,
+    robots_url,
+)
 from distdl.net.session import make_session
 from distdl.net.settings import FetchSettings
 
@@ -56,10 +63,19 @@ def redirect_chain(length: int) -> dict[str, Handler]:
     return routes
 
 
-async def robots(base_url: str) -> tuple[int | None, str | None]:
+async def robots(
+    base_url: str, may_follow: MayFollow | None = None, fetched: list[str] | None = None
+) -> tuple[int | None, str | None]:
     settings = FetchSettings()
     async with make_session(settings) as session:
-        return await fetch_robots(session, base_url, settings)
+        fetcher = robots_fetcher(session, settings)
+
+        async def fetch(url: str) -> FetchResult:
+            if fetched is not None:
+                fetched.append(url)
+            return await fetcher.fetch(url)
+
+        return await fetch_robots(fetch, base_url, may_follow)
 
 
 def test_robots_url_keeps_scheme_host_and_port_only() -> None:
@@ -86,9 +102,23 @@ async def test_redirect_to_another_path_is_followed() -> None:
         assert await robots(base) == (200, RULES)
 
 
-async def test_five_redirects_are_followed() -> None:
+async def test_five_redirects_are_followed_each_through_the_callers_fetch() -> None:
+    fetched: list[str] = []
     async with serve(redirect_chain(5)) as base:
-        assert await robots(base) == (200, RULES)
+        assert await robots(base, fetched=fetched) == (200, RULES)
+    assert fetched == [base + "/robots.txt"] + [f"{base}/hop/{n}" for n in range(1, 6)]
+
+
+async def test_a_redirect_the_caller_refuses_counts_as_unreachable() -> None:
+    asked: list[tuple[str | None, int]] = []
+
+    async def refuse_second(result: FetchResult, hops: int) -> bool:
+        asked.append((result.redirect_url, hops))
+        return hops < 1
+
+    async with serve(redirect_chain(3)) as base:
+        assert await robots(base, refuse_second) == (None, None)
+    assert asked == [(base + "/hop/1", 0), (base + "/hop/2", 1)]
 
 
 async def test_six_redirects_count_as_unreachable() -> None:

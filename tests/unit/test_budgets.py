@@ -57,7 +57,9 @@ def test_a_hand_set_budget_is_never_exceeded(tmp_path: Path) -> None:
         budgets.observe("hand.org", Feedback(ok=20, latency_sum=0.2, latency_count=20), step * 0.5)
         assert budgets.rate("hand.org") <= 7.0 + 1e-9
     budgets.save()
-    assert read_profiles(layout.profiles_table)["hand.org"] == HostProfile("hand.org", 7.0)
+    saved = read_profiles(layout.profiles_table)["hand.org"]
+    assert (saved.rate_limit, saved.max_rate_limit, saved.learned_at) == (7.0, None, None)
+    assert (saved.status, saved.latency_ms) == ("healthy", 10.0)  # what the run saw
 
 
 def test_throttling_lowers_the_budget_and_retry_after_pauses_the_host(tmp_path: Path) -> None:
@@ -78,3 +80,47 @@ def test_learned_rates_are_saved_with_their_ceiling(tmp_path: Path) -> None:
     budgets.save()
     saved = read_profiles(layout.profiles_table)["a.org"]
     assert saved.rate_limit > 4.0 and saved.max_rate_limit == 50.0 and saved.learned_at
+
+
+def test_robots_caps_the_budget_as_if_known_from_the_start(tmp_path: Path) -> None:
+    layout, params = _setup(
+        tmp_path, [HostProfile("hand.org", rate_limit=7.0), HostProfile("wide.org", 30.0, 50.0)]
+    )
+    budgets = HostBudgets.from_profiles(layout, params, ["a.org", "hand.org", "wide.org"], 0.0)
+    assert budgets.apply_robots("a.org", 0.5, 2.0, 1.0) == pytest.approx(0.5)
+    assert budgets.apply_robots("a.org", 0.5, 2.0, 1.5) is None  # heard twice: no news
+    assert budgets.apply_robots("hand.org", 3.0, None, 1.0) == pytest.approx(3.0)
+    assert budgets.apply_robots("wide.org", None, None, 1.0) is None  # asks for nothing
+    for step in range(1, 100):
+        feedback = Feedback(ok=20, latency_sum=0.2, latency_count=20)
+        for host in ("a.org", "hand.org"):
+            budgets.observe(host, feedback, 1.0 + step * 0.5)
+        assert budgets.rate("a.org") <= 0.5 + 1e-9 and budgets.rate("hand.org") <= 3.0 + 1e-9
+    budgets.save()
+    saved = read_profiles(layout.profiles_table)
+    assert saved["a.org"].crawl_delay == 2.0 and saved["a.org"].max_rate_limit == 0.5
+    assert saved["hand.org"].max_rate_limit is None  # still a hand-set budget
+    assert saved["wide.org"] == HostProfile("wide.org", 30.0, 50.0)  # never asked: unchanged
+
+
+def test_a_redirect_target_gets_a_budget_and_a_profile(tmp_path: Path) -> None:
+    layout, params = _setup(tmp_path, [])
+    budgets = HostBudgets.from_profiles(layout, params, ["a.org"], now=0.0)
+    assert not budgets.knows("cdn.org")
+    start = budgets.add("cdn.org", 1.0)
+    assert budgets.knows("cdn.org") and budgets.add("cdn.org", 2.0) == start
+    budgets.observe("cdn.org", Feedback(ok=3, latency_sum=0.3, latency_count=3), 2.0)
+    budgets.save()
+    assert read_profiles(layout.profiles_table)["cdn.org"].status == "healthy"
+
+
+def test_hosts_that_never_answered_keep_their_rate_and_say_why(tmp_path: Path) -> None:
+    unseen = HostProfile("hole.org", 4.0, 50.0, status="unseen")
+    layout, params = _setup(tmp_path, [unseen, HostProfile("dead.org", 4.0, 50.0)])
+    budgets = HostBudgets.from_profiles(layout, params, ["hole.org", "dead.org"], now=0.0)
+    budgets.observe("hole.org", Feedback(timeouts=3), 1.0)
+    budgets.mark_unreachable("dead.org")
+    budgets.save()
+    saved = read_profiles(layout.profiles_table)
+    assert saved["hole.org"] == HostProfile("hole.org", 4.0, 50.0, status="unreachable")
+    assert saved["dead.org"] == HostProfile("dead.org", 4.0, 50.0, status="unreachable")
