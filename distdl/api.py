@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from distdl.config import Config, load_config
 from distdl.errors import DistdlError, RankFailure
-from distdl.io.atomic import safe_rmtree
 from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
+from distdl.io.lock import OutputLock, read_lock
 from distdl.layout import Layout
 from distdl.profile import write_profiles_table
+from distdl.reset import reset_output
 from distdl.runtime.coordinator import RunReport
 from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
 from distdl.runtime.event_loop import run_loop
@@ -65,6 +65,18 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     if world is not None and world > 1:
         return _run_as_mpi_rank(config, layout, options, str(config_path))
     configure_logging(layout, 0, config.downloader_parameters.logger_level, console=True)
+    with OutputLock(layout.root, _lock_command(options, config_path)):
+        return _run_here(config, layout, options, config_path)
+
+
+def _lock_command(options: RunOptions, config_path: str | os.PathLike[str]) -> str:
+    return f"distdl {'resume' if options.resume else 'run'} {config_path}"
+
+
+def _run_here(
+    config: Config, layout: Layout, options: RunOptions, config_path: str | os.PathLike[str]
+) -> RunOutcome:
+    """Plan here; then profile and download here (one rank) or on launched MPI ranks."""
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     if options.resume:
         require_started(checkpoint, str(config_path))
@@ -140,11 +152,25 @@ def _on_rank0(comm: Any, action: Callable[[], T]) -> T:
 def _run_as_mpi_rank(
     config: Config, layout: Layout, options: RunOptions, config_path: str
 ) -> RunOutcome:
-    """Inside mpiexec/srun: rank 0 plans, writes the profiles table and coordinates; the
-    others download."""
+    """Inside mpiexec/srun: rank 0 holds the output lock and leads every stage."""
     comm = checked_world()
-    rank, size = comm.Get_rank(), comm.Get_size()
+    rank = comm.Get_rank()
     configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
+    with contextlib.ExitStack() as held:
+        lock = OutputLock(layout.root, _lock_command(options, config_path))
+
+        def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank
+            held.enter_context(lock)
+
+        _on_rank0(comm, take_lock)
+        return _run_mpi_stages(config, layout, options, config_path, comm)
+
+
+def _run_mpi_stages(
+    config: Config, layout: Layout, options: RunOptions, config_path: str, comm: Any
+) -> RunOutcome:
+    """Rank 0 plans, writes the profiles table and coordinates; the others download."""
+    rank, size = comm.Get_rank(), comm.Get_size()
     checkpoint = Checkpoint.load(layout.checkpoint_file)
 
     def plan() -> bool:
@@ -199,6 +225,10 @@ def status(config_path: str | os.PathLike[str]) -> str:
     layout = Layout.from_config(config)
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     lines = [f"output: {layout.root}"]
+    lock = read_lock(layout.root)
+    if lock is not None:
+        holder = lock.holder.describe() if lock.holder else "a run that is starting"
+        lines.append(f"  in use by {holder}; last heartbeat {lock.age:.0f} s ago")
     for stage in STAGES:
         lines.append(f"  {stage:<11} {'complete' if checkpoint.is_complete(stage) else 'not done'}")
     lines += render_totals(dataset_totals(layout, with_codes=True))
@@ -206,48 +236,13 @@ def status(config_path: str | os.PathLike[str]) -> str:
 
 
 def reset(config_path: str | os.PathLike[str], stage: Stage, *, delete_images: bool = False) -> str:
-    """Invalidate ``stage`` and every later one. Never touches anything outside the output.
+    """Invalidate ``stage`` and every later one, all or nothing (see :mod:`distdl.reset`).
 
-    Downloaded partitions are moved aside into ``<images_folder>.previous-<time>`` (inside the
-    output folder) unless ``delete_images``: a replan or re-download must not mix old rows
-    with new ones, and a user's images are never deleted without being asked.
+    Never touches anything outside the output folder; downloaded partitions are moved aside
+    unless ``delete_images``.
     """
     config = load_config(config_path)
     layout = Layout.from_config(config)
-    checkpoint = Checkpoint.load(layout.checkpoint_file)
-    done: list[str] = []
-    if stage == "batched" and layout.urls.exists():
-        safe_rmtree(layout.urls, layout.root)
-        done.append(f"removed the plan {layout.urls}")
-    if stage in ("batched", "profiled") and layout.profiles_table.exists():
-        aside = _aside(layout.profiles_table)
-        layout.profiles_table.rename(aside)
-        done.append(f"moved the profiles table to {aside}")
-    done.append(_reset_downloads(layout, keep_rejected=stage != "batched", delete=delete_images))
-    checkpoint.invalidate_from(stage)
-    return "\n".join(line for line in done if line)
-
-
-def _aside(path: Path) -> Path:
-    return path.with_name(f"{path.name}.previous-{time.strftime('%Y%m%dT%H%M%S')}")
-
-
-def _reset_downloads(layout: Layout, *, keep_rejected: bool, delete: bool) -> str:
-    if not layout.images.exists():
-        return ""
-    rejected = layout.rejected_dir
-    kept = None
-    if keep_rejected and rejected.exists():
-        kept = layout.root / f".rejected-keep-{os.getpid()}"
-        rejected.rename(kept)
-    if delete:
-        safe_rmtree(layout.images, layout.root)
-        message = f"deleted {layout.images}"
-    else:
-        aside = _aside(layout.images)
-        layout.images.rename(aside)
-        message = f"moved downloaded partitions to {aside} (use --delete-images to delete)"
-    if kept is not None:
-        rejected.parent.mkdir(parents=True)
-        kept.rename(rejected)
-    return message
+    command = f"distdl reset {config_path} --stage {stage}"
+    with OutputLock(layout.root, command):
+        return reset_output(layout, stage, delete_images=delete_images)
