@@ -1,98 +1,66 @@
-"""Adaptive per-host request rate: slow start, then AIMD with a memory of the limit.
+"""Adaptive per-host request rate, built from what servers do.
 
 Rank 0 owns one :class:`HostThrottle` per host. Workers report what they saw on the host
-(:class:`Feedback`) every 0.25–1 s; :meth:`HostThrottle.observe` merges the reports into a
-*window* and, when it can conclude something, moves the host's rate (req/s), which rank 0
+(:class:`Feedback`) every 0.25 s; :meth:`HostThrottle.observe` folds the reports into a
+*window* and, once the window says something, moves the host's rate (req/s), which rank 0
 splits among the ranks leasing the host. Time is an argument: no clock, no I/O.
 
-Rate-limited image hosts usually sit behind a token bucket (nginx ``limit_req``, CDN rules):
-below the limit every request passes, above it the host serves exactly its limit and
-answers the rest 429. Its burst allowance hides an overshoot for a while, so a clean window
-proves less than it seems, and the rate served while the host complains is the best
-measure of its limit. The controller is built on those two facts.
+What servers do
+---------------
+* A rate limit is a token bucket (nginx ``limit_req``, CDN rules): below the limit every
+  request passes; above it the host serves exactly its limit and refuses the rest with 429
+  (or 420, 503 ``SlowDown``, or a burst of 403). A burst allowance hides an overshoot for
+  a while. So a refusal is always about the rate, and the rate *served* while refusing
+  measures the limit.
+* Many back ends fail a fixed share of requests whatever the rate (a flaky disk behind a
+  good proxy): those 5xx and timeouts say nothing about the rate, and slowing down only
+  makes the run longer. An overloaded back end fails *more* as it is pushed: its share of
+  5xx jumps when the rate crosses its knee. The two are told apart by statistics: the
+  controller learns the host's usual share of failures, and a window with improbably many
+  more (a binomial tail below ``load_evidence``) is load.
 
-The algorithm
--------------
-* **Complaint**: any 429/503 in the window, a Retry-After, a share of timeouts, or a sudden
-  burst of 403s (some CDNs forbid instead of throttling). It is acted on at once, however
-  small the window: the safe reaction must not wait for statistics.
-* **Slow start**: while the host answers cleanly and latency stays steady, the rate grows by
-  ``slow_start_factor`` per *judged* window (at least ``min_window_requests`` answers over
-  at least ``feedback_interval`` seconds): 3 → 60 req/s in about six seconds.
-* **Noise**: a *lone* complaint (one 429/503, nothing else) past slow start, at least
-  ``noise_answers`` answers after the previous complaint and ``noise_hold`` seconds after
-  the last increase, is treated as noise: arrival jitter at a one-token bucket, or a flaky
-  server's 503. It costs ``1 - noise_decrease`` of the rate; the ceiling is only capped so
-  that recovery does not climb straight back (``settle_share`` × ceiling ≤ the new rate)
-  and ``max_ok_rate`` is kept. Noise that keeps coming once such cuts reach
-  ``noise_floor`` of the rate before the first is not about the rate: no further cut. A
-  real overshoot of a small bucket complains again within a few answers and is cut below;
-  one of a bigger bucket shows within a second or two of the increase that caused it.
-* **Cut** (any other complaint). A token bucket serves exactly its limit once exceeded, so
-  in a window of at least ``measure_requests`` answers the rate served (rate × share of OK
-  answers) measures the limit: the rate drops to ``settle_share`` × that, so a drained
-  bucket refills, cutting at least ``1 - decrease_factor`` and at most
-  ``1 - max_decrease``; the *ceiling* drops to the measured limit (plus half a standard
-  deviation of counting noise). A smaller window measures nothing:
+The rules
+---------
+Each rule: *signal in a window* → reaction. *Why.*
 
-  - leaving slow start, the rate goes back to the previous one (it passed);
-  - just above a rate that *passed* (a clean window that kept sending for
-    ``pass_seconds``, longer than a burst allowance: at a small bucket, real evidence),
-    the rate goes back to ``back_margin`` × that rate;
-  - at a rate that passed, a lone complaint costs ``1 - mild_decrease``;
-  - otherwise the share of OK answers since the previous complaint says how often the
-    host complains: the rate keeps that share, within [``blind_decrease``,
-    ``decrease_factor``].
+1. Refused (429, 420, 503 SlowDown; a burst of 403 — a measured window with improbably
+   many for the host, at least ``forbidden_min``) → cut to ``settle_share`` × the rate
+   served, at most by ``max_cut``; ceiling := what it served. *A drained bucket serves
+   its limit; just under it, the bucket refills.*
+2. Refused, one answer after ``quiet_answers`` clean ones → cut by ``mild_decrease``, no
+   hold. *Arrival jitter at a one-token bucket; a real overshoot complains again at once.*
+3. Refused, one answer otherwise (nothing measured) → back to the highest rate that
+   passed (or by ``decrease``); ceiling := the refused rate. *Between a rate that
+   passed and one that did not, the limit.*
+4. Refused with Retry-After → the whole host pauses for it, besides 1–3. *The server
+   said when to come back.*
+5. 5xx/timeouts improbably many (binomial tail < ``load_evidence``) for the share the
+   host showed at lower rates (:mod:`distdl.core.failure_bands`) → cut by ``decrease``;
+   ceiling := that rate; a 5xx Retry-After pauses the whole host. *Load: failures that
+   grow with the rate.*
+6. 5xx/timeouts at the share seen at lower rates → nothing (retries do the rest). *Faults
+   whatever the rate: slowing down would only lengthen the run.*
+7. 403s that go on through ``forbidden_cuts`` cuts → they become the host's usual share.
+   *It forbids that content whatever the rate.* After a cut that ended a 403 burst,
+   every 403 is a refusal. *That host says "too fast" with 403.*
+8. Clean window in slow start → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
+   above. *Most hosts take the expected rate; past it a burst allowance may hide an
+   overshoot for longer.*
+9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
+   to it (in ratio). *A refusal on the way lowers the ceiling there: a bisection.*
+10. Clean for ``probe_answers`` and ``probe_seconds`` at the top → probe + ``probe_step``,
+    doubling while probes pass; clean ``raised_limit`` × above the ceiling for a period
+    → the ceiling is forgotten; a probe refused at once doubles the wait for the next.
+    *The limit may have risen; probes are rare and small, so they cost few 429s.*
 
-  The ceiling is the lowest rate the host really complained at. A lone complaint that
-  ends slow start in a small window may be a flaky server's 503: the ceiling it sets is
-  *weak*, recovery approaches it by ``raised_limit`` per clean window, and clean at it the
-  ceiling is forgotten and slow start resumes.
-* **Hold**: for ``hold_seconds`` after a cut, reports still carry answers to the old rate.
-  There is no increase, and complaints are re-judged by OK answers per second (which do
-  not depend on when the requests were sent): the rate is cut again only if the host
-  serves clearly less than the new rate. Windows too small to judge are dropped.
-* **Recover, then probe**: below ``settle_share`` × ceiling the rate closes
-  ``recovery_gain`` of the gap per clean window: fast far from the ceiling, careful near
-  it, where a burst allowance would hide an overshoot. Above it, every ``probe_requests``
-  clean answers (noise does not restart the count) add ``probe_step``: rare, small
-  crossings of the limit that cost a few 429s. A probe answered by a complaint doubles the
-  wait for the next, up to ``max_probe_backoff`` periods. Clean for a probe period at
-  ``raised_limit`` × ceiling, the limit was raised: the ceiling is forgotten, and while no
-  limit is known each probe that passes doubles the next one's step and halves its wait
-  (CUBIC-like), so a learned rate restored from the profiles table, or a raised limit, is
-  found again in a few probes.
-* **max_ok_rate** is the highest rate of a clean window. A real complaint at or below it
-  proves it stale and lowers it to the cut rate.
-* **rate_multiplier** < 1: the search runs as above until the host has complained
-  ``settle_after_complaints`` times (the second measure comes from a drained bucket) or
-  ``max_rate`` passed cleanly, then the rate *settles* at ``rate_multiplier`` ×
-  min(max_ok_rate, ceiling) and never rises again; real complaints still cut it, noise
-  does not.
-* **Latency**: a window whose mean latency exceeds ``latency_rise`` × the smoothed baseline
-  (and the baseline by ``latency_min_rise``) blocks increases (the server is queueing);
-  ``latency_slow_windows`` such windows in a row end slow start.
-* **Retry-After** pauses the whole host until ``now + retry_after`` (see
-  :meth:`HostThrottle.paused_until`) and counts as a complaint.
+After any cut the controller *holds* for ``hold_seconds``: answers to the old rate are still
+arriving and are not held against the new one. The rate always stays within
+``[min_rate, max_rate]``; ``rate_multiplier`` < 1 keeps the rate at that share of the
+learned limit (the ceiling) once the host has shown one.
 
-The rate always stays within ``[min_rate, max_rate]``.
-
-Measured in ``distdl.core.host_sim`` (see ``tests/unit/test_throttle.py``). Token buckets
-of 2–60 req/s with 0.25 s of burst, reports every 0.25–0.5 s, start at 3 req/s, even
-arrivals: the rate first reaches [0.8, 1.0] × the limit within 8 s and averages 0.98–1.0 ×
-the limit after that; 0.5% (reports every 0.25 s) to 0.9% (every 0.5 s) of all requests
-are answered 429, most of them while leaving slow start; 60 s worth of URLs finish within
-1.01–1.10× the ideal time. A delay before a new rate reaches the senders lengthens every
-overshoot: with 0.3 s of it, 1.2–1.6% of requests are answered 429. One-token buckets of
-2–4 req/s paced at 97% of the rate, with Retry-After: 1 on every 429, over two minutes:
-with ±10 ms of arrival jitter (the size measured on the benchmark fleet) the rate
-averages 0.91–0.99 × the limit after 20 s, with at most 1.3% of requests answered 429;
-with ±20 ms, 0.83–0.96 and at most 2%; with 2% of requests answered 503 whatever the rate,
-0.84 on average. The real benchmark (``benchmarks/download_bench.py --hidden --hosts 24
---images 6000 --ranks 3 --max-limit 60 --flaky --black-holes 1 --refused 1``, whose
-critical hosts allow 2–3 req/s) finished in 1.22× its lower bound with 1.1% of requests
-answered 429 (1.5× and 1.1% before noise handling); the slow hosts' learned rates were
-0.89–1.02× their limits.
+An unknown host starts at ``min(safe_start, expected_rate)``: a tiny museum server that
+allows 1–2 req/s sees at most a request or two too many, whatever ``default_rate_limit``
+(``expected_rate``) says.
 """
 
 from __future__ import annotations
@@ -101,123 +69,95 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Phase = Literal["slow_start", "steady", "settled"]
+from distdl.core.failure_bands import FailureBands, binomial_tail
+
+Phase = Literal["slow_start", "steady"]
+
+# A window with more 403s than this likely for the host is not judged clean before it
+# has enough answers to tell a CDN's refusals from content the host forbids.
+FORBIDDEN_DOUBT = 0.05
 
 
 @dataclass(frozen=True)
 class ThrottleSettings:
     """Every constant of the controller, each with the reason for its value."""
 
-    # Where a host without a learned profile starts (config: default_rate_limit).
+    # Where a host without a learned profile heads quickly (config: default_rate_limit).
     start_rate: float = 3.0
     # Floor: even a host that always complains gets its URLs tried, slowly.
     min_rate: float = 0.2
     # Ceiling: min(max_rate_limit, robots.txt cap); no host needs more from one crawler.
     max_rate: float = 100.0
-    # Settle at this share of the highest rate accepted without complaint (config).
+    # Keep this share of the learned limit (config).
     rate_multiplier: float = 1.0
-    # Judge a clean window only after this long: a rate change needs a report or two
-    # (workers report every 0.25–1 s) to show.
-    feedback_interval: float = 0.5
-    # After a cut, reports carry answers to the old rate for about one report period.
-    hold_seconds: float = 0.5
-    # Fewer answers than this say nothing about a clean host: keep accumulating.
-    min_window_requests: int = 5
-    # A complaining window needs this many answers before its share of OK answers measures
-    # the host's limit; in smaller ones one 429 more or less moves it by 10% or more.
-    measure_requests: int = 12
-    # A measured ceiling gets this many standard deviations of counting noise on top, so a
-    # dozen unlucky answers do not pin the rate well below the limit.
-    noise_allowance: float = 0.5
-    # Slow start multiplies by this per clean window. 2 (TCP) would reach a high limit a
-    # second sooner but overshoots by up to twice as much: most 429s of a run are paid here.
-    slow_start_factor: float = 1.5
-    # Below settle_share × ceiling, close this share of the gap per clean window.
-    recovery_gain: float = 0.25
-    # Above it, each probe adds this share of the rate…
-    probe_step: float = 0.03
-    # …after this many clean answers (noise does not restart the count): a probe every
-    # ~3 s at 60 req/s, every ~70 s at 3 req/s, where a single 429 is already 0.5% of a
-    # minute's requests. Probing every N seconds at low rates was tried: each failed probe
-    # costs a 429 and a Retry-After pause, and in the benchmark fleet that cost more than
-    # the probes won (a low-rate host is kept near its limit by the rules below instead).
-    probe_requests: int = 200
-    # A probe answered by a complaint makes the next one wait twice as long, up to this
-    # many probe periods: a rate just under the limit is not re-tested every period.
-    max_probe_backoff: int = 4
-    # Clean for a probe period at this multiple of the ceiling, the limit was raised (just
-    # above it, a burst allowance can hide an overshoot for a whole probe period)…
-    raised_limit: float = 1.1
-    # …and where no limit is known, probes double while they pass, up to this step.
-    max_probe_step: float = 0.25
-    # A cut removes at least 15% (multiplicative decrease when the estimate is no lower)…
-    decrease_factor: float = 0.85
-    # …and at most three quarters, however bad one measured window looks…
-    max_decrease: float = 0.25
-    # …or 30% when the window was too small to measure anything.
-    blind_decrease: float = 0.7
-    # A clean window proves its rate only if it outlasts a burst allowance: one that kept
-    # sending this long (Retry-After pauses excluded; with 5+ answers per window, that is
-    # below ~3 req/s) makes its rate "passed". A complaint in a small window just above a
-    # passed rate goes back to it instead of cutting blindly…
-    pass_seconds: float = 1.5
-    # …minus a jitter margin: it was clean for one window, and arrival jitter still hits
-    # a one-token bucket there now and then.
-    back_margin: float = 0.97
-    # A lone complaint at a passed rate costs this cut: a real overshoot of a small bucket
-    # complains again within a few answers and is cut further.
-    mild_decrease: float = 0.95
-    # Noise is a lone 429/503 at least this many answers after the previous complaint (a
-    # real overshoot of a small bucket complains again within a few answers; and this
-    # tolerates a 429 per 25 answers only until a few cuts have left the jitter zone)…
-    noise_answers: int = 25
-    # …and this long after the last increase (an overshoot of a bigger bucket shows within
-    # a second or two, once its burst allowance is spent)…
-    noise_hold: float = 2.0
-    # …and costs only this cut, which also moves the rate out of the jitter zone, without
-    # pulling the ceiling or max_ok_rate down to where it happened…
-    noise_decrease: float = 0.97
-    # …down to this share of the rate before the first of them: complaints that keep
-    # coming 10% lower are not about the rate (a flaky server's 503s).
-    noise_floor: float = 0.9
-    # After a cut, run at this share of the measured limit: a drained bucket refills (at
-    # 10% of the limit, 0.25 s of burst in 2.5 s) before the next probe reaches it again.
+    # An unknown host starts here: the smallest limits seen on image servers are 1–2 req/s,
+    # and one request a second is one token of such a bucket.
+    safe_start: float = 1.0
+    # A window is judged after this long and this many answers: a rate change takes a
+    # report or two (every 0.25 s) to show, and fewer answers say nothing.
+    window_seconds: float = 0.5
+    window_answers: int = 2
+    # Slow start below start_rate (expected to pass) and above it (a burst allowance may
+    # hide an overshoot for a second or two: grow less per window).
+    fast_growth: float = 1.5
+    careful_growth: float = 1.3
+    # A refused window of this many answers measures the limit (the rate served); in a
+    # smaller one one 429 more or less moves the estimate by 10% or more.
+    measure_answers: int = 10
+    # Run at this share of the measured limit: a drained bucket refills before the next
+    # probe reaches it (10% of the limit refills 0.25 s of burst in 2.5 s).
     settle_share: float = 0.9
-    # Mean latency this many times the baseline means the server is queueing…
-    latency_rise: float = 2.0
-    # …if it is also this much higher (s): tens of ms come and go with the client's own load
-    # (image decoding shares the rank's CPU), and say nothing about the server.
-    latency_min_rise: float = 0.25
-    # One slow window blocks that window's increase; only this many in a row end slow start,
-    # so a single spike does not condemn a fast host to slow probing.
-    latency_slow_windows: int = 2
-    # Baseline smoothing: slow, so a lasting change becomes the new normal in ~20 windows.
-    latency_smoothing: float = 0.05
-    # Timeouts are a complaint only when they are this share of the window (and ≥ 2):
-    # a stray slow image must not cut a host's rate.
-    timeout_share: float = 0.1
-    # 403s are a complaint when they suddenly make up this share (and ≥ forbidden_min) of a
-    # window; a host that always forbids is refusing, not rate limiting.
-    forbidden_share: float = 0.5
-    forbidden_min: int = 5
-    forbidden_smoothing: float = 0.3
-    # rate_multiplier < 1 settles after this many complaints: a first measure is inflated
-    # by the host's burst allowance, a second comes from a drained bucket.
-    settle_after_complaints: int = 2
+    # A blind cut (nothing measured) removes this share…
+    decrease: float = 0.8
+    # …a lone refusal after this many clean answers (jitter at a one-token bucket) only this.
+    mild_decrease: float = 0.95
+    quiet_answers: int = 50
+    # Below the ceiling, each step up waits for this many clean answers: a step refused
+    # costs a 429, and a host with a few dozen URLs is not worth more than one or two.
+    recovery_answers: int = 20
+    # A measured cut never removes more than this share in one step, however bad one
+    # window looks (answers to the old rate are still in it).
+    max_cut: float = 0.5
+    # Answers to the old rate arrive for about one report period after a cut.
+    hold_seconds: float = 0.5
+    # At the top, probe +probe_step after this many clean answers and seconds: rare enough
+    # that a failed probe's 429 or two is well under 1% of the answers.
+    probe_answers: int = 100
+    probe_seconds: float = 5.0
+    probe_step: float = 0.05
+    max_probe_step: float = 0.4
+    # Clean for a probe period at this multiple of the ceiling, the limit was raised: the
+    # ceiling is forgotten and probes grow (just above it, a burst allowance can hide an
+    # overshoot for a whole period).
+    raised_limit: float = 1.1
+    # A probe refused at once makes the next wait twice as long, up to this many periods.
+    max_probe_backoff: int = 4
+    # Load, not chance: a window's failures are load when a host failing at its usual share
+    # would produce that many less often than this (about once in 2000 windows, 17 minutes
+    # of 0.5 s windows: a fault-only host is cut rarely, and a cut recovers in seconds).
+    load_evidence: float = 5e-4
+    # What a host's failure share is believed to be before it has shown one at a lower
+    # rate (2% over 50 answers): a first 503 or two is not yet load.
+    prior_failure_share: float = 0.02
+    prior_answers: float = 50.0
+    # 403s are a refusal when a measured window has improbably many (at least forbidden_min)
+    # for the host's usual share; when they go on through forbidden_cuts measured cuts in a
+    # row (each to below the rate the host served), the host forbids that content whatever
+    # the rate: their share becomes the usual one, and slowing down would only cost time.
+    forbidden_min: int = 3
+    forbidden_cuts: int = 2
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.max_rate:
             raise ValueError("need 0 < min_rate <= max_rate")
         if not 0 < self.rate_multiplier <= 1:
             raise ValueError("rate_multiplier must be in (0, 1]")
-        if not 0 < self.max_decrease <= self.blind_decrease <= self.decrease_factor < 1:
-            raise ValueError("need 0 < max_decrease <= blind_decrease <= decrease_factor < 1")
-        if self.slow_start_factor <= 1:
-            raise ValueError("slow_start_factor must be above 1")
-        if not self.blind_decrease <= self.mild_decrease <= self.noise_decrease < 1:
-            raise ValueError("need blind_decrease <= mild_decrease <= noise_decrease < 1")
-        if not 0 < self.noise_floor <= 1 or self.back_margin > 1:
-            raise ValueError("need 0 < noise_floor <= 1 and back_margin <= 1")
+        if not 0 < self.max_cut <= self.decrease <= self.mild_decrease < 1:
+            raise ValueError("need 0 < max_cut <= decrease <= mild_decrease < 1")
+        if self.fast_growth <= 1 or self.careful_growth <= 1:
+            raise ValueError("growth factors must be above 1")
+        if not 0 < self.settle_share <= 1:
+            raise ValueError("settle_share must be in (0, 1]")
 
     def clamp(self, rate: float) -> float:
         return min(self.max_rate, max(self.min_rate, rate))
@@ -241,6 +181,11 @@ class Feedback:
     @property
     def throttled(self) -> int:
         return self.rate_limited + self.server_errors
+
+    @property
+    def failures(self) -> int:
+        """Answers that may be load: 5xx and timeouts."""
+        return self.server_errors + self.timeouts
 
     @property
     def total(self) -> int:
@@ -282,38 +227,50 @@ def _longest(a: float | None, b: float | None) -> float | None:
 class _State:
     rate: float
     phase: Phase = "slow_start"
-    max_ok_rate: float = 0.0
-    ceiling: float = math.inf  # the host's limit as last measured while it complained
-    # The ceiling rests on one lone complaint that ended slow start: recovery aims past it.
-    weak_ceiling: bool = False
-    complaints: int = 0
+    ceiling: float = math.inf  # the lowest rate the host refused (or failed under load) at
+    max_ok_rate: float = 0.0  # the highest rate of a clean window
+    since_refusal: int = 0  # answers since the last refusal
     clean_answers: int = 0  # clean answers since the rate last changed
-    since_complaint: int = 0  # answers since the last complaint
-    increased_at: float = -math.inf  # when the rate last went up
-    passed_rate: float = 0.0  # the rate of the last clean window that lasted pass_seconds
-    probes: int = 0  # probes passed since the last cut while no limit is known
-    probing: bool = False  # a probe is out and no complaint has answered it yet
-    noise_base: float = 0.0  # the rate before the first noise cut since the rate rose
-    probe_failures: int = 0  # probes in a row that ended in a complaint
-    hold_until: float = -math.inf
+    clean_since: float = 0.0  # when the current clean stretch at this rate began
+    probes_passed: int = 0  # probes in a row that passed while above the ceiling
+    probe_failures: int = 0  # probes in a row refused at once
+    probing: bool = False
+    hold_until: float = -math.inf  # after a cut: answers to the old rate are dropped
+    tested_from: float = -math.inf  # clean windows starting earlier saw an older rate
+    forbidden_bursts: int = 0  # measured windows in a row with a burst of 403s
+    usual_forbidden: float = 0.0  # share of 403s that went on whatever the rate
+    refuses_with_403: bool = False  # a cut ended a burst of 403s: each 403 is a refusal
     paused_until: float = -math.inf
-    latency_baseline: float | None = None
-    slow_latency_windows: int = 0  # judged windows in a row with a risen latency
-    forbidden_baseline: float = 0.0
+    # The host's share of 5xx/timeouts by rate band: load is a share that grows with rate.
+    failures: FailureBands = field(default_factory=lambda: FailureBands(0.02, 50.0))
+    latency: float | None = None  # smoothed mean latency, for the profiles table
     window: Feedback = field(default_factory=Feedback)
     window_start: float = 0.0
 
 
 class HostThrottle:
-    """The request-rate budget of one host (see the module docstring for the algorithm)."""
+    """The request-rate budget of one host (see the module docstring for the rules)."""
 
-    def __init__(self, settings: ThrottleSettings, now: float) -> None:
+    def __init__(self, settings: ThrottleSettings, now: float, *, known: bool = False) -> None:
+        """``known``: the start rate was learned or set by hand, so no safe start."""
         self._settings = settings
-        self._state = _State(rate=settings.clamp(settings.start_rate), window_start=now)
+        start = settings.start_rate if known else min(settings.start_rate, settings.safe_start)
+        self._state = _State(
+            rate=settings.clamp(start),
+            window_start=now,
+            clean_since=now,
+            failures=FailureBands(settings.prior_failure_share, settings.prior_answers),
+        )
 
+    # --- what rank 0 reads ----------------------------------------------------------
     @property
     def rate(self) -> float:
-        return self._state.rate
+        """The rate to send at, ``rate_multiplier`` applied."""
+        state, settings = self._state, self._settings
+        if settings.rate_multiplier < 1 and math.isfinite(state.ceiling):
+            learned = min(state.ceiling, state.max_ok_rate or state.ceiling)
+            return settings.clamp(min(state.rate, settings.rate_multiplier * learned))
+        return state.rate
 
     @property
     def phase(self) -> Phase:
@@ -325,302 +282,217 @@ class HostThrottle:
 
     @property
     def ceiling(self) -> float:
-        """The host's limit as last measured while it complained; ``inf`` if unknown."""
+        """The lowest rate the host refused at; ``inf`` if unknown."""
         return self._state.ceiling
 
+    @property
+    def failure_share(self) -> float:
+        """The host's usual share of 5xx and timeouts, as learned so far."""
+        return self._state.failures.share()
+
+    @property
+    def latency(self) -> float | None:
+        return self._state.latency
+
     def paused_until(self) -> float:
-        """Start no request on the host before this time (Retry-After); -inf if not paused."""
+        """Start no request on the host before this time; -inf if not paused."""
         return self._state.paused_until
 
+    # --- folding in reports ---------------------------------------------------------
     def observe(self, feedback: Feedback, now: float) -> float:
         """Fold in one report; returns the host's new rate."""
         state = self._state
         state.window = state.window.merged(feedback)
-        state.since_complaint += feedback.total
-        retry_after = max(feedback.retry_after or 0.0, feedback.server_retry_after or 0.0)
-        if retry_after > 0:
-            state.paused_until = max(state.paused_until, now + retry_after)
-        if retry_after > 0 or self._is_complaint(state.window):
-            self._on_complaint(now)
-        elif self._judgeable(now):
-            self._on_clean(state.window, now)
+        state.since_refusal += feedback.total
+        self._learn_latency(feedback)
+        if feedback.retry_after:
+            # Retry-After on a refusal: the server said when to come back.
+            state.paused_until = max(state.paused_until, now + feedback.retry_after)
+        window = state.window
+        if now < state.hold_until:
+            # Answers to the rate before the last cut are not held against the new one.
             self._start_window(now)
-        return state.rate
+            return self.rate
+        if window.rate_limited or (state.refuses_with_403 and window.forbidden):
+            self._on_refusal(window, now)
+        elif self._window_ready(window, now):
+            self._judge(window, now)
+        return self.rate
 
-    # --- windows --------------------------------------------------------------------
-    def _judgeable(self, now: float) -> bool:
+    def _judge(self, window: Feedback, now: float) -> None:
+        """A ready window without a 429: 403s, load or clean."""
         state, settings = self._state, self._settings
-        enough = state.window.total >= settings.min_window_requests
-        return enough and now - state.window_start >= settings.feedback_interval
+        doubtful = self._forbidden_tail(window) < FORBIDDEN_DOUBT
+        if doubtful and window.total < settings.measure_answers:
+            return  # 403s are no emergency: wait for a window that can tell
+        if self._forbidden_burst(window):
+            state.forbidden_bursts += 1
+            if state.forbidden_bursts <= settings.forbidden_cuts:
+                self._on_refusal(window, now)
+                return
+            # The 403s went on through the cuts: the host forbids this content.
+            state.usual_forbidden = window.forbidden / window.total
+            state.refuses_with_403 = False
+        elif state.forbidden_bursts:
+            # A cut ended the burst: this host says 403 for "too fast", like a 429.
+            state.refuses_with_403 = state.usual_forbidden == 0
+        state.forbidden_bursts = 0
+        if state.window_start < state.tested_from:
+            pass  # its answers were to an older rate: they say nothing about this one
+        elif self._is_load(window):
+            self._on_load(window, now)
+        else:
+            self._on_clean(window, now)
+        self._start_window(now)
 
-    def _is_complaint(self, window: Feedback) -> bool:
+    def _window_ready(self, window: Feedback, now: float) -> bool:
         settings = self._settings
-        if window.throttled:
-            return True
-        total = window.total
-        if window.timeouts >= 2 and window.timeouts >= settings.timeout_share * total:
-            return True
         return (
-            window.forbidden >= settings.forbidden_min
-            and window.forbidden >= settings.forbidden_share * total
-            and self._state.forbidden_baseline < settings.forbidden_share / 2
+            window.total >= settings.window_answers
+            and now - self._state.window_start >= settings.window_seconds
         )
 
-    def _is_lone(self, window: Feedback) -> bool:
-        """One 429/503 and nothing else to complain about: noise, or a first sign."""
-        settings = self._settings
+    def _forbidden_tail(self, window: Feedback) -> float:
+        """How likely this many 403s are at the host's usual share of them."""
+        usual = max(self._state.usual_forbidden, self._settings.prior_failure_share)
+        return binomial_tail(window.forbidden, window.total, usual)
+
+    def _forbidden_burst(self, window: Feedback) -> bool:
+        """Improbably many 403s for this host: a CDN refusing a client that is too fast."""
         return (
-            window.throttled == 1
-            and (window.timeouts < 2 or window.timeouts < settings.timeout_share * window.total)
-            and window.forbidden < settings.forbidden_min
+            window.forbidden >= self._settings.forbidden_min
+            and self._forbidden_tail(window) < self._settings.load_evidence
         )
+
+    def _is_load(self, window: Feedback) -> bool:
+        """More 5xx/timeouts at this rate than the host showed at lower rates, by far."""
+        state = self._state
+        state.failures.record(state.rate, window.failures, window.ok + window.failures)
+        return state.failures.tail_at(state.rate) < self._settings.load_evidence
 
     def _start_window(self, now: float) -> None:
-        state, settings = self._state, self._settings
-        window = state.window
-        if window.total:
-            share = window.forbidden / window.total
-            weight = settings.forbidden_smoothing
-            state.forbidden_baseline += weight * (share - state.forbidden_baseline)
+        state = self._state
         state.window = Feedback()
         state.window_start = now
 
+    def _learn_latency(self, feedback: Feedback) -> None:
+        mean = feedback.mean_latency
+        if mean is not None:
+            state = self._state
+            state.latency = mean if state.latency is None else 0.9 * state.latency + 0.1 * mean
+
     # --- decreasing -----------------------------------------------------------------
-    def _on_complaint(self, now: float) -> None:
-        state, settings = self._state, self._settings
-        noise = self._is_noise(state.window, now)
-        stretch, state.since_complaint = state.since_complaint, 0
-        if state.probing:
-            state.probing = False  # the host complained before the next probe: it failed
-            state.probe_failures += 1
-        if state.window_start >= state.hold_until:
-            if noise:
-                self._noise_cut(now)
-            else:
-                self._cut(state.window, stretch, now)
-        elif state.window.total >= settings.measure_requests:
-            self._recheck_after_cut(state.window, now)
-        elif now <= state.hold_until:
-            return  # too few answers to tell the old rate's from the new one's: accumulate
-        # Past the hold, an unmeasured window is dropped: if the new rate is still too
-        # high, the next window says so.
-        self._start_window(now)
-
-    def _is_noise(self, window: Feedback, now: float) -> bool:
-        """A lone 429/503 long after both the previous complaint and the last increase."""
-        state, settings = self._state, self._settings
-        # The approach to a weak ceiling raises the rate every window: waiting for a quiet
-        # spell would turn a flaky server's next 503 into a real cut.
-        held = state.weak_ceiling or now - state.increased_at >= settings.noise_hold
-        return (
-            state.phase != "slow_start"
-            and self._is_lone(window)
-            and state.since_complaint >= settings.noise_answers
-            and held
-        )
-
-    def _noise_cut(self, now: float) -> None:
-        state, settings = self._state, self._settings
-        state.noise_base = state.noise_base or state.rate
-        new_rate = state.rate * settings.noise_decrease
-        # Settled well below the limit, or already cut for noise that keeps coming at a
-        # lower rate: these complaints are not about the rate.
-        if state.phase != "settled" and new_rate >= settings.noise_floor * state.noise_base:
-            state.rate = settings.clamp(new_rate)
-            if not state.weak_ceiling:
-                # Recovery must not climb straight back to where the host complained.
-                state.ceiling = min(state.ceiling, state.rate / settings.settle_share)
-        state.probes = 0  # but the probe clock runs on: noise must not stop probing
-        state.hold_until = now + settings.hold_seconds
-        self._start_window(now)
-
-    def _cut(self, window: Feedback, stretch: int, now: float) -> None:
-        """A real complaint; ``stretch`` counts the answers since the previous one."""
+    def _on_refusal(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
         rate = state.rate
-        leaving_slow_start = state.phase == "slow_start"
-        measured = window.total >= settings.measure_requests
+        quiet = state.since_refusal - window.total >= settings.quiet_answers
+        lone = window.rate_limited + window.forbidden <= 1
+        state.since_refusal = 0
+        served = rate * window.ok / window.total
+        if window.total >= settings.measure_answers:
+            # A drained bucket serves its limit: what it served, plus a standard deviation
+            # of counting noise, is the ceiling.
+            state.ceiling = min(state.ceiling, served * (1 + 1 / math.sqrt(max(window.ok, 1))))
+        if window.total >= settings.measure_answers or not lone:
+            # Run just under what it served (several refusals in a small window are still
+            # a rough measure: a limit that dropped must be followed at once).
+            new_rate = min(rate * settings.decrease, settings.settle_share * served)
+            state.ceiling = min(state.ceiling, rate)
+            self._cut_to(max(rate * settings.max_cut, new_rate), now)
+            return
+        if quiet and lone and state.phase == "steady":
+            # Jitter at a one-token bucket; no hold: if the limit really dropped, the
+            # refusals that follow must be acted on at once.
+            self._cut_to(rate * settings.mild_decrease, now)
+            state.hold_until = now
+            return
+        # Nothing measured: back to the highest rate that passed.
         state.ceiling = min(state.ceiling, rate)
-        if measured:
-            new_rate = self._measured_target(window)
-        elif leaving_slow_start:
-            new_rate = rate / settings.slow_start_factor  # the previous rate passed
-        elif rate * settings.blind_decrease <= state.passed_rate < rate:
-            # At a small bucket, a window that passed is real evidence: go back to it.
-            new_rate = settings.back_margin * state.passed_rate
-        else:
-            new_rate = rate * self._blind_share(window, stretch)
-        # A lone complaint in a small window may be a flaky server's 503: rather than stay
-        # below it, recovery approaches it and looks past it (see _steady_step, _on_clean).
-        weak = leaving_slow_start and not measured
-        self._cut_to(new_rate, now)
-        state.weak_ceiling = weak and self._is_lone(window)
+        passed = state.max_ok_rate if state.max_ok_rate < rate else 0.0
+        self._cut_to(min(rate * settings.decrease, passed) or rate * settings.decrease, now)
 
-    def _measured_target(self, window: Feedback) -> float:
-        """Above the limit a token bucket serves exactly its limit: settle below that."""
+    def _on_load(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
-        rate = state.rate
-        state.ceiling = min(state.ceiling, rate * self._upper(window.ok) / window.total)
-        target = settings.settle_share * rate * window.ok / window.total
-        high = rate * settings.decrease_factor
-        if state.phase == "slow_start":
-            # A burst allowance inflates this first measure; the previous rate passed.
-            high = min(high, rate / settings.slow_start_factor)
-        return min(high, max(rate * settings.max_decrease, target))
-
-    def _blind_share(self, window: Feedback, stretch: int) -> float:
-        """The share of the rate to keep after a complaint in a window too small to measure.
-
-        The limit fell, or arrival jitter matters at this rate. A lone complaint at a rate
-        that passed a long window costs ``mild_decrease``; otherwise the share of good
-        answers since the previous complaint says how often the host complains.
-        """
-        state, settings = self._state, self._settings
-        if state.passed_rate >= state.rate and self._is_lone(window):
-            return settings.mild_decrease
-        share = 1 - (window.total - window.ok) / max(stretch, window.total, 1)
-        return min(settings.decrease_factor, max(settings.blind_decrease, share))
-
-    def _recheck_after_cut(self, window: Feedback, now: float) -> None:
-        """Cut again only if the host serves clearly less than the rate just set.
-
-        Answers to the old, higher rate are still arriving, so the share of 429s overstates
-        the problem; the number of OK answers per second does not depend on when their
-        requests were sent.
-        """
-        state, settings = self._state, self._settings
-        duration = now - state.window_start
-        if duration <= 0:
-            return
-        served = window.ok / duration
-        if served >= state.rate * settings.decrease_factor:
-            return
-        # Above the limit, the bucket is drained and serves exactly its limit.
-        state.ceiling = min(state.ceiling, state.rate, self._upper(window.ok) / duration)
-        self._cut_to(max(state.rate * settings.max_decrease, settings.settle_share * served), now)
-
-    def _upper(self, count: int) -> float:
-        return count + self._settings.noise_allowance * math.sqrt(count)
+        if window.server_retry_after:
+            state.paused_until = max(state.paused_until, now + window.server_retry_after)
+        state.ceiling = min(state.ceiling, state.rate)
+        state.failures.forget_at(state.rate)
+        self._cut_to(state.rate * settings.decrease, now)
 
     def _cut_to(self, new_rate: float, now: float) -> None:
         state, settings = self._state, self._settings
         new_rate = settings.clamp(new_rate)
-        if state.phase == "settled":
-            state.max_ok_rate = min(state.max_ok_rate, new_rate / settings.rate_multiplier)
-        elif state.rate <= state.max_ok_rate:
-            state.max_ok_rate = new_rate  # complained at a rate believed fine: it is stale
-        if state.phase == "slow_start":
-            state.phase = "steady"
+        if state.rate <= state.max_ok_rate:
+            state.max_ok_rate = new_rate  # refused at a rate believed fine: it is stale
+        if state.probing:
+            state.probe_failures += 1
+            state.probing = False
+        state.phase = "steady"
         state.rate = new_rate
-        state.weak_ceiling = False
-        state.noise_base = 0.0
-        state.complaints += 1
+        state.probes_passed = 0
         state.clean_answers = 0
-        state.probes = 0
-        state.hold_until = now + settings.hold_seconds
+        state.clean_since = now
+        state.hold_until = now + max(settings.hold_seconds, self._answer_delay())
+        state.tested_from = state.hold_until
+        self._start_window(now)
 
     # --- increasing -----------------------------------------------------------------
     def _on_clean(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
-        latency_steady = self._latency_steady(window.mean_latency)
-        if state.phase == "settled":
-            return
         state.max_ok_rate = max(state.max_ok_rate, state.rate)
-        if now - max(state.window_start, state.paused_until) >= settings.pass_seconds:
-            state.passed_rate = state.rate
-        if now <= state.hold_until:
-            return
-        if not latency_steady:
-            if state.slow_latency_windows >= settings.latency_slow_windows:
-                state.phase = "steady"
-            state.clean_answers = 0
-            return
         state.clean_answers += window.total
-        if state.weak_ceiling and state.rate >= state.ceiling:
-            # Clean at the rate whose lone complaint ended slow start: it was noise.
-            state.weak_ceiling = False
-            state.ceiling = math.inf
-            state.phase = "slow_start"
         if state.phase == "slow_start":
-            self._slow_start_step(now)
-        else:
-            self._steady_step(now)
-
-    def _slow_start_step(self, now: float) -> None:
-        state, settings = self._state, self._settings
-        if state.rate < settings.max_rate:
-            self._set_rate(state.rate * settings.slow_start_factor, now)
-        elif settings.rate_multiplier < 1:
-            self._settle(now)  # the host took everything we may send: the search is over
-        else:
-            state.phase = "steady"
-
-    def _steady_step(self, now: float) -> None:
-        state, settings = self._state, self._settings
-        if settings.rate_multiplier < 1 and state.complaints >= settings.settle_after_complaints:
-            self._settle(now)
+            self._set_rate(state.rate * self._growth(state.rate), now)
             return
-        recovered = settings.settle_share * state.ceiling if math.isfinite(state.ceiling) else 0
-        if state.weak_ceiling:
-            self._set_rate(state.rate * settings.raised_limit, now)
-        elif state.rate < recovered:
-            step = max(settings.recovery_gain * (recovered - state.rate), 0.01 * state.rate)
-            self._set_rate(min(recovered, state.rate + step), now)
-        elif state.clean_answers >= self._probe_period():
+        top = settings.settle_share * state.ceiling
+        if math.isfinite(top) and state.rate < top:
+            if state.clean_answers < settings.recovery_answers:
+                return
+            # Halve the distance to the top, in ratio: a refusal on the way lowers the
+            # ceiling to where it happened, so the search narrows like a bisection.
+            step = max(math.sqrt(top / state.rate), 1 + settings.probe_step / 5)
+            self._set_rate(min(top, state.rate * step), now)
+        elif self._probe_due(now):
             self._probe(now)
 
-    def _probe_period(self) -> int:
+    def _growth(self, rate: float) -> float:
+        settings = self._settings
+        return settings.fast_growth if rate < settings.start_rate else settings.careful_growth
+
+    def _probe_due(self, now: float) -> bool:
         state, settings = self._state, self._settings
+        if settings.rate_multiplier < 1 and math.isfinite(state.ceiling):
+            return False  # a share of a known limit: nothing to look for above it
         backoff = min(2**state.probe_failures, settings.max_probe_backoff)
-        period = settings.probe_requests * backoff // 2**state.probes
-        return max(settings.min_window_requests, period)
+        return (
+            state.clean_answers >= settings.probe_answers * backoff
+            and now - state.clean_since >= settings.probe_seconds * backoff
+        )
 
     def _probe(self, now: float) -> None:
         state, settings = self._state, self._settings
         if state.probing:
-            state.probe_failures = 0  # the last probe passed a whole period
-        if state.rate >= settings.raised_limit * state.ceiling:
-            # A whole probe period clean well above it: the limit was raised.
-            state.ceiling = math.inf
-        step = min(settings.max_probe_step, settings.probe_step * 2**state.probes)
-        if not math.isfinite(state.ceiling):
-            # No known limit: each probe that passes makes the next one twice as big and
-            # twice as soon (CUBIC-like), so a raised limit is found in a few probes.
-            state.probes += 1
-        self._set_rate(state.rate * (1 + step), now)
+            # The last probe passed a whole period: the limit is above it.
+            state.probe_failures = 0
+            state.probes_passed += 1
+            if state.rate > settings.raised_limit * state.ceiling:
+                state.ceiling = math.inf  # clean well above it for a whole period: raised
+        step = settings.probe_step * 2.0 ** min(state.probes_passed, 16)
+        self._set_rate(state.rate * (1 + min(settings.max_probe_step, step)), now)
         state.probing = True
-
-    def _settle(self, now: float) -> None:
-        state, settings = self._state, self._settings
-        state.phase = "settled"
-        learned = min(state.max_ok_rate, state.ceiling) or state.rate
-        self._set_rate(settings.rate_multiplier * learned, now)
 
     def _set_rate(self, rate: float, now: float) -> None:
         state = self._state
         rate = self._settings.clamp(rate)
-        if rate > state.rate:
-            state.increased_at = now
-        if rate > state.noise_base:
-            state.noise_base = 0.0
+        if rate != state.rate:
+            state.clean_answers = 0
+            state.clean_since = now
+            state.tested_from = now + self._answer_delay()
         state.rate = rate
-        state.clean_answers = 0
 
-    def _latency_steady(self, mean_latency: float | None) -> bool:
-        state, settings = self._state, self._settings
-        if mean_latency is None:
-            return True
-        if state.latency_baseline is None:
-            state.latency_baseline = mean_latency
-            return True
-        baseline = state.latency_baseline
-        threshold = max(settings.latency_rise * baseline, baseline + settings.latency_min_rise)
-        steady = mean_latency <= threshold
-        state.slow_latency_windows = 0 if steady else state.slow_latency_windows + 1
-        # Quick to learn a lower baseline, slow to accept a higher one as the new normal.
-        weight = 1.0 if mean_latency < state.latency_baseline else settings.latency_smoothing
-        state.latency_baseline += weight * (mean_latency - state.latency_baseline)
-        return steady
+    def _answer_delay(self) -> float:
+        """How long after a rate change its first answers come back."""
+        return self._state.latency or 0.0
 
     # --- persistence ----------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -630,31 +502,31 @@ class HostThrottle:
             "rate": state.rate,
             "max_ok_rate": state.max_ok_rate,
             "ceiling": state.ceiling if math.isfinite(state.ceiling) else None,
-            "phase": state.phase,
-            "complaints": state.complaints,
-            "latency_baseline": state.latency_baseline,
+            "failure_share": self.failure_share,
         }
 
     @classmethod
     def restore(
         cls, settings: ThrottleSettings, snapshot: dict[str, Any], now: float
     ) -> HostThrottle:
-        """Resume from a learned profile instead of slow-starting from ``start_rate``.
+        """Resume from a learned profile instead of slow-starting.
 
         Only ``rate`` is required; the other keys of :meth:`snapshot` refine the restart.
         """
-        throttle = cls(settings, now)
         learned = float(snapshot.get("rate") or 0.0)
         if learned <= 0:
-            return throttle
+            return cls(settings, now)
+        throttle = cls(settings, now, known=True)
         state = throttle._state
-        settled = snapshot.get("phase") == "settled" and settings.rate_multiplier < 1
-        state.phase = "settled" if settled else "steady"
+        state.phase = "steady"
         state.rate = settings.clamp(learned)
         state.max_ok_rate = settings.clamp(float(snapshot.get("max_ok_rate") or learned))
         ceiling = snapshot.get("ceiling")
+        # Without a recorded ceiling, the learned rate is where recovery aims: probes look
+        # above it as the host stays clean.
         state.ceiling = float(ceiling) if ceiling else math.inf
-        state.complaints = int(snapshot.get("complaints") or 0)
-        baseline = snapshot.get("latency_baseline")
-        state.latency_baseline = float(baseline) if baseline else None
+        share = snapshot.get("failure_share")
+        if share is not None:
+            # A host known to fail this share whatever the rate starts from that belief.
+            state.failures = FailureBands(float(share), settings.prior_answers)
         return throttle

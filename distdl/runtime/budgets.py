@@ -104,7 +104,8 @@ class HostBudgets:
         if unseen:
             return HostThrottle(settings, now)  # the profiled stage's placeholder: a guess
         if profile.learned_at is None:
-            return HostThrottle(settings, now)  # a guess or a hand-set budget: search from it
+            # A guess or a hand-set budget: search from it, no safe start below it.
+            return HostThrottle(settings, now, known=True)
         return HostThrottle.restore(settings, {"rate": settings.start_rate}, now)
 
     @staticmethod

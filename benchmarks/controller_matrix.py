@@ -1,0 +1,157 @@
+"""The rate controller alone, against many randomized hosts in fake time (seconds to run).
+
+Each seed draws one host model from the behaviours of ``distdl.testing.host_model`` (token
+buckets of 1–100 req/s with 0–2 s of burst, with and without Retry-After; 403-refusing
+CDNs; faults whatever the rate; overload past a knee; limits that drop and recover; slow
+hosts; arrival jitter), a number of URLs, and a ``default_rate_limit``, and runs the
+controller against it with rank 0's reporting delay. Per run it prints the time to finish
+÷ the host's own bound (URLs ÷ limit, a fault share adding its retries), the share and
+count of 429s, the most requests in any 1-s window ÷ the limit, and the worst and median
+over all runs. The live fleet benchmark (``politeness_matrix.py``) measures the same over
+real sockets and MPI ranks; this one isolates the controller's rules.
+
+    python benchmarks/controller_matrix.py --seeds 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from distdl.core.throttle import HostThrottle, ThrottleSettings
+from distdl.testing.host_model import HostModel, simulate
+
+REPORT = 0.25  # the workers' feedback interval
+CONTROL_DELAY = 0.05  # rank 0 to the workers' gates
+
+
+@dataclass
+class Outcome:
+    kind: str
+    limit: float
+    urls: int
+    default: float
+    ratio: float  # time to finish / bound
+    refused: int
+    requests: int
+    window_ratio: float
+
+
+def draw(rng: random.Random) -> tuple[str, HostModel, int, float]:
+    kinds = [
+        "bucket",
+        "bucket_ra",
+        "cdn403",
+        "faults",
+        "faults_ra",
+        "overload",
+        "drop",
+        "slow",
+        "tiny",
+    ]
+    kind = rng.choice(kinds)
+    limit = round(10 ** rng.uniform(0, 2), 2)  # 1–100 req/s, log-uniform
+    urls = int(10 ** rng.uniform(2.5, 4))
+    options: dict[str, Any] = {
+        "limit": limit,
+        "burst": rng.uniform(0, 2),
+        "latency": rng.uniform(0.02, 0.3),
+        "seed": rng.randrange(10**9),
+        "jitter": rng.choice([0.0, 0.005, 0.01]),
+    }
+    if kind == "bucket_ra":
+        options["retry_after"] = float(rng.randint(1, 5))
+    elif kind == "cdn403":
+        options["refusal_status"] = 403
+    elif kind in ("faults", "faults_ra"):
+        options["fault_share"] = rng.uniform(0.01, 0.10)
+        if kind == "faults_ra":
+            options["fault_retry_after"] = float(rng.randint(1, 5))
+    elif kind == "overload":
+        options.update(limit=None, knee=limit, overload_slope=rng.uniform(0.5, 3))
+    elif kind == "slow":
+        options["latency"] = rng.uniform(1, 3)
+    elif kind == "tiny":
+        options["limit"] = round(rng.uniform(1, 4), 2)
+        urls = rng.randint(5, 50)
+    host = HostModel(**options)
+    if kind == "drop":
+        host.change_limit(at=20.0, limit=limit / 2)
+        host.change_limit(at=60.0, limit=limit)
+    default = rng.choice([3.0, 10.0])
+    return kind, host, urls, default
+
+
+def bound(kind: str, host: HostModel, limit: float, urls: int) -> float:
+    if kind == "drop":
+        # 20 s at the limit, 40 s at half, then the limit again.
+        if urls <= 20 * limit:
+            return urls / limit
+        if urls <= 40 * limit:
+            return 20 + (urls - 20 * limit) / (limit / 2)
+        return 60 + (urls - 40 * limit) / limit
+    return urls / (1 - host.fault_share) / limit
+
+
+def run_one(seed: int) -> Outcome:
+    rng = random.Random(seed)
+    kind, host, urls, default = draw(rng)
+    limit = host.limit or host.knee or 1.0
+    throttle = HostThrottle(ThrottleSettings(start_rate=default), now=0.0)
+    ideal = bound(kind, host, limit, urls)
+    stats = simulate(
+        throttle,
+        host,
+        duration=10 * ideal + 60,
+        report_interval=REPORT,
+        urls=urls,
+        control_delay=CONTROL_DELAY,
+    )
+    finish = stats.time_to_finish or float("inf")
+    return Outcome(
+        kind,
+        limit,
+        urls,
+        default,
+        finish / ideal,
+        stats.refused,
+        stats.requests,
+        stats.max_in_window() / limit,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    outcomes = [run_one(seed) for seed in range(args.seeds)]
+    if args.verbose:
+        for seed, o in enumerate(outcomes):
+            print(
+                f"{seed:4d} {o.kind:10s} limit {o.limit:6.2f} urls {o.urls:5d} default "
+                f"{o.default:4.0f}  finish/bound {o.ratio:5.2f}  429 {o.refused:4d}/"
+                f"{o.requests:5d}  window/limit {o.window_ratio:4.2f}"
+            )
+    print(
+        f"{'kind':10s} {'runs':>4s} {'finish/bound med':>16s} {'worst':>6s} "
+        f"{'429 share':>9s} {'worst host 429':>14s} {'window/limit worst':>18s}"
+    )
+    kinds = sorted({o.kind for o in outcomes})
+    for kind in [*kinds, "ALL"]:
+        group = [o for o in outcomes if kind in (o.kind, "ALL")]
+        share = sum(o.refused for o in group) / max(1, sum(o.requests for o in group))
+        worst_host = max(group, key=lambda o: o.refused / max(o.requests, 1))
+        print(
+            f"{kind:10s} {len(group):4d} {statistics.median(o.ratio for o in group):16.3f} "
+            f"{max(o.ratio for o in group):6.2f} {100 * share:8.2f}% "
+            f"{worst_host.refused:5d}/{worst_host.requests:<7d} "
+            f"{max(o.window_ratio for o in group):18.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
