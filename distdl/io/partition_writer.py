@@ -157,8 +157,8 @@ class ParquetStreamWriter:
         An empty file still carries the full schema. Raises OutputWriteError (and deletes
         the temporary file) when any step fails or the file does not read back whole.
         """
-        self._require_open()
         try:
+            self._require_open()
             self.flush()
             self._guarded("parquet.close", self._open_writer().close)
             self._verify()

@@ -253,3 +253,125 @@ def test_sigkill_mid_write_keeps_old_file_and_leaves_only_a_hidden_temp(tmp_path
     assert [p.name for p in tmp_path.glob("*.parquet")] == ["errors.parquet"]
     assert remove_stale_temps(tmp_path) == 1
     assert all_files(tmp_path) == ["errors.parquet"]
+
+
+def _failing_writes(monkeypatch: pytest.MonkeyPatch, *, at: int, code: int = 28) -> None:
+    """The ``at``-th row-group write (and every later one) fails as on a full disk."""
+    real = pq.ParquetWriter.write_table
+    calls = {"n": 0}
+
+    def write_table(self: pq.ParquetWriter, table: pa.Table, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] >= at:
+            raise OSError(code, "Error writing bytes to file. Detail: [errno] disk trouble")
+        real(self, table, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_table)
+
+
+def test_a_failed_write_names_the_file_keeps_its_rows_and_fails_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl.errors import OutputWriteError
+
+    path = tmp_path / "successes.parquet"
+    writer = ParquetStreamWriter(path, schema.SUCCESSES, max_rows_per_group=2)
+    _failing_writes(monkeypatch, at=2)
+    writer.append(success_row(0))
+    writer.append(success_row(1))  # first group written
+    writer.append(success_row(2))
+    with pytest.raises(OutputWriteError) as failed:
+        writer.append(success_row(3))
+    assert str(failed.value) == f"cannot write {path}: No space left on device (ENOSPC)"
+    assert writer.num_rows == 4  # the group that failed is still held, not dropped
+    with pytest.raises(OutputWriteError):  # everything after the failure is refused too
+        writer.append(success_row(4))
+    with pytest.raises(OutputWriteError):
+        writer.commit()
+    assert all_files(tmp_path) == []  # no temp left, nothing published
+
+
+def test_a_file_whose_close_fails_quietly_is_never_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow's close after a failed write returns quietly, leaving no footer."""
+    from distdl.errors import OutputWriteError
+
+    monkeypatch.setattr(pq.ParquetWriter, "close", lambda self: None)
+    writer = ParquetStreamWriter(tmp_path / "errors.parquet", schema.ERRORS)
+    writer.append(error_row(0))
+    with pytest.raises(OutputWriteError, match="does not read back"):
+        writer.commit()
+    assert all_files(tmp_path) == []
+
+
+def test_a_write_error_inside_a_partition_leaves_no_marker_and_the_old_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl.errors import OutputWriteError
+
+    with PartitionOutput(tmp_path, planned_rows=1) as first:
+        first.add_error(error_row(0))
+        first.commit({})
+    old = {name: (tmp_path / name).read_bytes() for name in (ERRORS_FILE, SUCCESSES_FILE)}
+    remove_marker_and_retry = PartitionOutput(tmp_path, planned_rows=3)
+    remove_marker_and_retry.add_error(error_row(0))
+    remove_marker_and_retry.add_success(success_row(1))
+    remove_marker_and_retry.add_success(success_row(2))
+    _failing_writes(monkeypatch, at=1, code=122)  # EDQUOT
+    with pytest.raises(OutputWriteError, match=r"Disk quota exceeded \(EDQUOT\)"):
+        remove_marker_and_retry.commit({})
+    assert not is_completed(tmp_path)
+    assert {name: (tmp_path / name).read_bytes() for name in old} == old
+    assert all_files(tmp_path) == [ERRORS_FILE, SUCCESSES_FILE]  # no temp left either
+
+
+def test_the_marker_is_refused_unless_the_rows_add_up_to_the_plan(tmp_path: Path) -> None:
+    from distdl.io.partition_writer import IncompletePartitionError
+
+    output = PartitionOutput(tmp_path, planned_rows=3)
+    output.add_success(success_row(0))
+    output.add_error(error_row(1))
+    with pytest.raises(IncompletePartitionError, match="1 successes \\+ 1 errors, but 3"):
+        output.commit({})
+    assert not is_completed(tmp_path)
+    complete = PartitionOutput(tmp_path, planned_rows=2)
+    complete.add_success(success_row(0))
+    complete.add_error(error_row(1))
+    complete.commit({})
+    marker = read_marker(tmp_path)
+    assert marker is not None and marker["planned_rows"] == 2
+
+
+_LIMITED_WRITER = """
+import os, resource, sys
+from pathlib import Path
+from distdl.errors import OutputWriteError
+from distdl.io.partition_writer import PartitionOutput
+sys.path.insert(0, sys.argv[2])
+from test_partition_writer import success_row
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+try:
+    with PartitionOutput(Path(sys.argv[1]), planned_rows=8, max_rows_per_group=2) as output:
+        for index in range(8):
+            output.add_success(success_row(index, image=os.urandom(16_000)))
+        output.commit({})
+except OutputWriteError as exc:
+    print(exc)
+"""
+
+
+def test_a_file_size_limit_is_a_named_error_and_never_a_marker(tmp_path: Path) -> None:
+    partition = tmp_path / "partition_id=0"
+    child = subprocess.run(
+        [sys.executable, "-c", _LIMITED_WRITER, str(partition), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == (
+        f"cannot write {partition / SUCCESSES_FILE}: File too large (EFBIG)"
+    )
+    assert not is_completed(partition) and all_files(partition) == []
