@@ -26,6 +26,7 @@ from distdl.testing.host_model import HostModel, simulate
 
 REPORT = 0.25  # the workers' feedback interval
 CONTROL_DELAY = 0.05  # rank 0 to the workers' gates
+MAX_IN_FLIGHT = 16  # the workers' default max_in_flight_per_host
 
 
 @dataclass
@@ -93,7 +94,9 @@ def bound(kind: str, host: HostModel, limit: float, urls: int) -> float:
         if urls <= 40 * limit:
             return 20 + (urls - 20 * limit) / (limit / 2)
         return 60 + (urls - 40 * limit) / limit
-    return urls / (1 - host.fault_share) / limit
+    # A lease keeps at most MAX_IN_FLIGHT requests waiting: a slow host cannot go faster.
+    usable = min(limit, MAX_IN_FLIGHT / host.latency)
+    return urls / (1 - host.fault_share) / usable
 
 
 def run_one(seed: int) -> Outcome:

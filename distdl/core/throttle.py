@@ -43,7 +43,8 @@ Each rule: *signal in a window* → reaction. *Why.*
 7. 403s that go on through ``forbidden_cuts`` cuts → they become the host's usual share.
    *It forbids that content whatever the rate.* After a cut that ended a 403 burst,
    every 403 is a refusal. *That host says "too fast" with 403.*
-8. Clean window in slow start → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
+8. Clean window in slow start (only one in which the senders used at least ``used_share``
+   of the rate proves it) → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
    above. *Most hosts take the expected rate; past it a burst allowance may hide an
    overshoot for longer.*
 9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
@@ -97,6 +98,8 @@ class ThrottleSettings:
     # report or two (every 0.25 s) to show, and fewer answers say nothing.
     window_seconds: float = 0.5
     window_answers: int = 2
+    # A clean window proves its rate only if the senders used at least this share of it.
+    used_share: float = 0.6
     # Slow start below start_rate (expected to pass) and above it (a burst allowance may
     # hide an overshoot for a second or two: grow less per window).
     fast_growth: float = 1.5
@@ -439,6 +442,12 @@ class HostThrottle:
     # --- increasing -----------------------------------------------------------------
     def _on_clean(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
+        used = window.total / max(now - state.window_start, 1e-9)
+        if used < settings.used_share * state.rate:
+            # The rate was not used (the senders were busy, or the host's URLs ran low):
+            # a clean window proves nothing about it, and raising it untested would let
+            # a burst through once the senders catch up.
+            return
         state.max_ok_rate = max(state.max_ok_rate, state.rate)
         state.clean_answers += window.total
         if state.phase == "slow_start":
