@@ -2,7 +2,7 @@
 
     python benchmarks/image_bench.py [--jpegs 60] [--others 12] [--rounds 5] [--threads 2]
 
-Builds a corpus of photo-like images (see distdl.image.samples): JPEGs of mixed sizes from
+Builds a corpus of photo-like images (see distdl.testing.image_samples): JPEGs of mixed sizes from
 800x600 to 4000x3000, some portrait, some with an EXIF rotation, plus PNG and WebP images.
 Then, in one run, it measures:
 
@@ -34,7 +34,7 @@ from PIL import Image
 from distdl.image.hashes import md5_hex
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
 from distdl.image.resize import REDUCING_GAP, target_size
-from distdl.image.samples import make_image_bytes
+from distdl.testing.image_samples import make_image_bytes
 
 JPEG_SIZES = ((800, 600), (1024, 768), (1600, 1200), (2048, 1536), (3000, 2000), (4000, 3000))
 OTHER_SIZES = ((1200, 900), (2000, 1500))

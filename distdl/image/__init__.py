@@ -1,5 +1,5 @@
 """Image pipeline: decode (draft mode, first frame, EXIF orientation), resize, encode, hash.
 
 The public entry point is :func:`distdl.image.pipeline.process_image`;
-:mod:`distdl.image.samples` builds synthetic images for tests and the simulated fleet.
+:mod:`distdl.testing.image_samples` builds synthetic images for tests and the simulated fleet.
 """

@@ -39,7 +39,7 @@ What a host does (see :class:`HostSpec` for every knob):
 
 URL scheme: ``/img/{id}.{fmt}?w=&h=[&mode=][&exif=][&frames=]`` (:meth:`Fleet.image_url`),
 ``/redirect/{n}/img/...`` (n more 302s), ``/loop/0`` (endless 302s), ``/bad-redirect``
-(302 to ``ftp://``). Images come from :func:`distdl.image.samples.make_image_bytes`, with
+(302 to ``ftp://``). Images come from :func:`distdl.testing.image_samples.make_image_bytes`, with
 ``image_variants`` distinct pictures per format and size (id modulo variants), cached.
 
 Every request is recorded as a :class:`RequestRecord` in ``fleet.requests`` (completion

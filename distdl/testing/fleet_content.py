@@ -1,5 +1,5 @@
 """What a simulated host serves: image requests parsed from URLs, each image's fate, and
-the bodies (real images from :func:`distdl.image.samples.make_image_bytes`, cached; HTML
+the bodies (real images from :func:`distdl.testing.image_samples.make_image_bytes`, cached; HTML
 posing as an image; corrupt bytes).
 
 URL scheme: ``/img/{image_id}.{ext}?w=640&h=480[&mode=RGB][&exif=6][&frames=3]`` where
@@ -15,9 +15,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from distdl.image.samples import make_image_bytes
 from distdl.testing.fleet_limits import pick_band, roll
 from distdl.testing.fleet_spec import PERMANENT_RATES, HostSpec
+from distdl.testing.image_samples import make_image_bytes
 
 CONTENT_TYPES = {
     "jpeg": "image/jpeg",

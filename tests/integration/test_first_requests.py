@@ -18,9 +18,9 @@ from support import assert_exactly_once, layout_of, write_config
 
 from distdl.api import RunOptions, run
 from distdl.core.host_profile import UNSEEN
-from distdl.image.samples import make_image_bytes
 from distdl.io.profiles import read_profiles
 from distdl.testing.fleet import Fleet, HostSpec
+from distdl.testing.image_samples import make_image_bytes
 
 pytestmark = pytest.mark.timeout(120)
 

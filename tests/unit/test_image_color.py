@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from distdl.image.color import to_rgb
-from distdl.image.samples import make_image_bytes
+from distdl.testing.image_samples import make_image_bytes
 
 WHITE = (255, 255, 255)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from distdl.core import codes
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
-from distdl.image.samples import FORMATS, make_image_bytes
+from distdl.testing.image_samples import FORMATS, make_image_bytes
 
 # Small limits keep mutated headers from asking for large (legitimate) allocations.
 OPTIONS = ImageOptions(image_size=64, max_pixels=1_000_000)

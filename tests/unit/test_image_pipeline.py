@@ -13,7 +13,7 @@ from distdl.core import codes
 from distdl.image import pipeline
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
 from distdl.image.resize import resize_to, target_size
-from distdl.image.samples import (
+from distdl.testing.image_samples import (
     ANIMATED_FORMATS,
     FORMATS,
     WRITABLE_MODES,

@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageStat
 
-from distdl.image.samples import (
+from distdl.testing.image_samples import (
     ANIMATED_FORMATS,
     EXIF_FORMATS,
     FORMATS,
