@@ -12,6 +12,9 @@ brackets. What is left to fold is what the client leaves to the resolver:
   ``1.2.3.4.5``, ``example.123``) is refused, as browsers refuse it: it names no server;
 * an IPv6 literal is bracketed, so ``host:port`` stays unambiguous.
 
+A host that holds a space or a control character once encoded (IDNA 2003, yarl's fallback,
+maps a no-break space to a space) names no server either.
+
 :data:`HOST_KEY_VERSION` names this rule. A plan records it; a plan made under another
 rule is refused, because its partitions are named by other keys.
 """
@@ -37,6 +40,8 @@ def host_key(client_host: str) -> str:
     host = client_host.rstrip(".")
     if not host:
         raise HostKeyError("URL host is only dots")
+    if any(ord(ch) <= 0x20 or ch == "\x7f" for ch in host):
+        raise HostKeyError(f"host {client_host!r} holds a space or control character")
     if ":" in host:
         return f"[{host}]"
     if ends_in_a_number(host):

@@ -5,7 +5,10 @@ never get two politeness budgets: the host exactly as yarl (the URL library aioh
 every request URL with) encodes it, IDNA with UTS 46 included (``faß.de`` is
 ``xn--fa-hia.de``, fullwidth ``ａ.org`` is ``a.org``), then folded by
 :func:`distdl.core.host_key.host_key` (trailing dots, IPv4 in any notation, IPv6
-brackets), plus ``:port`` when the port is not the scheme's default.
+brackets), plus ``:port`` unless the port is 80 or 443. http and https on their default
+ports already share one budget, so the standard ports are one server whichever scheme
+reaches them; this also makes a key read back from a table (:func:`server_key`) mean what
+it meant when written.
 
 yarl is the one import here from outside the standard library: it does no I/O, and using
 the client's own encoder is what makes the key match the client by construction (the
@@ -22,7 +25,8 @@ from yarl import URL
 from distdl.core import codes
 from distdl.core.host_key import HostKeyError, host_key
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SCHEMES = frozenset({"http", "https"})
+_STANDARD_PORTS = frozenset({80, 443})
 _SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _NOT_IN_A_NAME = frozenset("/?#@\\")
 
@@ -47,9 +51,9 @@ def _reject(code: int, msg: str) -> UrlVerdict:
 def classify_url(identifier: object) -> UrlVerdict:
     """Decide whether ``identifier`` is fetchable and, if so, which server it belongs to.
 
-    ``server_name`` is the server key (see the module docstring), plus ``:port`` when it is
-    not the scheme's default, so ``http://A.org:80/x``, ``http://a.org./y`` and
-    ``http://ａ.org/z`` share one politeness budget.
+    ``server_name`` is the server key (see the module docstring), plus ``:port`` unless it
+    is 80 or 443, so ``http://A.org:80/x``, ``https://a.org./y`` and ``http://ａ.org/z``
+    share one politeness budget.
     """
     if not isinstance(identifier, str) or not identifier.strip():
         return _reject(codes.INVALID_URL, "empty identifier")
@@ -61,7 +65,7 @@ def classify_url(identifier: object) -> UrlVerdict:
     except ValueError as exc:
         return _reject(codes.INVALID_URL, f"unparsable URL: {exc}")
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
+    if scheme not in _SCHEMES:
         shown = scheme or "(none)"
         return _reject(codes.UNSUPPORTED_SCHEME, f"unsupported scheme {shown!r}")
     try:
@@ -76,7 +80,7 @@ def classify_url(identifier: object) -> UrlVerdict:
         host = _server_host(text)
     except HostKeyError as exc:
         return _reject(codes.INVALID_URL, str(exc))
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
+    if port is not None and port not in _STANDARD_PORTS:
         return UrlVerdict(f"{host}:{port}")
     return UrlVerdict(host)
 
@@ -97,9 +101,9 @@ def _server_host(text: str) -> str:
 def server_key(name: str) -> str:
     """The server key of a name written in a table (``host`` or ``host:port``).
 
-    The name is read as the authority of an ``http`` URL, so ``Bücher.de``,
-    ``xn--bcher-kva.de.`` and ``xn--bcher-kva.de:80`` all give ``xn--bcher-kva.de``, the
-    key of every URL on that server. Raises ValueError, saying why, for anything else.
+    The name is read as the authority of a URL, so ``Bücher.de``, ``xn--bcher-kva.de.`` and
+    ``xn--bcher-kva.de:443`` all give ``xn--bcher-kva.de``, the key of every URL on that
+    server, and a key gives itself. Raises ValueError, saying why, for anything else.
     """
     text = name.strip()
     if not text or _NOT_IN_A_NAME & set(text) or any(ch.isspace() for ch in text):

@@ -5,6 +5,10 @@ latency_ms, status, learned_at``. Only ``server_name`` and ``rate_limit`` are re
 user can write a two-column table by hand to set budgets. ``rate_limit`` is where a host starts (and
 what a run learned, written back at the end, with ``learned_at``); ``max_rate_limit`` is its
 ceiling.
+
+A hand-written ``server_name`` may spell its server any way a URL may (``Bücher.de``,
+``2130706433:8080``): it is read as the server key of :func:`distdl.core.urls.server_key`,
+so the budget applies to that server's partitions. Two rows naming one server are refused.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
+from distdl.core.urls import server_key
 from distdl.errors import InputError
 from distdl.io.atomic import atomic_write_text
 
@@ -69,11 +74,20 @@ def read_profiles(path: Path) -> dict[str, HostProfile]:
             f"(missing {', '.join(sorted(missing))}; found {', '.join(frame.columns)})"
         )
     out: dict[str, HostProfile] = {}
+    spelled: dict[str, str] = {}
     for row in frame.iter_rows(named=True):
+        name = row["server_name"]
         try:
-            out[row["server_name"]] = _profile(row)
+            profile = _profile(row)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{path}: bad row for {row.get('server_name')!r}: {exc}") from None
+            raise InputError(f"{path}: bad row for {name!r}: {exc}") from None
+        if profile.server_name in spelled:
+            raise InputError(
+                f"{path}: rows {spelled[profile.server_name]!r} and {name!r} both name server "
+                f"{profile.server_name!r}; keep one"
+            )
+        spelled[profile.server_name] = str(name)
+        out[profile.server_name] = profile
     return out
 
 
@@ -87,7 +101,7 @@ def _profile(row: dict[str, str | None]) -> HostProfile:
         return None if number is None else int(number)
 
     return HostProfile(
-        server_name=str(row["server_name"]),
+        server_name=server_key(str(row["server_name"] or "")),
         rate_limit=rate,
         max_rate_limit=_number(row.get("max_rate_limit") or None),
         total_batches=optional_int("total_batches"),

@@ -5,7 +5,7 @@
 those only the origin (``scheme://host[:port]``) decides the server, and a chunk holds few
 distinct origins. An origin whose host is a plain ASCII name (``[a-z0-9._-]``, not ending in
 a number) or a dotted-quad IPv4 address is mapped vectorised, as the reference maps it
-(lower-cased, trailing dots and the default port dropped). Any other origin (an IDN, a
+(lower-cased, trailing dots and ports 80 and 443 dropped). Any other origin (an IDN, a
 fullwidth or numeric spelling) is handed to ``classify_url`` itself, once per distinct
 origin. Identifiers the pattern does not fully match go through ``classify_url`` one by one.
 A property test keeps both paths in agreement.
@@ -27,7 +27,7 @@ from distdl.core.urls import classify_url
 _NON_ASCII = r"[^\x00-\x7f\s\p{Z}\p{C}]"
 _HOST = rf"(?:[A-Za-z0-9]|{_NON_ASCII})(?:[A-Za-z0-9._-]|{_NON_ASCII})*"
 SIMPLE_URL = rf"^([Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?::[0-9]{{1,5}})?)(?:[/?#][!-~]*)?$"
-_ORIGIN = r"^(?P<scheme>[^:]+)://(?P<host>[^:]+)(?::(?P<port>[0-9]+))?$"
+_ORIGIN = r"^[^:]+://(?P<host>[^:]+)(?::(?P<port>[0-9]+))?$"
 _PLAIN_NAME = r"^[a-z0-9._-]+$"
 # WHATWG reads a host whose last label is a number as IPv4 (``127.1``, ``0x7f.1``, ...).
 _ENDS_IN_A_NUMBER = r"(?:^|\.)(?:[0-9]+|0x[0-9a-f]*)$"
@@ -58,7 +58,6 @@ def _server_names_of_origins(origins: pl.Series) -> pl.Series:
         .with_columns(pl.col("origin").str.extract_groups(_ORIGIN).alias("m"))
         .select(
             pl.col("origin"),
-            pl.col("m").struct.field("scheme").str.to_lowercase().alias("scheme"),
             pl.col("m")
             .struct.field("host")
             .str.to_lowercase()
@@ -72,9 +71,8 @@ def _server_names_of_origins(origins: pl.Series) -> pl.Series:
         ~host.str.contains(_ENDS_IN_A_NUMBER) | host.str.contains(_DOTTED_QUAD)
     )
     port = pl.col("port")
-    default_port = pl.when(pl.col("scheme") == "http").then(80).otherwise(443)
     with_port = pl.concat_str([host, pl.lit(":"), port.cast(pl.String)])
-    keeps_port = port.is_not_null() & (port != default_port)
+    keeps_port = port.is_not_null() & ~port.is_in([80, 443])
     named = pl.when(keeps_port).then(with_port).otherwise(host)
     # Port 0 and ports above 65535 are rejections: leave them to the reference's messages.
     decidable = port.is_null() | port.is_between(1, _MAX_PORT)

@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from distdl.core import codes
-from distdl.core.urls import classify_url
+from distdl.core.urls import classify_url, server_key
 from distdl.plan.classify import classify_identifiers, fast_server_names
 
 # Weighted towards what the fast path accepts, so both of its outcomes are exercised.
@@ -145,13 +145,23 @@ def test_vectorised_classification_matches_the_reference(batch: list[str]) -> No
         assert rejected.get(row) == (None if verdict.ok else verdict.error_code), url
 
 
+@settings(max_examples=600, deadline=None)
+@given(url=urls())
+def test_a_server_name_read_back_from_a_table_keys_to_itself(url: str) -> None:
+    # Profiles tables store server names and are read back through server_key.
+    name = classify_url(url).server_name
+    if name is not None:
+        assert server_key(name) == name
+
+
 @pytest.mark.parametrize(
     ("url", "server_name"),
     [
         ("http://Example.ORG/a.jpg", "example.org"),
         ("HTTPS://example.org.:443/a", "example.org"),
-        ("http://example.org:443/a", "example.org:443"),
-        ("https://example.org:0080/a", "example.org:80"),
+        ("http://example.org:443/a", "example.org"),
+        ("https://example.org:0080/a", "example.org"),
+        ("https://example.org:0081/a", "example.org:81"),
         ("http://example.org:8080", "example.org:8080"),
         ("http://example.org?x=/y", "example.org"),
         ("http://example.org#@evil.com", "example.org"),

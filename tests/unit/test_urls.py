@@ -21,12 +21,14 @@ from distdl.layout import REJECTED_SERVER_DIR, partition_subpath
         ("https://a.org:443/x", "a.org"),
         ("http://a.org:80/x", "a.org"),
         ("https://a.org:8443/x", "a.org:8443"),
+        ("http://a.org:443/x", "a.org"),
+        ("https://a.org:80/x", "a.org"),
         ("http://a.org./x", "a.org"),
         ("http://[::1]:8080/x", "[::1]:8080"),
         ("http://user:pw@a.org/x", "a.org"),
     ],
 )
-def test_server_name_is_the_lowercased_host_and_non_default_port(url: str, server: str) -> None:
+def test_server_name_is_the_lowercased_host_and_a_non_standard_port(url: str, server: str) -> None:
     assert classify_url(url).server_name == server
 
 
@@ -79,6 +81,7 @@ def test_one_server_has_one_key_however_its_host_is_spelled(url: str, server: st
         ("http://bücher..de/x", "IDNA"),
         ("http://a\u200bb.org/x", "cannot contain"),  # would silently become ab.org
         ("http://a.org\\@b.org/x", "backslash"),
+        ("http://a\u00a0b.org/x", "space"),  # IDNA 2003 maps a no-break space to a space
     ],
 )
 def test_a_host_the_client_cannot_connect_to_is_an_invalid_url(url: str, reason: str) -> None:
@@ -109,6 +112,7 @@ def test_every_ipv4_notation_keys_to_the_dotted_quad_inet_aton_reads(
         (" Bücher.de ", "xn--bcher-kva.de"),
         ("xn--bcher-kva.de.", "xn--bcher-kva.de"),
         ("xn--bcher-kva.de:80", "xn--bcher-kva.de"),
+        ("xn--bcher-kva.de:443", "xn--bcher-kva.de"),
         ("Host:8080", "host:8080"),
         ("2130706433", "127.0.0.1"),
         ("[::1]:8080", "[::1]:8080"),
