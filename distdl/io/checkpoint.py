@@ -5,7 +5,10 @@ Stages run in order: ``batched`` (input split into server partitions), ``profile
 finished, never when it is started or submitted. The file keeps the original tool's
 top-level ``batched: true/false`` keys, plus a ``details`` section (times, counts) and the
 ``input_fingerprint`` the plan was made from, so resuming against a changed input or
-changed planning parameters is refused with a message naming what changed.
+changed planning parameters is refused with a message naming what changed. The fingerprint
+also records the rule that named the servers (``host_key_version``): partitions are folders
+named by server, so a plan made under another rule, or before the rule was recorded, is
+refused rather than mixed with servers named the new way.
 
 Every change is written at once, atomically.
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from distdl.core.host_key import HOST_KEY_VERSION
 from distdl.errors import InputError, StateError
 from distdl.io.atomic import atomic_write_text
 
@@ -32,6 +36,11 @@ _HEADER = (
 # check_fingerprint compares size, sampled content and these parameters. Path and mtime are
 # informative only, so a plan survives copying or moving the very same input file.
 _PARAMETER_KEYS = ("batch_size", "input_format")
+_HOST_KEY = "host_key_version"
+_NO_FINGERPRINT = (
+    "the plan was made by an older version, which recorded no fingerprint "
+    "(its server names may differ from this version's)"
+)
 
 
 def _now() -> str:
@@ -113,6 +122,7 @@ def input_fingerprint(
         "sample_sha256": digest.hexdigest(),
         "batch_size": batch_size,
         "input_format": input_format,
+        _HOST_KEY: HOST_KEY_VERSION,
         "extra": _plain_dict(extra or {}),  # as YAML will store it, so comparisons hold
     }
 
@@ -145,12 +155,25 @@ def _describe(value: object) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def _describe_host_key_change(old: object, new: object) -> str | None:
+    if old == new:
+        return None
+    used = "an older rule" if old is None else f"rule {old}"
+    return (
+        f"server names changed: the plan named its servers by {used}, this version by "
+        f"rule {new} (the host the HTTP client connects to)"
+    )
+
+
 def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """One line per difference that invalidates a plan; empty when the plan still holds."""
     changes: list[str] = []
     input_change = _describe_input_change(old, new)
     if input_change:
         changes.append(input_change)
+    host_key_change = _describe_host_key_change(old.get(_HOST_KEY), new.get(_HOST_KEY))
+    if host_key_change:
+        changes.append(host_key_change)
     for key in _PARAMETER_KEYS:
         if old.get(key) != new.get(key):
             changes.append(
@@ -236,16 +259,20 @@ class Checkpoint:
     def check_fingerprint(self, fingerprint: Mapping[str, Any], *, config: str = "CONFIG") -> None:
         """Raise StateError naming what changed when ``fingerprint`` differs from the stored one.
 
-        Nothing stored (a fresh output folder) passes. ``config`` is shown in the suggested
-        reset command.
+        Nothing stored passes, unless the plan is complete: a complete plan without a
+        fingerprint was made by an older version, whose server names may differ.
+        ``config`` is shown in the suggested reset command.
         """
-        if self.fingerprint is None:
+        if self.fingerprint is None and not self._done["batched"]:
             return
-        changes = fingerprint_changes(self.fingerprint, fingerprint)
+        if self.fingerprint is None:
+            changes = [_NO_FINGERPRINT]
+        else:
+            changes = fingerprint_changes(self.fingerprint, fingerprint)
         if changes:
             listed = "\n".join(f"  - {change}" for change in changes)
             raise StateError(
-                f"{self.path.parent} was planned from a different input:\n{listed}\n"
+                f"{self.path.parent} was planned differently:\n{listed}\n"
                 "Resuming would mix two plans. To plan again from scratch, run:\n"
                 f"  distdl reset {config} --stage batched"
             )

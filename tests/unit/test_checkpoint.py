@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from distdl.core.host_key import HOST_KEY_VERSION
 from distdl.errors import InputError, StateError
 from distdl.io.checkpoint import (
     SAMPLE_BYTES,
@@ -128,6 +129,31 @@ def test_fingerprint_survives_yaml_and_touch_and_copy(
 def test_fresh_checkpoint_accepts_any_fingerprint(checkpoint_path: Path, input_file: Path) -> None:
     fp = input_fingerprint(input_file, batch_size=1, input_format=None)
     Checkpoint.load(checkpoint_path).check_fingerprint(fp)
+
+
+def test_a_plan_named_by_an_older_server_key_rule_is_refused(
+    checkpoint_path: Path, input_file: Path
+) -> None:
+    fp = input_fingerprint(input_file, batch_size=1, input_format=None)
+    assert fp["host_key_version"] == HOST_KEY_VERSION
+    for old_rule, described in ((1, "rule 1"), (None, "an older rule")):
+        old = {k: v for k, v in fp.items() if k != "host_key_version"}
+        if old_rule is not None:
+            old["host_key_version"] = old_rule
+        checkpoint = Checkpoint.load(checkpoint_path)
+        checkpoint.record_fingerprint(old)
+        message = refusal(checkpoint, fp)
+        assert f"server names changed: the plan named its servers by {described}" in message
+        assert "input file" not in message
+
+
+def test_a_complete_plan_without_a_fingerprint_is_refused(
+    checkpoint_path: Path, input_file: Path
+) -> None:
+    checkpoint = Checkpoint.load(checkpoint_path)
+    checkpoint.mark_complete("batched")
+    fp = input_fingerprint(input_file, batch_size=1, input_format=None)
+    assert "recorded no fingerprint" in refusal(Checkpoint.load(checkpoint_path), fp)
 
 
 def refusal(checkpoint: Checkpoint, fp: dict[str, object]) -> str:
