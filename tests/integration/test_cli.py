@@ -295,3 +295,28 @@ def test_nested_output_entries_are_a_config_error(tmp_path: Path) -> None:
     assert "output_structure.urls_folder" in result.stderr
     assert "output_structure.images_folder" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_10(tmp_path: Path) -> None:
+    import resource
+
+    _input(tmp_path, [f"u{i},http://127.0.0.{1 + i % 3}:9/{i}.jpeg,s{i}" for i in range(3000)])
+    config = write_config(tmp_path, batch_size=1000)
+
+    def small_files() -> None:  # a quota: any file past 1500 bytes fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+
+    full = subprocess.run(
+        [sys.executable, "-m", "distdl", "run", str(config), "--until", "batched"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        preexec_fn=small_files,
+    )
+    assert full.returncode == 10, full.stderr
+    assert "Traceback" not in full.stderr
+    (line,) = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert "cannot write" in line and "File too large (EFBIG)" in line
+    assert not Checkpoint.load(layout_of(config).checkpoint_file).is_complete("batched")
+    again = distdl("run", config, "--until", "batched")
+    assert again.returncode == 0, again.stderr
