@@ -286,3 +286,22 @@ def test_the_plan_is_flushed_to_disk_before_batched_is_marked_complete(
     assert events[-1] == "mark batched"
     assert events[-2].startswith(f"fsync {layout.urls.name} (")
     assert int(events[-2].split("(")[1].rstrip(")")) >= 7  # folder, servers, 2 x (dir, dir, file)
+
+
+def test_marking_a_stage_done_flushes_the_file_and_its_folder(
+    checkpoint_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl.io import atomic
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", spy)
+    Checkpoint.load(checkpoint_path).mark_complete("batched")
+    assert len(synced) == 2
+    assert ".inner_checkpoint.yaml.tmp-" in synced[0]  # the content, before the rename
+    assert synced[1] == str(checkpoint_path.parent)  # the rename itself
