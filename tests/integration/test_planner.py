@@ -340,6 +340,36 @@ def test_ignored_servers_are_planned_but_not_scheduled(tmp_path: Path, header: s
     assert read_url_partition(layout, "h1.org", 1).column("uuid").to_pylist() == ["u7"]
 
 
+def test_every_spelling_of_a_server_lands_in_its_one_partition_set(tmp_path: Path) -> None:
+    spellings = {
+        "xn--bcher-kva.de": ["Bücher.de", "BÜCHER.DE.", "xn--bcher-kva.de:80", "XN--BCHER-KVA.de"],
+        "127.0.1.5": ["127.0.1.5", "2130706693", "0x7f.0.1.5", "0177.0.1.5", "127.0.1.5."],
+        "a.org": ["a.org", "ａ.org", "Ａ．ＯＲＧ", "a.org:443"],
+    }
+    urls = [
+        f"{scheme}://{host}/x.jpg"
+        for hosts in spellings.values()
+        for host in hosts
+        for scheme in ("http", "https")
+    ]
+    rows = ["uuid,identifier,source_id"] + [f"u{i},{url},{i}" for i, url in enumerate(urls)]
+    input_path = tmp_path / "in.csv"
+    input_path.write_text("\n".join(rows) + "\n")
+    config, layout = _setup(tmp_path, input_path, batch_size=100)
+    layout.root.mkdir(parents=True)
+    layout.ignored_table.write_text("server_name\nBücher.de\n")
+
+    summary = plan_input(config, layout)
+
+    assert summary.rejected_rows == 0
+    servers = read_servers_table(layout)
+    totals = dict(zip(servers["server_name"], servers["total_urls"], strict=True))
+    assert totals == {key: 2 * len(hosts) for key, hosts in spellings.items()}
+    ignored = dict(zip(servers["server_name"], servers["ignored"], strict=True))
+    assert ignored == {"xn--bcher-kva.de": True, "127.0.1.5": False, "a.org": False}
+    assert {server for server, _, _ in list_url_partitions(layout)} == {"127.0.1.5", "a.org"}
+
+
 def test_a_malformed_ignored_table_is_an_input_error(tmp_path: Path) -> None:
     input_path = tmp_path / "in.csv"
     input_path.write_text("uuid,identifier,source_id\nu1,http://a.org/1,1\n")
