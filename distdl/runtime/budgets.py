@@ -90,8 +90,7 @@ class HostBudgets:
         base = self._base
         cap = self._robots_caps.get(server, math.inf)
         profile = self._profiles.get(server)
-        unseen = profile is None or (profile.status == UNSEEN and profile.learned_at is None)
-        if profile is None or (unseen and profile.max_rate_limit is None):
+        if profile is None:
             ceiling = min(base.max_rate, cap)
             self._ceilings[server] = ceiling
             return HostThrottle(self._capped(base, base.start_rate, ceiling), now)
@@ -101,7 +100,7 @@ class HostBudgets:
         ceiling = min(ceiling, base.max_rate, cap)
         self._ceilings[server] = ceiling
         settings = self._capped(base, profile.rate_limit, ceiling)
-        if unseen:
+        if profile.status == UNSEEN and profile.learned_at is None and profile.max_rate_limit:
             return HostThrottle(settings, now)  # the profiled stage's placeholder: a guess
         if profile.learned_at is None:
             # A guess or a hand-set budget: search from it, no safe start below it.

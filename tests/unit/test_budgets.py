@@ -124,3 +124,21 @@ def test_hosts_that_never_answered_keep_their_rate_and_say_why(tmp_path: Path) -
     saved = read_profiles(layout.profiles_table)
     assert saved["hole.org"] == HostProfile("hole.org", 4.0, 50.0, status="unreachable")
     assert saved["dead.org"] == HostProfile("dead.org", 4.0, 50.0, status="unreachable")
+
+
+def test_an_unseen_row_is_a_guess_unless_its_ceiling_was_removed_by_hand(tmp_path: Path) -> None:
+    layout, params = _setup(
+        tmp_path,
+        [
+            HostProfile("guess.org", 4.0, 50.0, status="unseen"),
+            HostProfile("edited.org", 2.0, None, status="unseen"),  # made a hard budget
+        ],
+    )
+    budgets = HostBudgets.from_profiles(layout, params, ["guess.org", "edited.org"], now=0.0)
+    assert budgets.rate("guess.org") <= 4.0  # a starting guess: the safe start applies
+    for step in range(1, 200):
+        feedback = Feedback(ok=20, latency_sum=0.2, latency_count=20)
+        budgets.observe("guess.org", feedback, step * 0.5)
+        budgets.observe("edited.org", feedback, step * 0.5)
+        assert budgets.rate("edited.org") <= 2.0 + 1e-9
+    assert budgets.rate("guess.org") > 4.0  # learned past the guess
