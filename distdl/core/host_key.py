@@ -6,10 +6,12 @@ brackets. What is left to fold is what the client leaves to the resolver:
 
 * trailing dots: ``a.org.`` is the fully qualified spelling of ``a.org``;
 * IPv4 in any notation the WHATWG URL standard (and so every browser) accepts:
-  ``2130706433``, ``0x7f.1``, ``0177.0.0.1`` and ``127.1`` are all ``127.0.0.1``. glibc's
-  ``inet_aton``, which resolves these spellings for aiohttp, reads them the same way.
-  A host whose last label is a number but which is not a valid address (``256.0.0.1``,
-  ``1.2.3.4.5``, ``example.123``) is refused, as browsers refuse it: it names no server;
+  ``2130706433``, ``0x7f.1``, ``0177.0.0.1`` and ``127.1`` are all ``127.0.0.1``, as glibc's
+  ``inet_aton`` reads them too. (aiohttp itself refuses the all-decimal legacy forms without
+  a request, and hands the hex forms to glibc, which connects to the address: either way
+  no spelling reaches the server under a budget of its own.) A host whose last label is a
+  number but which is not a valid address (``256.0.0.1``, ``1.2.3.4.5``, ``example.123``)
+  is refused, as browsers refuse it: it names no server;
 * an IPv6 literal is bracketed, so ``host:port`` stays unambiguous.
 
 A host that holds a space or a control character once encoded (IDNA 2003, yarl's fallback,
