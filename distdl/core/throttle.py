@@ -233,6 +233,9 @@ class _State:
     ceiling: float = math.inf  # the lowest rate the host refused (or failed under load) at
     max_ok_rate: float = 0.0  # the highest rate of a clean window
     since_refusal: int = 0  # answers since the last refusal
+    # A run of refusals close together: when it began, and the OK answers since.
+    episode_start: float = 0.0
+    episode_ok: int = 0
     clean_answers: int = 0  # clean answers since the rate last changed
     clean_since: float = 0.0  # when the current clean stretch at this rate began
     probes_passed: int = 0  # probes in a row that passed while above the ceiling
@@ -268,12 +271,8 @@ class HostThrottle:
     # --- what rank 0 reads ----------------------------------------------------------
     @property
     def rate(self) -> float:
-        """The rate to send at, ``rate_multiplier`` applied."""
-        state, settings = self._state, self._settings
-        if settings.rate_multiplier < 1 and math.isfinite(state.ceiling):
-            learned = min(state.ceiling, state.max_ok_rate or state.ceiling)
-            return settings.clamp(min(state.rate, settings.rate_multiplier * learned))
-        return state.rate
+        """The rate to send at (req/s)."""
+        return self._state.rate
 
     @property
     def phase(self) -> Phase:
@@ -307,6 +306,7 @@ class HostThrottle:
         state = self._state
         state.window = state.window.merged(feedback)
         state.since_refusal += feedback.total
+        state.episode_ok += feedback.ok
         self._learn_latency(feedback)
         if feedback.retry_after:
             # Retry-After on a refusal: the server said when to come back.
@@ -318,6 +318,10 @@ class HostThrottle:
             return self.rate
         if window.rate_limited or (state.refuses_with_403 and window.forbidden):
             self._on_refusal(window, now)
+        elif state.window_start < state.tested_from:
+            if now >= state.tested_from:
+                # Answers from here on are to the current rate: judge them, not the older.
+                self._start_window(now)
         elif self._window_ready(window, now):
             self._judge(window, now)
         return self.rate
@@ -340,9 +344,7 @@ class HostThrottle:
             # A cut ended the burst: this host says 403 for "too fast", like a 429.
             state.refuses_with_403 = state.usual_forbidden == 0
         state.forbidden_bursts = 0
-        if state.window_start < state.tested_from:
-            pass  # its answers were to an older rate: they say nothing about this one
-        elif self._is_load(window):
+        if self._is_load(window):
             self._on_load(window, now)
         else:
             self._on_clean(window, now)
@@ -391,6 +393,8 @@ class HostThrottle:
         quiet = state.since_refusal - window.total >= settings.quiet_answers
         lone = window.rate_limited + window.forbidden <= 1
         state.since_refusal = 0
+        if quiet or state.phase == "slow_start":
+            state.episode_start, state.episode_ok = now, 0  # a new run of refusals
         served = rate * window.ok / window.total
         if window.total >= settings.measure_answers:
             # A drained bucket serves its limit: what it served, plus a standard deviation
@@ -409,8 +413,16 @@ class HostThrottle:
             self._cut_to(rate * settings.mild_decrease, now)
             state.hold_until = now
             return
-        # Nothing measured: back to the highest rate that passed.
         state.ceiling = min(state.ceiling, rate)
+        episode = now - state.episode_start
+        if not quiet and state.phase == "steady" and episode > 0 and state.episode_ok:
+            # Refused again soon after a cut: the bucket is drained, and what it served
+            # since the first refusal measures its limit (what "passed" passed on a burst).
+            served = state.episode_ok / episode
+            new_rate = min(rate * settings.decrease, settings.settle_share * served)
+            self._cut_to(max(rate * settings.max_cut, new_rate), now)
+            return
+        # Nothing measured: back to the highest rate that passed.
         passed = state.max_ok_rate if state.max_ok_rate < rate else 0.0
         self._cut_to(min(rate * settings.decrease, passed) or rate * settings.decrease, now)
 
@@ -424,6 +436,8 @@ class HostThrottle:
 
     def _cut_to(self, new_rate: float, now: float) -> None:
         state, settings = self._state, self._settings
+        if settings.rate_multiplier < 1:
+            new_rate = min(new_rate, self._top())  # a share of the limit, now it is known
         new_rate = settings.clamp(new_rate)
         if state.rate <= state.max_ok_rate:
             state.max_ok_rate = new_rate  # refused at a rate believed fine: it is stale
@@ -453,7 +467,7 @@ class HostThrottle:
         if state.phase == "slow_start":
             self._set_rate(state.rate * self._growth(state.rate), now)
             return
-        top = settings.settle_share * state.ceiling
+        top = self._top()
         if math.isfinite(top) and state.rate < top:
             if state.clean_answers < settings.recovery_answers:
                 return
@@ -463,6 +477,11 @@ class HostThrottle:
             self._set_rate(min(top, state.rate * step), now)
         elif self._probe_due(now):
             self._probe(now)
+
+    def _top(self) -> float:
+        """Where recovery heads: just under the ceiling, or rate_multiplier of that."""
+        settings = self._settings
+        return settings.rate_multiplier * settings.settle_share * self._state.ceiling
 
     def _growth(self, rate: float) -> float:
         settings = self._settings
