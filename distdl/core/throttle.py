@@ -236,6 +236,7 @@ class _State:
     # A run of refusals close together: when it began, and the OK answers since.
     episode_start: float = 0.0
     episode_ok: int = 0
+    episode_paused: float = 0.0  # seconds of Retry-After pauses during it
     clean_answers: int = 0  # clean answers since the rate last changed
     clean_since: float = 0.0  # when the current clean stretch at this rate began
     probes_passed: int = 0  # probes in a row that passed while above the ceiling
@@ -310,7 +311,7 @@ class HostThrottle:
         self._learn_latency(feedback)
         if feedback.retry_after:
             # Retry-After on a refusal: the server said when to come back.
-            state.paused_until = max(state.paused_until, now + feedback.retry_after)
+            self._pause_until(now + feedback.retry_after, now)
         window = state.window
         if now < state.hold_until:
             # Answers to the rate before the last cut are not held against the new one.
@@ -394,7 +395,9 @@ class HostThrottle:
         lone = window.rate_limited + window.forbidden <= 1
         state.since_refusal = 0
         if quiet or state.phase == "slow_start":
-            state.episode_start, state.episode_ok = now, 0  # a new run of refusals
+            # A new run of refusals (its own pause, if any, is counted from here).
+            state.episode_start, state.episode_ok = now, 0
+            state.episode_paused = max(0.0, state.paused_until - now)
         served = rate * window.ok / window.total
         if window.total >= settings.measure_answers:
             # A drained bucket serves its limit: what it served, plus a standard deviation
@@ -414,7 +417,7 @@ class HostThrottle:
             state.hold_until = now
             return
         state.ceiling = min(state.ceiling, rate)
-        episode = now - state.episode_start
+        episode = now - state.episode_start - state.episode_paused
         if not quiet and state.phase == "steady" and episode > 0 and state.episode_ok:
             # Refused again soon after a cut: the bucket is drained, and what it served
             # since the first refusal measures its limit (what "passed" passed on a burst).
@@ -426,10 +429,17 @@ class HostThrottle:
         passed = state.max_ok_rate if state.max_ok_rate < rate else 0.0
         self._cut_to(min(rate * settings.decrease, passed) or rate * settings.decrease, now)
 
+    def _pause_until(self, until: float, now: float) -> None:
+        state = self._state
+        if until > state.paused_until:
+            # Time paused is time the host served nothing: not part of any measure.
+            state.episode_paused += until - max(now, state.paused_until)
+            state.paused_until = until
+
     def _on_load(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
         if window.server_retry_after:
-            state.paused_until = max(state.paused_until, now + window.server_retry_after)
+            self._pause_until(now + window.server_retry_after, now)
         state.ceiling = min(state.ceiling, state.rate)
         state.failures.forget_at(state.rate)
         self._cut_to(state.rate * settings.decrease, now)
