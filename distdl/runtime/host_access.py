@@ -38,7 +38,7 @@ from distdl.net.fetcher import Fetcher, FetchResult
 from distdl.net.robots_fetch import ROBOTS_MAX_REDIRECTS, fetch_robots
 from distdl.runtime.channel import Channel
 from distdl.runtime.feedback import FeedbackBook
-from distdl.runtime.host_gate import HostGate
+from distdl.runtime.host_gate import HostGate, StartLog
 from distdl.runtime.messages import (
     GrantShare,
     HostDeclaredDead,
@@ -113,6 +113,7 @@ class HostAccess:
         self._robots: dict[str, RobotsRules] = {}
         self._robots_locks: dict[str, asyncio.Lock] = {}
         self._shares: dict[str, _Share] = {}
+        self.starts = StartLog()  # shared by every gate this rank opens, leases and shares
 
     @property
     def policy(self) -> AddressPolicy:
@@ -271,7 +272,7 @@ class HostAccess:
             self.breaker(message.server_name).declare_dead()
         share.lease_id = message.lease_id
         rate = min(message.rate, self.rate_cap(message.server_name))
-        share.gate = HostGate(rate, self._settings.max_in_flight)
+        share.gate = HostGate(rate, self._settings.max_in_flight, message.server_name, self.starts)
         share.idle_since = asyncio.get_running_loop().time()
         share.granted.set_result(None)
 

@@ -24,15 +24,43 @@ def _limiter_for(rate: float) -> AsyncLimiter:
     return AsyncLimiter(1, 1.0 / (rate * PACING_MARGIN))
 
 
+class StartLog:
+    """When this rank last started a request on each host, across the gates it opens.
+
+    A new gate on a host this rank has already talked to keeps the spacing from the last
+    start; on a host it has never talked to, the first request may go at once.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def last(self, server_name: str) -> float | None:
+        return self._last.get(server_name)
+
+    def record(self, server_name: str, when: float) -> None:
+        self._last[server_name] = max(when, self._last.get(server_name, when))
+
+
 class HostGate:
-    def __init__(self, rate: float, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        rate: float,
+        max_in_flight: int,
+        server_name: str = "",
+        starts: StartLog | None = None,
+    ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self._rate = rate
         self._limiter = _limiter_for(rate)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._paused_until = 0.0
-        self._last_start: float | None = None  # loop time of the last start, across swaps
+        self._server_name = server_name
+        self._starts = starts
+        # Loop time of the last start, across swaps (and across this rank's gates on the
+        # host when a StartLog is shared).
+        self._last_start: float | None = starts.last(server_name) if starts else None
+        self._fresh = starts is not None and self._last_start is None
         self._priming: tuple[AsyncLimiter, asyncio.Future[None]] | None = None
 
     @property
@@ -66,6 +94,8 @@ class HostGate:
                 now = asyncio.get_running_loop().time()
                 if limiter is self._limiter and self._paused_until <= now:
                     self._last_start = now
+                    if self._starts is not None:
+                        self._starts.record(self._server_name, now)
                     return
         except BaseException:
             self._slots.release()
@@ -81,10 +111,15 @@ class HostGate:
     async def _prime(self, limiter: AsyncLimiter) -> None:
         """A fresh bucket is empty and would let a request through at once.
 
-        After a rate change the next start keeps the new spacing from the last start; a new
-        lease, which may follow another lease on this host, waits one whole interval.
+        After a rate change the next start keeps the new spacing from the last start. A new
+        gate on a host this rank never contacted lets its first request go at once (the one
+        request per open lease the module docstring allows); one without that knowledge may
+        follow another lease on the host, so it waits one whole interval.
         """
         if self._last_start is None:
+            if self._fresh:
+                self._fresh = False  # the bucket's one token is this first request's
+                return
             await limiter.acquire()
             return
         interval = 1.0 / (self._rate * PACING_MARGIN)

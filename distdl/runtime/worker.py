@@ -184,7 +184,12 @@ class Worker:
                 self._access.breaker(lease.server_name).declare_dead()
             self._leases[lease.lease_id] = lease
             rate = min(lease.rate, self._access.rate_cap(lease.server_name))
-            self._gates[lease.lease_id] = HostGate(rate, self._settings.max_in_flight_per_host)
+            self._gates[lease.lease_id] = HostGate(
+                rate,
+                self._settings.max_in_flight_per_host,
+                lease.server_name,
+                self._access.starts,
+            )
             task = asyncio.get_running_loop().create_task(self._run_lease(lease))
             self._tasks[lease.lease_id] = task
         elif isinstance(message, GrantShare):

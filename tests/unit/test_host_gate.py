@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from distdl.runtime.host_gate import PACING_MARGIN, HostGate
+from distdl.runtime.host_gate import PACING_MARGIN, HostGate, StartLog
 
 pytestmark = pytest.mark.timeout(30)
 SLACK = 0.004  # event-loop timer granularity
@@ -69,6 +69,32 @@ async def test_pause_holds_every_start_and_in_flight_cap_holds() -> None:
     assert not third.done()  # two in flight: the third waits for a release
     gate.release()
     await asyncio.wait_for(third, 1.0)
+
+
+async def test_a_host_this_rank_never_contacted_gets_its_first_request_at_once() -> None:
+    loop = asyncio.get_running_loop()
+    starts = StartLog()
+    created = loop.time()
+    gate = HostGate(rate=2.0, max_in_flight=4, server_name="a.org", starts=starts)
+    times = await _starts(gate, 3)
+    interval = 1 / (2.0 * PACING_MARGIN)
+    assert times[0] - created < interval / 2  # no wait for the very first request
+    assert min(_gaps(times)) >= interval - SLACK  # then the rate, as always
+    assert starts.last("a.org") == pytest.approx(times[-1])
+
+
+async def test_a_new_gate_keeps_the_spacing_from_this_ranks_last_start_on_the_host() -> None:
+    starts = StartLog()
+    first = HostGate(rate=5.0, max_in_flight=4, server_name="a.org", starts=starts)
+    before = await _starts(first, 2)
+    second = HostGate(rate=5.0, max_in_flight=4, server_name="a.org", starts=starts)
+    after = await _starts(second, 2)
+    assert after[0] - before[-1] >= 1 / (5.0 * PACING_MARGIN) - SLACK
+    other = HostGate(rate=5.0, max_in_flight=4, server_name="b.org", starts=starts)
+    loop = asyncio.get_running_loop()
+    created = loop.time()
+    (alone,) = await _starts(other, 1)
+    assert alone - created < 0.1  # another host: its own first request goes at once
 
 
 def test_rate_must_be_positive() -> None:
