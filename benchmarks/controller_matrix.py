@@ -77,6 +77,8 @@ def draw(rng: random.Random) -> tuple[str, HostModel, int, float]:
         options["latency"] = rng.uniform(1, 3)
     elif kind == "tiny":
         options["limit"] = round(rng.uniform(1, 4), 2)
+        if rng.random() < 0.5:  # as many small servers do, one in two says when to return
+            options["retry_after"] = float(rng.randint(1, 5))
         urls = rng.randint(5, 50)
     host = HostModel(**options)
     if kind == "drop":

@@ -425,9 +425,14 @@ class HostThrottle:
             new_rate = min(rate * settings.decrease, settings.settle_share * served)
             self._cut_to(max(rate * settings.max_cut, new_rate), now)
             return
-        # Nothing measured: back to the highest rate that passed.
+        # Nothing measured: back to the highest rate that passed. Leaving slow start, that
+        # rate passed only briefly (a burst allowance can hide an overshoot for seconds):
+        # one step further back.
         passed = state.max_ok_rate if state.max_ok_rate < rate else 0.0
-        self._cut_to(min(rate * settings.decrease, passed) or rate * settings.decrease, now)
+        new_rate = min(rate * settings.decrease, passed) or rate * settings.decrease
+        if state.phase == "slow_start":
+            new_rate /= self._growth(new_rate / settings.fast_growth)
+        self._cut_to(new_rate, now)
 
     def _pause_until(self, until: float, now: float) -> None:
         state = self._state
