@@ -223,7 +223,10 @@ class _Run:
             self.stats.arrivals.append(start)
             ((status, latency),) = self.host.offer([start])
             bisect.insort(self.in_flight, _Answer(start + latency, status, latency))
-            self.next_start += 1.0 / self.rate_in_force(self.next_start)
+            # Like the workers' gates: a rate change applies to the spacing from the last
+            # start, so a cut is not followed by one last start at the old spacing.
+            guess = start + 1.0 / self.rate_in_force(start)
+            self.next_start = start + 1.0 / self.rate_in_force(guess)
 
     def collect_until(self, now: float) -> Feedback:
         counts = {OK: 0, REFUSED: 0, FORBIDDEN: 0, FAULT: 0}
