@@ -7,6 +7,14 @@ together and knocking the host over again.
 
 A server's ``Retry-After`` is a floor, not a replacement: we wait at least that long, and
 still add our own jitter on top of it when our window is larger.
+
+The window grows with the attempt only for failures where no answer came back (timeouts,
+refused or reset connections, DNS, broken bodies): the host may be struggling, and nothing
+else slows down for it. When the host *answered* (429, 5xx, 408), whether it is overloaded is
+the rate controller's call, made for the whole host from many answers (it cuts the rate and
+pauses the host on a refusal's Retry-After); the URL itself only waits a short jitter, or the
+Retry-After it was given. A host failing a share of requests whatever the rate would
+otherwise finish with a long tail of URLs waiting out exponential backoffs for nothing.
 """
 
 from __future__ import annotations
@@ -55,8 +63,10 @@ class RetryPolicy:
         if self.base < 0 or self.cap < 0:
             raise ValueError(f"base and cap must be >= 0, got {self.base} and {self.cap}")
 
-    def backoff_window(self, attempt: int) -> float:
+    def backoff_window(self, attempt: int, error_code: int = codes.TIMEOUT) -> float:
         """Upper end of the full-jitter window after try number ``attempt`` failed."""
+        if error_code > 0:  # the host answered: see the module docstring
+            return min(self.cap, self.base)
         return min(self.cap, self.base * 2.0 ** min(attempt, _MAX_EXPONENT))
 
     def decide(
@@ -75,7 +85,7 @@ class RetryPolicy:
             return RetryDecision(
                 False, 0.0, f"gave up after {attempt + 1} tries: {codes.describe(error_code)}"
             )
-        delay = rng.uniform(0.0, self.backoff_window(attempt))
+        delay = rng.uniform(0.0, self.backoff_window(attempt, error_code))
         reason = f"retry {attempt + 1}/{self.max_retries} after {codes.describe(error_code)}"
         if retry_after is not None and retry_after > delay:
             delay = retry_after

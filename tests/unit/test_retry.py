@@ -44,11 +44,25 @@ def test_delay_is_full_jitter_over_the_exponential_window(attempt: int) -> None:
     policy = RetryPolicy(max_retries=10, base=0.5, cap=8.0)
     window = min(8.0, 0.5 * 2**attempt)
     rng = random.Random(attempt)
-    delays = [policy.decide(503, attempt, rng).delay for _ in range(2000)]
+    delays = [policy.decide(codes.TIMEOUT, attempt, rng).delay for _ in range(2000)]
     assert all(0.0 <= d <= window for d in delays)
     # Full jitter spreads over the whole window, not just near its top or bottom.
     assert min(delays) < 0.05 * window
     assert max(delays) > 0.95 * window
+
+
+@pytest.mark.parametrize("code", [429, 500, 503])
+@pytest.mark.parametrize("attempt", [0, 3, 6])
+def test_a_host_that_answered_leaves_only_a_short_jitter_to_the_url(
+    code: int, attempt: int
+) -> None:
+    # Whether the host is overloaded is the rate controller's call for the whole host; a
+    # host failing some requests whatever the rate must not end on a tail of backoffs.
+    policy = RetryPolicy(max_retries=10, base=0.5, cap=8.0)
+    rng = random.Random(attempt)
+    delays = [policy.decide(code, attempt, rng).delay for _ in range(500)]
+    assert max(delays) <= 0.5
+    assert policy.decide(code, attempt, rng, retry_after=3.0).delay >= 3.0
 
 
 def test_window_is_capped_and_huge_attempts_do_not_overflow() -> None:
