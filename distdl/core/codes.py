@@ -57,10 +57,14 @@ DESCRIPTIONS: dict[int, str] = {
 # HTTP statuses worth another try: the server may answer differently later.
 RETRYABLE_HTTP = frozenset({408, 420, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 RETRYABLE_INTERNAL = frozenset({CONNECTION_ERROR, DNS_ERROR, TIMEOUT, PAYLOAD_ERROR})
+# Statuses worth a few more tries, not max_retries: some CDNs answer 403 to a client that is
+# too fast (the rate controller then slows down), but most 403s forbid the image for good,
+# and each extra try of those is a wasted request.
+FEW_RETRIES = {403: 2}
 
 
 def is_retryable(code: int) -> bool:
-    return code in RETRYABLE_HTTP or code in RETRYABLE_INTERNAL
+    return code in RETRYABLE_HTTP or code in RETRYABLE_INTERNAL or code in FEW_RETRIES
 
 
 def describe(code: int) -> str:

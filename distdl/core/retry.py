@@ -65,6 +65,8 @@ class RetryPolicy:
 
     def backoff_window(self, attempt: int, error_code: int = codes.TIMEOUT) -> float:
         """Upper end of the full-jitter window after try number ``attempt`` failed."""
+        if error_code in codes.FEW_RETRIES:  # give a throttling CDN time to cool down
+            return min(self.cap, self.base * 2.0 ** min(attempt + 1, _MAX_EXPONENT))
         if error_code > 0:  # the host answered: see the module docstring
             return min(self.cap, self.base)
         return min(self.cap, self.base * 2.0 ** min(attempt, _MAX_EXPONENT))
@@ -81,7 +83,7 @@ class RetryPolicy:
             raise ValueError(f"attempt must be >= 0, got {attempt}")
         if not codes.is_retryable(error_code):
             return RetryDecision(False, 0.0, f"not retryable: {codes.describe(error_code)}")
-        if attempt >= self.max_retries:
+        if attempt >= min(self.max_retries, codes.FEW_RETRIES.get(error_code, attempt + 1)):
             return RetryDecision(
                 False, 0.0, f"gave up after {attempt + 1} tries: {codes.describe(error_code)}"
             )

@@ -24,7 +24,7 @@ def test_retryable_code_is_tried_max_retries_plus_one_times(code: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "code", [404, 403, 410, codes.UNDECODABLE, codes.TOO_LARGE, codes.SSL_ERROR]
+    "code", [404, 410, codes.UNDECODABLE, codes.TOO_LARGE, codes.SSL_ERROR]
 )
 def test_permanent_failures_are_never_retried(code: int) -> None:
     decision = RetryPolicy().decide(code, 0, random.Random(0))
@@ -108,3 +108,14 @@ def test_invalid_arguments_are_rejected() -> None:
         RetryPolicy(max_retries=-1)
     with pytest.raises(ValueError):
         RetryPolicy(cap=-1.0)
+
+
+def test_a_403_gets_two_more_tries_at_most_and_time_to_cool_down() -> None:
+    # Some CDNs answer 403 to a burst; most 403s forbid the image for good.
+    policy = RetryPolicy(max_retries=7, base=1.0, cap=60.0)
+    rng = random.Random(0)
+    assert policy.decide(403, 0, rng).retry
+    assert policy.decide(403, 1, rng).retry
+    assert not policy.decide(403, 2, rng).retry
+    assert not RetryPolicy(max_retries=1).decide(403, 1, rng).retry
+    assert max(policy.decide(403, 1, rng).delay for _ in range(200)) > 1.0
