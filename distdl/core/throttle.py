@@ -431,7 +431,9 @@ class HostThrottle:
         passed = state.max_ok_rate if state.max_ok_rate < rate else 0.0
         new_rate = min(rate * settings.decrease, passed) or rate * settings.decrease
         if state.phase == "slow_start":
-            new_rate /= self._growth(new_rate / settings.fast_growth)
+            # Not below the safe start, though, if that passed: it is where every host began.
+            floor = min(new_rate, settings.safe_start)
+            new_rate = max(floor, new_rate / self._growth(new_rate / settings.fast_growth))
         self._cut_to(new_rate, now)
 
     def _pause_until(self, until: float, now: float) -> None:
