@@ -40,9 +40,11 @@ Each rule: *signal in a window* → reaction. *Why.*
    grow with the rate.*
 6. 5xx/timeouts at the share seen at lower rates → nothing (retries do the rest). *Faults
    whatever the rate: slowing down would only lengthen the run.*
-7. 403s that go on through ``forbidden_cuts`` cuts → they become the host's usual share.
-   *It forbids that content whatever the rate.* After a cut that ended a 403 burst,
-   every 403 is a refusal. *That host says "too fast" with 403.*
+7. 403s → a refusal at once in slow start on a host that forbade nothing yet, and on a
+   host that stopped after such a cut; measured bursts of them otherwise (rule 1). *A CDN
+   refusing a ramp with 403 must be answered before half its requests are refused.* When
+   halving the rate halves the images served, the 403s become the host's usual share and
+   stop counting. *It forbids that content whatever the rate.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
    of the rate proves it) → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
    above. *Most hosts take the expected rate; past it a burst allowance may hide an
@@ -143,12 +145,9 @@ class ThrottleSettings:
     # rate (2% over 50 answers): a first 503 or two is not yet load.
     prior_failure_share: float = 0.02
     prior_answers: float = 50.0
-    # 403s are a refusal when a measured window has improbably many (at least forbidden_min)
-    # for the host's usual share; when they go on through forbidden_cuts measured cuts in a
-    # row (each to below the rate the host served), the host forbids that content whatever
-    # the rate: their share becomes the usual one, and slowing down would only cost time.
+    # A measured window with at least this many 403s, improbably many for the host, is a
+    # burst of refusals (some CDNs forbid instead of throttling).
     forbidden_min: int = 3
-    forbidden_cuts: int = 2
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.max_rate:
@@ -244,9 +243,11 @@ class _State:
     probing: bool = False
     hold_until: float = -math.inf  # after a cut: answers to the old rate are dropped
     tested_from: float = -math.inf  # clean windows starting earlier saw an older rate
-    forbidden_bursts: int = 0  # measured windows in a row with a burst of 403s
     usual_forbidden: float = 0.0  # share of 403s that went on whatever the rate
     refuses_with_403: bool = False  # a cut ended a burst of 403s: each 403 is a refusal
+    # The rate and 403 share at the first of a series of 403 cuts (no clean window between).
+    forbidden_series_rate: float = 0.0
+    forbidden_series_served: float = 0.0
     paused_until: float = -math.inf
     # The host's share of 5xx/timeouts by rate band: load is a share that grows with rate.
     failures: FailureBands = field(default_factory=lambda: FailureBands(0.02, 50.0))
@@ -317,7 +318,7 @@ class HostThrottle:
             # Answers to the rate before the last cut are not held against the new one.
             self._start_window(now)
             return self.rate
-        if window.rate_limited or (state.refuses_with_403 and window.forbidden):
+        if window.rate_limited or (window.forbidden and self._forbidden_means_too_fast()):
             self._on_refusal(window, now)
         elif state.window_start < state.tested_from:
             if now >= state.tested_from:
@@ -329,22 +330,13 @@ class HostThrottle:
 
     def _judge(self, window: Feedback, now: float) -> None:
         """A ready window without a 429: 403s, load or clean."""
-        state, settings = self._state, self._settings
+        settings = self._settings
         doubtful = self._forbidden_tail(window) < FORBIDDEN_DOUBT
         if doubtful and window.total < settings.measure_answers:
             return  # 403s are no emergency: wait for a window that can tell
         if self._forbidden_burst(window):
-            state.forbidden_bursts += 1
-            if state.forbidden_bursts <= settings.forbidden_cuts:
-                self._on_refusal(window, now)
-                return
-            # The 403s went on through the cuts: the host forbids this content.
-            state.usual_forbidden = window.forbidden / window.total
-            state.refuses_with_403 = False
-        elif state.forbidden_bursts:
-            # A cut ended the burst: this host says 403 for "too fast", like a 429.
-            state.refuses_with_403 = state.usual_forbidden == 0
-        state.forbidden_bursts = 0
+            self._on_refusal(window, now)  # unless the 403s outlasted the cuts already
+            return
         if self._is_load(window):
             self._on_load(window, now)
         else:
@@ -357,6 +349,16 @@ class HostThrottle:
             window.total >= settings.window_answers
             and now - self._state.window_start >= settings.window_seconds
         )
+
+    def _forbidden_means_too_fast(self) -> bool:
+        """A 403 is a refusal at once on a host known to throttle with 403, and in slow
+        start on a host that has not forbidden anything yet: a CDN refusing a ramp with 403
+        must be answered before half the ramp's requests are refused; a lone forbidden
+        image only ends slow start a little early (recovery climbs back)."""
+        state = self._state
+        if state.refuses_with_403:
+            return True
+        return state.phase == "slow_start" and state.usual_forbidden == 0
 
     def _forbidden_tail(self, window: Feedback) -> float:
         """How likely this many 403s are at the host's usual share of them."""
@@ -390,6 +392,9 @@ class HostThrottle:
     # --- decreasing -----------------------------------------------------------------
     def _on_refusal(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
+        if not window.rate_limited and not self._forbidden_refusal_counts(window):
+            self._start_window(now)
+            return
         rate = state.rate
         quiet = state.since_refusal - window.total >= settings.quiet_answers
         lone = window.rate_limited + window.forbidden <= 1
@@ -443,6 +448,30 @@ class HostThrottle:
             state.episode_paused += until - max(now, state.paused_until)
             state.paused_until = until
 
+    def _forbidden_refusal_counts(self, window: Feedback) -> bool:
+        """Whether a refusal made of 403s is one: not when they outlast halving the rate.
+
+        A CDN refusing a client that is too fast serves its limit whatever we send: halving
+        the rate leaves the images served per second as they were. A host forbidding some of
+        its images forbids the same share at any rate: halving the rate halves them.
+        """
+        state = self._state
+        share = window.forbidden / max(window.total, 1)
+        served = state.rate * (1 - share)
+        state.refuses_with_403 = True  # until the 403s outlast the cuts
+        if state.forbidden_series_rate == 0:
+            state.forbidden_series_rate, state.forbidden_series_served = state.rate, served
+            return True
+        halved = state.rate <= 0.5 * state.forbidden_series_rate
+        measured = window.total >= self._settings.measure_answers
+        if not (halved and measured) or served > 0.7 * state.forbidden_series_served:
+            return True
+        # Half the rate, half the images served: the host forbids that content.
+        state.usual_forbidden = share
+        state.refuses_with_403 = False
+        state.forbidden_series_rate = 0.0
+        return False
+
     def _on_load(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
         if window.server_retry_after:
@@ -481,6 +510,7 @@ class HostThrottle:
             return
         state.max_ok_rate = max(state.max_ok_rate, state.rate)
         state.clean_answers += window.total
+        state.forbidden_series_rate = 0.0
         if state.phase == "slow_start":
             self._set_rate(state.rate * self._growth(state.rate), now)
             return
