@@ -20,11 +20,17 @@ The algorithm
   (or its pid now belongs to a younger process), or when its mtime is more than
   :data:`STALE_AFTER` seconds old — measured against the mtime of a probe file created in
   the same folder, so both times come from the same clock (see below), not from this host's.
-* **Take-over** is itself race-safe: the stale file is renamed to a unique name (``rename``
-  is atomic: of two contenders only one moves it), the moved file is checked to be the very
-  inode that was judged stale, and only then deleted before a new ``O_EXCL`` create — which
-  again only one process wins. Had a third run taken the lock in between, the moved file is
-  linked back into place. A take-over is logged as a warning naming the previous holder.
+* **Take-over** is itself race-safe. Only the holder of a second ``O_EXCL`` file,
+  ``distdl.lock.takeover``, may remove a stale lock, so no two processes ever move lock
+  files at once (a guard older than 30 s was left by a taker that died, and is removed the
+  same way). Its holder checks that the lock file still is the very
+  one it judged stale (same inode, mtime and content: inode numbers alone are reused at
+  once) — other contenders only ever create files, so it stays so — renames it to a unique
+  name, checks the moved file again, deletes it, and creates its own with ``O_EXCL``, which
+  a plain contender may still win: either way exactly one process holds the lock. (Only a
+  "stale" holder that was merely frozen and releases its lock at that very instant could
+  slip through; the heartbeat of the run that lost would then report it.) A take-over is
+  logged as a warning naming the previous holder.
 * **Release** (on every exit, exceptions included): stop the heartbeat, delete the file if
   the path still names ours.
 
@@ -45,124 +51,38 @@ heartbeat.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 
-import psutil
-
 from distdl.errors import OutputLockedError
 from distdl.io.atomic import fsync_dir
+from distdl.io.lock_file import (
+    LOCK_FILE,
+    LockHolder,
+    LockState,
+    lock_path,
+    move_aside_if_same,
+    now_iso,
+    process_gone,
+    read_lock,
+    same_file,
+    take_guard,
+)
 
 log = logging.getLogger("distdl.lock")
 
-LOCK_FILE = "distdl.lock"
 TOKEN_ENV = "DISTDL_LOCK_TOKEN"  # ranks started by the holder borrow its lock
 HEARTBEAT_INTERVAL = 30.0  # seconds between two heartbeats of the holder
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a lock is taken over
-_TAKE_ATTEMPTS = 5
-
-
-def lock_path(root: Path) -> Path:
-    return Path(root) / LOCK_FILE
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    """The record in the lock file."""
-
-    host: str
-    pid: int
-    started_at: str
-    heartbeat_at: str
-    command: str
-    token: str
-
-    def to_bytes(self) -> bytes:
-        # Fixed key order and fixed-width times: every heartbeat rewrites the same length.
-        return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
-
-    @classmethod
-    def parse(cls, data: bytes) -> LockHolder | None:
-        """The record, or None while it is being written (or when it is damaged)."""
-        try:
-            fields = json.loads(data)
-            return cls(**{name: fields[name] for name in cls.__dataclass_fields__})
-        except (ValueError, TypeError, KeyError):
-            return None
-
-    def describe(self) -> str:
-        return f"`{self.command}` on host {self.host}, pid {self.pid}, started {self.started_at}"
-
-
-def _process_gone(holder: LockHolder) -> bool:
-    """True when the holder ran on this host and its process no longer exists."""
-    if holder.host != socket.gethostname():
-        return False  # another node's processes are not ours to see
-    try:
-        created = psutil.Process(holder.pid).create_time()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
-    try:
-        started = datetime.fromisoformat(holder.started_at).timestamp()
-    except ValueError:
-        return False
-    return created > started + 2  # the pid was reused by a younger process
-
-
-def _filesystem_now(folder: Path) -> float:
-    """The file system's idea of now: the mtime of a file created there this instant."""
-    probe = folder / f".{LOCK_FILE}.probe-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except OSError:
-        return time.time()
-    try:
-        return os.fstat(fd).st_mtime
-    finally:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(probe)
-
-
-@dataclass(frozen=True)
-class LockState:
-    """What the lock file says now: its holder (None while unreadable) and heartbeat age."""
-
-    holder: LockHolder | None
-    age: float
-    stat: os.stat_result
-
-
-def read_lock(root: Path) -> LockState | None:
-    """The current lock of ``root``, or None when no run holds it."""
-    path = lock_path(root)
-    try:
-        with open(path, "rb") as handle:
-            stat = os.fstat(handle.fileno())
-            data = handle.read()
-    except FileNotFoundError:
-        return None
-    age = max(0.0, _filesystem_now(Path(root)) - stat.st_mtime)
-    return LockState(LockHolder.parse(data), age, stat)
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+_TAKE_PATIENCE = 15.0  # seconds to keep trying while another process takes over
+_TAKE_RETRY = 0.05
 
 
 class OutputLock:
@@ -196,7 +116,8 @@ class OutputLock:
         if self._borrow():
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        for _ in range(_TAKE_ATTEMPTS):
+        deadline = time.monotonic() + _TAKE_PATIENCE
+        while time.monotonic() < deadline:
             if self._create():
                 self._start_heartbeat()
                 return
@@ -206,10 +127,13 @@ class OutputLock:
             reason = self._stale_reason(state)
             if reason is None:
                 raise OutputLockedError(self._locked_message(state))
-            self._take_over(state, reason)
+            if self._take_over(state, reason):
+                self._start_heartbeat()
+                return
+            time.sleep(_TAKE_RETRY)  # another process is taking over: look again
         raise OutputLockedError(
-            f"{self.root} is in use: its lock {self.path} changed hands {_TAKE_ATTEMPTS} "
-            "times while this run tried to take it; another run is starting here"
+            f"{self.root} is in use: another run kept taking over its stale lock {self.path} "
+            f"for {_TAKE_PATIENCE:.0f} s; try again"
         )
 
     def _borrow(self) -> bool:
@@ -228,7 +152,7 @@ class OutputLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
         except FileExistsError:
             return False
-        now = _now_iso()
+        now = now_iso()
         self._holder = LockHolder(
             host=socket.gethostname(),
             pid=os.getpid(),
@@ -250,28 +174,31 @@ class OutputLock:
         return True
 
     def _stale_reason(self, state: LockState) -> str | None:
-        if state.holder is not None and _process_gone(state.holder):
+        if state.holder is not None and process_gone(state.holder):
             return f"its process {state.holder.pid} on this host is gone"
         if state.age > self.stale_after:
             return f"its last heartbeat is {state.age:.0f} s old"
         return None
 
-    def _take_over(self, judged: LockState, reason: str) -> None:
-        aside = self.path.with_name(f"{LOCK_FILE}.stale-{os.getpid()}-{secrets.token_hex(4)}")
+    def _take_over(self, judged: LockState, reason: str) -> bool:
+        """Replace the stale lock ``judged`` by ours; True when this process now holds it.
+
+        Only the holder of the take-over guard may move a lock aside, so no two processes
+        ever move lock files at once; contenders without it just retry their create.
+        """
+        guard = self.path.with_name(f"{LOCK_FILE}.takeover")
+        if not take_guard(guard):
+            return False
         try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return  # another contender moved it first
-        if not _same_file(os.stat(aside), judged.stat):
-            # A third run took the lock between our look and our rename: give it back.
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, self.path)
-            os.unlink(aside)
-            return
-        os.unlink(aside)
-        who = judged.holder.describe() if judged.holder else "an unreadable lock"
-        self.took_over_from = f"{who} ({reason})"
-        log.warning("took over the stale lock %s of %s", self.path, self.took_over_from)
+            if not move_aside_if_same(self.path, judged):
+                return False  # released or replaced meanwhile: judge again
+            who = judged.holder.describe() if judged.holder else "an unreadable lock"
+            self.took_over_from = f"{who} ({reason})"
+            log.warning("took over the stale lock %s of %s", self.path, self.took_over_from)
+            return self._create()  # a plain create may still beat us to it: then we lose
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(guard)
 
     def _locked_message(self, state: LockState) -> str:
         who = (
@@ -315,7 +242,7 @@ class OutputLock:
                 )
                 return
             assert self._holder is not None
-            self._holder = LockHolder(**{**asdict(self._holder), "heartbeat_at": _now_iso()})
+            self._holder = LockHolder(**{**asdict(self._holder), "heartbeat_at": now_iso()})
             try:
                 self._write_record(self._holder)
             except OSError as exc:  # a hiccup of the file server: try again next beat
@@ -326,7 +253,7 @@ class OutputLock:
         if self._fd is None:
             return self._borrowed
         try:
-            return _same_file(os.stat(self.path), os.fstat(self._fd))
+            return same_file(os.stat(self.path), os.fstat(self._fd))
         except OSError:
             return False
 

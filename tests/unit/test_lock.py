@@ -201,3 +201,27 @@ def test_of_many_simultaneous_contenders_exactly_one_wins(tmp_path: Path, stale:
     assert wins.value == 1
     assert not (tmp_path / LOCK_FILE).exists()
     assert [p for p in os.listdir(tmp_path) if p != LOCK_FILE] == []
+
+
+def test_a_take_over_in_progress_elsewhere_is_waited_for_not_joined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distdl.io import lock as lock_module
+
+    plant_lock(tmp_path, host="node-4", pid=1, age=3600)
+    (tmp_path / f"{LOCK_FILE}.takeover").write_text("node-5 77 busy\n")  # a live taker
+    monkeypatch.setattr(lock_module, "_TAKE_PATIENCE", 0.5)
+    with pytest.raises(OutputLockedError, match="kept taking over"):
+        OutputLock(tmp_path, "x").acquire()
+    assert json.loads((tmp_path / LOCK_FILE).read_text())["host"] == "node-4"  # untouched
+
+
+def test_a_guard_left_by_a_taker_that_died_is_removed(tmp_path: Path) -> None:
+    plant_lock(tmp_path, host="node-4", pid=1, age=3600)
+    guard = tmp_path / f"{LOCK_FILE}.takeover"
+    guard.write_text("node-5 77 died\n")
+    then = time.time() - 120
+    os.utime(guard, (then, then))
+    with OutputLock(tmp_path, "x") as lock:
+        assert lock.took_over_from is not None and "node-4" in lock.took_over_from
+    assert os.listdir(tmp_path) == []
