@@ -16,6 +16,7 @@ real sockets and MPI ranks; this one isolates the controller's rules.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from distdl.testing.host_model import HostModel, simulate
 REPORT = 0.25  # the workers' feedback interval
 CONTROL_DELAY = 0.05  # rank 0 to the workers' gates
 MAX_IN_FLIGHT = 16  # the workers' default max_in_flight_per_host
+# Hosts whose bound is at least this long: the ramp from the safe start is paid off.
+LONG = 30.0
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Outcome:
     limit: float
     urls: int
     default: float
+    bound: float  # seconds
     ratio: float  # time to finish / bound
     refused: int
     requests: int
@@ -121,6 +125,7 @@ def run_one(seed: int) -> Outcome:
         limit,
         urls,
         default,
+        ideal,
         finish / ideal,
         stats.refused,
         stats.requests,
@@ -142,20 +147,34 @@ def main() -> None:
                 f"{o.requests:5d}  window/limit {o.window_ratio:4.2f}"
             )
     print(
-        f"{'kind':10s} {'runs':>4s} {'finish/bound med':>16s} {'worst':>6s} "
-        f"{'429 share':>9s} {'worst host 429':>14s} {'window/limit worst':>18s}"
+        f"{'kind':10s} {'runs':>4s} {'finish/bound':>13s} {'long bound':>11s} {'429 share':>9s}"
+        f" {'hosts > allowance':>17s} {'window/limit':>13s}"
+    )
+    print(
+        f"{'':15s} {'med':>6s} {'worst':>6s} {'med':>5s} {'worst':>5s} {'':9s} {'':17s} {'worst':>13s}"
     )
     kinds = sorted({o.kind for o in outcomes})
     for kind in [*kinds, "ALL"]:
-        group = [o for o in outcomes if kind in (o.kind, "ALL")]
-        share = sum(o.refused for o in group) / max(1, sum(o.requests for o in group))
-        worst_host = max(group, key=lambda o: o.refused / max(o.requests, 1))
-        print(
-            f"{kind:10s} {len(group):4d} {statistics.median(o.ratio for o in group):16.3f} "
-            f"{max(o.ratio for o in group):6.2f} {100 * share:8.2f}% "
-            f"{worst_host.refused:5d}/{worst_host.requests:<7d} "
-            f"{max(o.window_ratio for o in group):18.2f}"
-        )
+        print(_row(kind, [o for o in outcomes if kind in (o.kind, "ALL")]))
+
+
+def _row(kind: str, group: list[Outcome]) -> str:
+    """One kind's figures; "long bound" counts only hosts whose bound is >= LONG seconds."""
+    share = sum(o.refused for o in group) / max(1, sum(o.requests for o in group))
+    # The issue's allowance: 10% of a host's requests when it got >= 50, else 2 answers.
+    over = sum(
+        1
+        for o in group
+        if (o.requests >= 50 and o.refused > 0.1 * o.requests)
+        or (o.requests < 50 and o.refused > 2)
+    )
+    long = [o.ratio for o in group if o.bound >= LONG] or [math.nan]
+    ratios = [o.ratio for o in group]
+    return (
+        f"{kind:10s} {len(group):4d} {statistics.median(ratios):6.2f} {max(ratios):6.2f} "
+        f"{statistics.median(long):5.2f} {max(long):5.2f} {100 * share:8.2f}% "
+        f"{over:9d} of {len(group):<4d} {max(o.window_ratio for o in group):13.2f}"
+    )
 
 
 if __name__ == "__main__":

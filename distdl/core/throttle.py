@@ -123,7 +123,7 @@ class ThrottleSettings:
     # A measured cut never removes more than this share in one step, however bad one
     # window looks (answers to the old rate are still in it).
     max_cut: float = 0.5
-    # Answers to the old rate arrive for about one report period after a cut.
+    # Answers to the old rate arrive for about one report period (plus a latency) after a cut.
     hold_seconds: float = 0.5
     # At the top, probe +probe_step after this many clean answers and seconds: rare enough
     # that a failed probe's 429 or two is well under 1% of the answers.
@@ -495,7 +495,7 @@ class HostThrottle:
         state.probes_passed = 0
         state.clean_answers = 0
         state.clean_since = now
-        state.hold_until = now + max(settings.hold_seconds, self._answer_delay())
+        state.hold_until = now + settings.hold_seconds + self._answer_delay()
         state.tested_from = state.hold_until
         self._start_window(now)
 

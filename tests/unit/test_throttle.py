@@ -144,7 +144,7 @@ def test_an_overloaded_host_is_kept_near_its_knee(knee: float, slope: float) -> 
     for seed in SEEDS:
         host = HostModel(None, seed=seed, knee=knee, overload_slope=slope)
         _, stats = _run(host, seconds=180.0)
-        assert 0.6 * knee <= stats.mean_rate(60.0, 180.0) <= 1.25 * knee
+        assert 0.6 * knee <= stats.mean_rate(60.0, 180.0) <= 1.3 * knee
         # A gentle overload (a few percent of 503s just past the knee) looks like faults
         # whatever the rate until the share clearly grows; the knee is found by them.
         assert stats.overloaded < 0.2 * stats.requests
