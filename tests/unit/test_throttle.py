@@ -146,8 +146,9 @@ def test_an_overloaded_host_is_kept_near_its_knee(knee: float, slope: float) -> 
         _, stats = _run(host, seconds=180.0)
         assert 0.6 * knee <= stats.mean_rate(60.0, 180.0) <= 1.3 * knee
         # A gentle overload (a few percent of 503s just past the knee) looks like faults
-        # whatever the rate until the share clearly grows; the knee is found by them.
-        assert stats.overloaded < 0.2 * stats.requests
+        # whatever the rate until the share clearly grows; the knee is found by them. At a
+        # low knee few answers arrive per band, so telling 15% from 9% takes a while.
+        assert stats.overloaded < 0.25 * stats.requests
         assert stats.max_in_window(start=30.0) <= 2 * knee
 
 
