@@ -16,22 +16,26 @@ What servers do
   good proxy): those 5xx and timeouts say nothing about the rate, and slowing down only
   makes the run longer. An overloaded back end fails *more* as it is pushed: its share of
   5xx jumps when the rate crosses its knee. The two are told apart by statistics: the
-  controller learns the host's usual share of failures, and a window with improbably many
-  more (a binomial tail below ``load_evidence``) is load.
+  controller keeps the share of failures the host showed at each rate band, and a share
+  improbably higher than at lower rates (a binomial tail below ``load_evidence``) is load.
 
 The rules
 ---------
 Each rule: *signal in a window* → reaction. *Why.*
 
 1. Refused (429, 420, 503 SlowDown; a burst of 403 — a measured window with improbably
-   many for the host, at least ``forbidden_min``) → cut to ``settle_share`` × the rate
-   served, at most by ``max_cut``; ceiling := what it served. *A drained bucket serves
-   its limit; just under it, the bucket refills.*
+   many for the host, at least ``forbidden_min``), in a window of ``measure_answers`` or
+   with several refusals → cut to ``settle_share`` × the rate served (by ``decrease`` at
+   least, ``max_cut`` at most); ceiling := what it served. *A drained bucket serves its
+   limit; just under it, the bucket refills.*
 2. Refused, one answer after ``quiet_answers`` clean ones → cut by ``mild_decrease``, no
    hold. *Arrival jitter at a one-token bucket; a real overshoot complains again at once.*
-3. Refused, one answer otherwise (nothing measured) → back to the highest rate that
-   passed (or by ``decrease``); ceiling := the refused rate. *Between a rate that
-   passed and one that did not, the limit.*
+3. Refused, one answer otherwise → again soon after a cut: ``settle_share`` × what the
+   host served since the run of refusals began (Retry-After pauses excluded); else back to
+   the highest rate that passed (or by ``decrease``), one step further when leaving slow
+   start, never below the safe start if that passed; ceiling := the refused rate.
+   *Between a rate that passed and one that did not, the limit; a rate that passed only
+   for a slow-start window may have passed on a burst allowance.*
 4. Refused with Retry-After → the whole host pauses for it, besides 1–3. *The server
    said when to come back.*
 5. 5xx/timeouts improbably many (binomial tail < ``load_evidence``) for the share the
@@ -56,14 +60,15 @@ Each rule: *signal in a window* → reaction. *Why.*
     → the ceiling is forgotten; a probe refused at once doubles the wait for the next.
     *The limit may have risen; probes are rare and small, so they cost few 429s.*
 
-After any cut the controller *holds* for ``hold_seconds``: answers to the old rate are still
-arriving and are not held against the new one. The rate always stays within
+After any cut the controller *holds* for ``hold_seconds`` plus the host's latency: answers
+to the old rate are still arriving and are not held against the new one. A clean window is
+judged only once answers to the current rate are coming back. The rate always stays within
 ``[min_rate, max_rate]``; ``rate_multiplier`` < 1 keeps the rate at that share of the
 learned limit (the ceiling) once the host has shown one.
 
-An unknown host starts at ``min(safe_start, expected_rate)``: a tiny museum server that
+An unknown host starts at ``min(safe_start, start_rate)``: a tiny museum server that
 allows 1–2 req/s sees at most a request or two too many, whatever ``default_rate_limit``
-(``expected_rate``) says.
+(``start_rate``) says.
 """
 
 from __future__ import annotations
