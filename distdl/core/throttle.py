@@ -290,6 +290,15 @@ class HostThrottle:
         return self._state.max_ok_rate
 
     @property
+    def learned_rate(self) -> float:
+        """The rate worth starting the next run from: the highest rate of a clean window,
+        but not above where recovery aims once the host has refused (a clean window just
+        past the limit may have passed on a burst allowance)."""
+        state = self._state
+        learned = state.max_ok_rate or state.rate
+        return min(learned, self._top()) if math.isfinite(state.ceiling) else learned
+
+    @property
     def ceiling(self) -> float:
         """The lowest rate the host refused at; ``inf`` if unknown."""
         return self._state.ceiling

@@ -174,7 +174,7 @@ class HostBudgets:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         for server, throttle in self._throttles.items():
             old = profiles.get(server)
-            learned = round(throttle.max_ok_rate or throttle.rate, 3)
+            learned = round(throttle.learned_rate, 3)
             seen = self._observed(server)
             if old is not None and old.max_rate_limit is None:
                 profiles[server] = replace(old, rate_limit=min(learned, old.rate_limit), **seen)

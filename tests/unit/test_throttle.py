@@ -202,6 +202,17 @@ def test_snapshot_and_restore_start_from_the_learned_state() -> None:
     assert stats.refused_share < 0.01
 
 
+def test_the_learned_rate_is_not_one_that_passed_on_a_burst_allowance() -> None:
+    throttle, _ = _run(HostModel(10.0, burst=2.0, seed=1))
+    assert math.isfinite(throttle.ceiling)
+    assert throttle.learned_rate <= throttle.max_ok_rate
+    assert throttle.learned_rate <= 0.9 * throttle.ceiling + 1e-9
+    assert 0.7 * 10.0 <= throttle.learned_rate <= 1.05 * 10.0
+    never_refused = HostThrottle(ThrottleSettings(max_rate=20.0), now=0.0)
+    simulate(never_refused, HostModel(None), 30.0)
+    assert never_refused.learned_rate == pytest.approx(20.0)
+
+
 def test_restore_needs_only_a_rate_and_clamps_it() -> None:
     settings = ThrottleSettings(start_rate=3.0, max_rate=50.0)
     assert HostThrottle.restore(settings, {"rate": 12.0}, now=0.0).rate == 12.0
