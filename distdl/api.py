@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from distdl.config import Config, load_config
-from distdl.errors import DistdlError, RankFailure
+from distdl.core.stopping import DEFAULT_GRACE, stopped_line
+from distdl.errors import DistdlError, RankFailure, RunStopped
 from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
 from distdl.io.lock import OutputLock, read_lock
@@ -20,9 +22,15 @@ from distdl.reset import reset_output
 from distdl.runtime.coordinator import RunReport
 from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
 from distdl.runtime.event_loop import run_loop
-from distdl.runtime.launch import default_rank_count, launch_local_ranks
+from distdl.runtime.launch import RanksExit, default_rank_count, launch_local_ranks, stop_grace
 from distdl.runtime.logs import configure_logging
-from distdl.runtime.mpi_channel import MpiChannel, checked_world, launched_world_size
+from distdl.runtime.mpi_channel import (
+    MpiChannel,
+    abort_at_exit,
+    checked_world,
+    launched_world_size,
+)
+from distdl.runtime.stop_signals import StopSignal, raising_stop_signals, stop_signal_of
 from distdl.stages import (
     STAGES,
     InputFormat,
@@ -59,14 +67,30 @@ def download_images(config_path: str | os.PathLike[str], **options: object) -> R
 
 
 def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions()) -> RunOutcome:
+    """Raises RunStopped when SIGINT, SIGTERM or SIGUSR1 stopped it (gracefully)."""
     config = load_config(config_path)
     layout = Layout.from_config(config)
     world = launched_world_size()
     if world is not None and world > 1:
         return _run_as_mpi_rank(config, layout, options, str(config_path))
     configure_logging(layout, 0, config.downloader_parameters.logger_level, console=True)
-    with OutputLock(layout.root, _lock_command(options, config_path)):
-        return _run_here(config, layout, options, config_path)
+    signum: int | None = None
+    with raising_stop_signals():
+        try:
+            with OutputLock(layout.root, _lock_command(options, config_path)):
+                return _run_here(config, layout, options, config_path)
+        except (KeyboardInterrupt, StopSignal) as exc:
+            signum = stop_signal_of(exc)
+    assert signum is not None
+    raise RunStopped(signum, _stopped_line(layout, str(config_path)))
+
+
+def _stopped_line(layout: Layout, config_path: str) -> str:
+    """``stopped: N partitions done, M left; continue with: …`` from what is on disk."""
+    totals = dataset_totals(layout)
+    planned = Checkpoint.load(layout.checkpoint_file).is_complete("batched")
+    left = totals.partitions_planned - totals.partitions_done if planned else None
+    return stopped_line(totals.partitions_done, left, config_path)
 
 
 def _lock_command(options: RunOptions, config_path: str | os.PathLike[str]) -> str:
@@ -84,9 +108,8 @@ def _run_here(
     ranks = options.ranks or default_rank_count()
     if _wants_download(checkpoint, options) and ranks > 1:
         # The ranks do the rest: rank 0 writes the profiles table, then all download.
-        code = launch_local_ranks(ranks, _rank_argv(str(config_path), options))
-        if code != 0:
-            raise RankFailure(f"the MPI ranks exited with code {code}; see {layout.logs}")
+        ended = launch_local_ranks(ranks, _rank_argv(str(config_path), options), stop_grace())
+        _check_ranks_exit(ended, layout, str(config_path))
         checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
         return _outcome(layout, checkpoint, None)
     if _wants("profiled", checkpoint, options):
@@ -95,9 +118,29 @@ def _run_here(
     _requeue_errors(layout, checkpoint, options)
     if not _wants("downloaded", checkpoint, options):
         return _outcome(layout, checkpoint, None)
-    report = run_loop(run_in_process(config, layout, options.retry_errors))
+    report = run_loop(run_in_process(config, layout, options.retry_errors, grace=stop_grace()))
+    if report.stopped_by is not None:
+        _outcome(layout, checkpoint, report)  # the run's summary is saved all the same
+        raise RunStopped(report.stopped_by, _stopped_line(layout, str(config_path)))
     _finish_download(layout, checkpoint)
     return _outcome(layout, checkpoint, report)
+
+
+def _check_ranks_exit(ended: RanksExit, layout: Layout, config_path: str) -> None:
+    """Turn how the launched ranks ended into this process's outcome."""
+    if ended.code == 0:
+        return
+    if ended.stopped_by is not None and ended.killed_after_grace:
+        log.error("the ranks did not stop within the grace period: killed")
+        raise RunStopped(ended.stopped_by, _stopped_line(layout, config_path))
+    if ended.code in (130, 143):  # stopped gracefully; rank 0 printed the line
+        raise RunStopped(signal.SIGINT if ended.code == 130 else signal.SIGTERM)
+    if ended.dead_rank is not None:
+        raise RankFailure(
+            f"{ended.dead_rank}; mpiexec ended the other ranks. "
+            f"Continue with: distdl resume {config_path}"
+        )
+    raise RankFailure(f"the MPI ranks exited with code {ended.code}; see {layout.logs}")
 
 
 def _wants(stage: Stage, checkpoint: Checkpoint, options: RunOptions) -> bool:
@@ -136,16 +179,21 @@ def _rank_argv(config_path: str, options: RunOptions) -> list[str]:
 
 
 def _on_rank0(comm: Any, action: Callable[[], T]) -> T:
-    """Run ``action`` on rank 0 and share its result; a failure there fails every rank."""
-    result: tuple[bool, Any] | None = None
+    """Run ``action`` on rank 0 and share its result; a failure there fails every rank,
+    and a stop signal there stops every rank."""
+    result: tuple[str, Any] | None = None
     if comm.Get_rank() == 0:
         try:
-            result = (True, action())
+            result = ("ok", action())
         except DistdlError as exc:
-            result = (False, (str(exc), exc.exit_code))
-    ok, value = comm.bcast(result, root=0)
-    if not ok:
+            result = ("failed", (str(exc), exc.exit_code))
+        except (KeyboardInterrupt, StopSignal) as exc:
+            result = ("stopped", stop_signal_of(exc))
+    outcome, value = comm.bcast(result, root=0)
+    if outcome == "failed":
         raise _ReplayedError(*value)
+    if outcome == "stopped":
+        raise StopSignal(value)
     return value
 
 
@@ -156,14 +204,21 @@ def _run_as_mpi_rank(
     comm = checked_world()
     rank = comm.Get_rank()
     configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
-    with contextlib.ExitStack() as held:
-        lock = OutputLock(layout.root, _lock_command(options, config_path))
+    signum: int | None = None
+    with raising_stop_signals():
+        try:
+            with contextlib.ExitStack() as held:
+                lock = OutputLock(layout.root, _lock_command(options, config_path))
 
-        def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank
-            held.enter_context(lock)
+                def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank
+                    held.enter_context(lock)
 
-        _on_rank0(comm, take_lock)
-        return _run_mpi_stages(config, layout, options, config_path, comm)
+                _on_rank0(comm, take_lock)
+                return _run_mpi_stages(config, layout, options, config_path, comm)
+        except (KeyboardInterrupt, StopSignal) as exc:
+            signum = stop_signal_of(exc)
+    assert signum is not None
+    raise RunStopped(signum, _stopped_line(layout, config_path) if rank == 0 else "")
 
 
 def _run_mpi_stages(
@@ -193,12 +248,51 @@ def _run_mpi_stages(
     if not _on_rank0(comm, requeue):
         return _outcome(layout, checkpoint, None) if rank == 0 else RunOutcome([], "")
     channel = MpiChannel(comm)
-    report = run_loop(run_rank(config, layout, channel, size, options.retry_errors))
-    channel.flush()
+    declared_dead = False
+
+    def end_with_abort() -> None:
+        # A rank declared dead may be hung, not gone: MPI_Finalize or the launcher would
+        # wait for it forever. MPI_Abort at exit ends the whole job instead.
+        nonlocal declared_dead
+        declared_dead = True
+        abort_at_exit(comm, RankFailure.exit_code)
+
+    grace = stop_grace() if rank == 0 else DEFAULT_GRACE  # the workers get theirs in Stop
+    try:
+        report = run_loop(
+            run_rank(
+                config,
+                layout,
+                channel,
+                size,
+                options.retry_errors,
+                grace=grace,
+                on_dead_ranks=end_with_abort,
+            )
+        )
+    except RankFailure as exc:
+        if declared_dead:
+            hint = _after_dead_ranks(layout, checkpoint, config_path)
+            raise RankFailure(f"{exc}; {hint}") from None
+        raise
+    finally:
+        channel.flush()
     if rank != 0:
         return RunOutcome([], "")
+    if report is not None and report.stopped_by is not None:
+        _outcome(layout, checkpoint, report)  # the run's summary is saved all the same
+        raise RunStopped(report.stopped_by, _stopped_line(layout, config_path))
     _finish_download(layout, checkpoint)
     return _outcome(layout, checkpoint, report)
+
+
+def _after_dead_ranks(layout: Layout, checkpoint: Checkpoint, config_path: str) -> str:
+    """What is left after the survivors of a dead rank finished: maybe nothing."""
+    left = remaining_partitions(layout)
+    if not left:
+        checkpoint.mark_complete("downloaded")
+        return "the other ranks did all its work: every partition is done"
+    return f"{len(left)} partitions left; continue with: distdl resume {config_path}"
 
 
 class _ReplayedError(DistdlError):

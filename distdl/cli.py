@@ -12,7 +12,9 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from distdl.errors import ConfigError, DistdlError, OutputWriteError
+from distdl.core.stopping import exit_code as stop_exit_code
+from distdl.errors import ConfigError, DistdlError, OutputWriteError, RunStopped
+from distdl.runtime.stop_signals import StopSignal, stop_signal_of
 
 app = typer.Typer(
     help="Download huge image datasets from URL lists, politely, over MPI ranks.",
@@ -59,10 +61,20 @@ def _guarded(action: Callable[[], T]) -> T:
         if exc.errno not in WRITE_ERRNOS:
             raise
         _fail(OutputWriteError(exc.filename or "the output folder", exc))
+    except (KeyboardInterrupt, StopSignal) as exc:
+        # A stop outside a run's own handling (while starting, say): no traceback.
+        signum = stop_signal_of(exc)
+        raise typer.Exit(stop_exit_code(signum if signum is not None else 15)) from None
 
 
 def _fail(exc: DistdlError) -> NoReturn:
-    err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+    """One line and the error's exit code; nothing when it was reported already (an empty
+    message), and a stop's line as it is (it is not an error)."""
+    if isinstance(exc, RunStopped):
+        if str(exc):
+            err.print(str(exc), soft_wrap=True, markup=False)
+    elif str(exc):
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
     raise typer.Exit(exc.exit_code) from None
 
 

@@ -20,10 +20,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from distdl.core.byte_size import format_byte_size, parse_byte_size
+from distdl.core.liveness import DEFAULT_SILENCE_LIMIT, MIN_SILENCE_LIMIT
 from distdl.errors import ConfigError
 
 LoggerLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -95,7 +98,7 @@ class DownloaderParameters(_Strict):
     num_downloads: int = Field(1, ge=1, description="download passes over the failures")
     max_nodes: int = Field(1, ge=1)
     workers_per_node: int = Field(2, ge=1)
-    cpu_per_worker: int = Field(1, ge=1, description="image-pipeline threads per rank")
+    cpu_per_worker: int = Field(1, ge=1, description="image decoder processes per rank")
     header: bool | dict[str, str] | str = True
     image_size: int = Field(720, gt=0, description="longer side after resizing (downscale only)")
     logger_level: LoggerLevel = "INFO"
@@ -107,6 +110,15 @@ class DownloaderParameters(_Strict):
     max_retries: int = Field(3, ge=0)
     max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(178_956_970, gt=0, description="decompression-bomb guard")
+    memory_per_rank: int = Field(
+        1024**3,
+        gt=0,
+        validate_default=True,  # a raised max_image_pixels must fit the default budget too
+        description="bytes of image bodies and decoded pixels one rank may hold ('1GiB')",
+    )
+    image_timeout: float = Field(
+        30.0, gt=0, description="seconds one image may take to decode and resize"
+    )
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(30.0, gt=0)
     total_timeout: float = Field(120.0, gt=0)
@@ -123,6 +135,39 @@ class DownloaderParameters(_Strict):
     host_max_probes: int = Field(4, ge=1, description="failed probes before a host is dead")
     contact: str | None = Field(None, description="e-mail or URL put in the User-Agent")
     respect_opt_out: bool = True
+    rank_silence_limit: float = Field(
+        DEFAULT_SILENCE_LIMIT,
+        ge=MIN_SILENCE_LIMIT,
+        description="seconds without a word from a rank before it counts as dead",
+    )
+
+    @field_validator("memory_per_rank", mode="before")
+    @classmethod
+    def _byte_size(cls, value: object) -> object:
+        return parse_byte_size(value) if isinstance(value, str) else value
+
+    @field_validator("memory_per_rank")
+    @classmethod
+    def _holds_one_image(cls, value: int, info: ValidationInfo) -> int:
+        """The budget must hold one image at the limits, or some images could never be
+        processed: a body of max_image_bytes and an RGB image of max_image_pixels."""
+        from distdl.image.footprint import least_peak_bytes  # Pillow, only when validating
+
+        keys = ("max_image_bytes", "max_image_pixels", "image_size")
+        if any(key not in info.data for key in keys):
+            return value  # one of them is invalid and reported on its own
+        body, pixels = info.data["max_image_bytes"], info.data["max_image_pixels"]
+        decoded = least_peak_bytes(pixels, info.data["image_size"])
+        if value < body + decoded:
+            need = body + decoded
+            raise ValueError(
+                f"{format_byte_size(value)} cannot hold one image at the limits: "
+                f"max_image_bytes ({format_byte_size(body)}) + max_image_pixels ({pixels} px, "
+                f"about {format_byte_size(decoded)} decoded) = {format_byte_size(need)}; "
+                f"set memory_per_rank to at least {need} bytes, or lower max_image_pixels "
+                "or max_image_bytes"
+            )
+        return value
 
     @field_validator("header")
     @classmethod

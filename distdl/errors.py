@@ -15,12 +15,19 @@ bad input that stops a whole run, and for bugs.
         ToolNotFoundError
       OutputLockedError (9)     another distdl run holds the output folder's lock
       OutputWriteError (10)     output could not be written (disk full, quota, I/O, permissions)
+      RunStopped  (130, 143)    a signal stopped the run gracefully: SIGINT 130, SIGTERM and
+                                SIGUSR1 143 (128 + the signal, as a shell reports it)
+
+A DistdlError whose message is empty has been reported already (by rank 0, or by the
+launched ranks): the CLI exits with its code and prints nothing more.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+
+from distdl.core.stopping import exit_code as stop_exit_code
 
 
 class DistdlError(Exception):
@@ -59,6 +66,27 @@ class RankFailure(DistdlError):
 
 class LaunchError(DistdlError):
     exit_code = 7
+
+
+class RunStopped(DistdlError):
+    """A signal stopped the run: every partition kept what it had settled.
+
+    The message is the one line rank 0 prints, ``stopped: N partitions done, M left;
+    continue with: distdl resume CONFIG``; it is empty on the other ranks.
+    """
+
+    def __init__(self, signum: int, line: str = "") -> None:
+        super().__init__(line)
+        self.signum = signum
+        self.exit_code = stop_exit_code(signum)
+
+
+class AlreadyReported(DistdlError):
+    """A failure whose message was printed where it happened (e.g. by the launched ranks)."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__("")
+        self.exit_code = exit_code
 
 
 class ToolError(DistdlError):

@@ -24,7 +24,8 @@ UNSAFE_REDIRECT = -17  # redirect from a public address to a loopback/private/li
 # Content
 TOO_LARGE = -20  # body larger than max_image_bytes
 UNDECODABLE = -21  # not an image, or an image pillow cannot decode
-DECOMPRESSION_BOMB = -22  # more pixels than allowed
+DECOMPRESSION_BOMB = -22  # more pixels than max_image_pixels, or too big for memory_per_rank
+IMAGE_TIMEOUT = -23  # decoding and resizing took longer than image_timeout
 
 # Politeness
 ROBOTS_DISALLOWED = -30  # robots.txt disallows the URL for our user agent
@@ -47,7 +48,8 @@ DESCRIPTIONS: dict[int, str] = {
     UNSAFE_REDIRECT: "redirect from a public address to a non-public one, refused",
     TOO_LARGE: "body larger than max_image_bytes",
     UNDECODABLE: "not a decodable image",
-    DECOMPRESSION_BOMB: "image has more pixels than allowed",
+    DECOMPRESSION_BOMB: "image has more pixels than allowed (max_image_pixels or memory_per_rank)",
+    IMAGE_TIMEOUT: "image processing took longer than image_timeout",
     ROBOTS_DISALLOWED: "disallowed by robots.txt",
     OPTED_OUT: "X-Robots-Tag opt-out (noai/noimageai)",
     HOST_UNREACHABLE: "host declared unreachable by the circuit breaker",

@@ -27,7 +27,7 @@ from distdl.image.orientation import oriented_size, read_orientation
 from distdl.image.resize import target_size
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
-_DRAFTABLE = frozenset({"JPEG", "MPO"})
+DRAFTABLE = frozenset({"JPEG", "MPO"})
 # Below this many output rows (or columns) the partial 8x8 block at the image edge would
 # weigh too much in the DCT-scaled draft (a 7201x10 strip drafted to 1 row is visibly off);
 # such extreme strips are cheap to decode in full anyway.
@@ -78,7 +78,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageRejected(codes.UNDECODABLE, message) from exc
     width, height = image.size
     if width * height > max_pixels:
-        message = f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
+        message = f"{width}x{height} = {width * height} pixels > max_image_pixels {max_pixels}"
         raise ImageRejected(codes.DECOMPRESSION_BOMB, message)
     return image
 
@@ -91,9 +91,9 @@ def decode(image: Image.Image, longer_side: int) -> DecodedImage:
     the final size is a strip thinner than ``_MIN_DRAFT_SIDE``.
     """
     header_size = image.size
-    if image.format in _DRAFTABLE:
+    if image.format in DRAFTABLE:
         orientation = read_orientation(image)  # JPEG keeps EXIF in its header
-        _draft(image, orientation, longer_side)
+        draft(image, orientation, longer_side)
         _load(image)
     else:
         _load(image)
@@ -110,7 +110,9 @@ def short_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:_MESSAGE_LIMIT]
 
 
-def _draft(image: Image.Image, orientation: int, longer_side: int) -> None:
+def draft(image: Image.Image, orientation: int, longer_side: int) -> None:
+    """Have a JPEG decode at the smallest DCT scale that still covers its final size;
+    ``image.size`` then tells the size it will decode to. Decodes no pixel."""
     # The final size comes from the header size alone, so drafting never changes it; the
     # draft only has to stay at or above it, which Image.draft guarantees.
     displayed = target_size(oriented_size(image.size, orientation), longer_side)

@@ -337,6 +337,18 @@ class PartitionOutput:
             raise OutputWriteError(marker_path(self.partition_dir), exc) from exc
         self._committed = True
 
+    def commit_settled(self) -> None:
+        """Publish both files without a marker: a partition stopped by a signal keeps the
+        rows it settled, and the carry-over finishes it later. Footers are checked as in
+        :meth:`commit`; a failure raises OutputWriteError and publishes nothing more."""
+        try:
+            self.successes.commit()
+            self.errors.commit()
+        except BaseException:
+            self.abort()
+            raise
+        self._committed = True
+
     def _check_complete(self, successes: int, errors: int) -> None:
         """The published files' own footers must count what was written, and the plan."""
         for writer, written in ((self.successes, successes), (self.errors, errors)):

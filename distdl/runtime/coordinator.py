@@ -12,6 +12,17 @@ Two more things spend a host's budget, and rank 0 accounts for both:
 * The first lease on a host reads its robots.txt; the worker reports the verdict
   (``RobotsRead``), which caps the budget (Crawl-delay, Request-rate) and ends the
   one-lease-at-a-time rule for a host whose robots.txt rank 0 had not heard yet.
+
+Rank 0 also watches the workers (:mod:`distdl.core.liveness`). It heartbeats each of them
+and hears from each at least every second; a worker silent for ``silence_limit`` seconds,
+or one that reports it stalled, is declared dead: its leases and shares go back to the
+scheduler and are leased to the survivors, it is told to shut down (should it wake up), and
+nothing it sends afterwards counts. Rank 0 never waits for a dead worker to stop. A run
+with a dead rank fails (naming it) even when the survivors finished its work.
+
+A signal stops the run (:mod:`distdl.core.stopping`): :meth:`Coordinator.request_stop`, on
+rank 0's own signal or a worker's ``StopRequested``, stops the leasing and sends every
+worker ``Stop``; rank 0 then waits for their reports until the plan's wait deadline.
 """
 
 from __future__ import annotations
@@ -21,7 +32,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from distdl.core.liveness import DEFAULT_SILENCE_LIMIT, HEARTBEAT_INTERVAL, Silence
 from distdl.core.scheduler import Lease, LeaseScheduler, RateChange
+from distdl.core.stopping import DEFAULT_GRACE, StopPlan, signal_name
 from distdl.errors import RankFailure
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.channel import Channel, receive
@@ -30,6 +43,7 @@ from distdl.runtime.messages import (
     AssignPartition,
     ChangeRate,
     GrantShare,
+    Heartbeat,
     HostDeclaredDead,
     HostFeedbackReported,
     HostShareReleased,
@@ -40,7 +54,10 @@ from distdl.runtime.messages import (
     PauseHost,
     RobotsRead,
     Shutdown,
+    Stop,
+    StopRequested,
     WorkerCrashed,
+    WorkerStalled,
     WorkerStopped,
     WorkRequested,
 )
@@ -75,6 +92,8 @@ class RunReport:
     hosts: dict[str, HostTally] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stopped_by: int | None = None  # the signal that stopped the run, if one did
+    dead_ranks: dict[int, str] = field(default_factory=dict)  # rank -> why it was declared dead
 
     def add(self, server_name: str, stats: PartitionStats, now: float) -> None:
         self.partitions_completed += 1
@@ -100,6 +119,9 @@ class Coordinator:
         workers: list[int],
         scheduler: LeaseScheduler,
         budgets: HostBudgets,
+        *,
+        silence_limit: float = DEFAULT_SILENCE_LIMIT,
+        grace: float = DEFAULT_GRACE,
     ) -> None:
         self._channel = channel
         self._workers = list(workers)
@@ -110,6 +132,12 @@ class Coordinator:
         self._lease_hosts: dict[int, str] = {}
         self._dead_hosts: set[str] = set()
         self._started = time.monotonic()
+        self._alive = set(workers)  # neither stopped nor declared dead
+        self._silence = Silence(workers, self._started)
+        self._silence_limit = silence_limit
+        self._grace = grace
+        self._stop: StopPlan | None = None
+        self._stop_sent: StopPlan | None = None
 
     @property
     def report(self) -> RunReport:
@@ -119,52 +147,122 @@ class Coordinator:
     def budgets(self) -> HostBudgets:
         return self._budgets
 
+    def request_stop(self, signum: int, *, again: bool | None = None) -> None:
+        """A stop signal: stop leasing. A second signal hurries the stop: ``again`` says
+        whether this is one (by default: whether a stop was already under way)."""
+        now = time.monotonic()
+        if self._stop is None:
+            log.warning("%s: stopping; requests in flight may finish", signal_name(signum))
+            self._stop = StopPlan.begin(signum, now, self._grace)
+            self._report.stopped_by = signum
+        elif again is None or again:
+            log.warning("%s again: requests in flight are dropped", signal_name(signum))
+            self._stop = self._stop.hurried(now)
+
     async def run(self) -> RunReport:
         """Lease until every partition is done, then shut the workers down.
 
-        Raises RankFailure when a worker crashed or partitions had to be given up: such a
-        run never looks successful.
+        Raises RankFailure when a worker crashed or was declared dead, or partitions had to
+        be given up: such a run never looks successful. A stopped run returns its report
+        (``stopped_by`` set) once the workers reported or the grace is spent.
         """
-        alive = set(self._workers)
         shutdown_sent = False
         next_progress = time.monotonic() + PROGRESS_INTERVAL
         next_save = time.monotonic() + SAVE_INTERVAL
+        next_heartbeat = time.monotonic()
         abort_deadline: float | None = None
-        while alive:
-            for source, message in await receive(self._channel, timeout=0.02):
+        while self._alive:
+            messages = await receive(self._channel, timeout=0.02)
+            self._silence.tick(time.monotonic())
+            for source, message in messages:
+                self._silence.heard(source)
+                if source not in self._alive:
+                    continue  # declared dead: nothing it says counts any more
                 if isinstance(message, WorkerStopped):
-                    alive.discard(source)
+                    self._alive.discard(source)
+                    self._silence.forget(source)
                 else:
                     self._handle(source, message)
-            if self._report.failures and abort_deadline is None:
-                abort_deadline = time.monotonic() + SHUTDOWN_GRACE
-                self._broadcast(Shutdown("abort"))
-                shutdown_sent = True
-            if abort_deadline is not None and time.monotonic() > abort_deadline:
-                break
-            if not shutdown_sent:
-                self._grant()
-                if self._scheduler.finished:
-                    self._broadcast(Shutdown())
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._send_heartbeats()
+                self._declare_silent_dead()
+                next_heartbeat = now + HEARTBEAT_INTERVAL
+            if self._stop is not None:
+                self._send_stop(now)
+                if now >= self._stop.wait_deadline:
+                    log.error("ranks %s did not stop in time", sorted(self._alive))
+                    break
+            else:
+                if self._report.failures and abort_deadline is None:
+                    abort_deadline = now + SHUTDOWN_GRACE
+                    self._broadcast(Shutdown("abort"))
                     shutdown_sent = True
-            if time.monotonic() >= next_progress:
+                if abort_deadline is not None and now > abort_deadline:
+                    break
+                if not shutdown_sent:
+                    self._grant()
+                    if self._scheduler.finished:
+                        self._broadcast(Shutdown())
+                        shutdown_sent = True
+            if now >= next_progress:
                 self._log_progress()
-                next_progress = time.monotonic() + PROGRESS_INTERVAL
-            if time.monotonic() >= next_save:
+                next_progress = now + PROGRESS_INTERVAL
+            if now >= next_save:
                 self._budgets.save()
-                next_save = time.monotonic() + SAVE_INTERVAL
+                next_save = now + SAVE_INTERVAL
+        return self._finish()
+
+    def _finish(self) -> RunReport:
         self._report.seconds = time.monotonic() - self._started
         self._report.failures.extend(
             f"partition {ref.server_name}/{ref.partition_id} given up after repeated failures"
             for ref in self._scheduler.given_up
         )
+        self._report.failures.extend(self._report.dead_ranks.values())
+        if self._report.dead_ranks and not self._scheduler.finished and self._stop is None:
+            self._report.failures.append("no live worker rank is left to do the rest")
         if self._report.failures:
             raise RankFailure("; ".join(self._report.failures))
         return self._report
 
     def _broadcast(self, message: Shutdown) -> None:
-        for worker in self._workers:
+        for worker in sorted(self._alive):
             self._channel.send(worker, message)
+
+    def _send_heartbeats(self) -> None:
+        for worker in sorted(self._alive):
+            self._channel.send(worker, Heartbeat())
+
+    def _send_stop(self, now: float) -> None:
+        """Tell the workers to stop, once, and again if a second signal hurried the stop."""
+        assert self._stop is not None
+        if self._stop_sent is not None and self._stop_sent.settle_deadline <= (
+            self._stop.settle_deadline
+        ):
+            return
+        self._stop_sent = self._stop
+        stop = Stop(self._stop.signum, self._stop.settle_seconds(now))
+        for worker in sorted(self._alive):
+            self._channel.send(worker, stop)
+
+    def _declare_silent_dead(self) -> None:
+        for worker in self._silence.silent_beyond(self._silence_limit):
+            silent = self._silence.silent_for(worker)
+            self._declare_dead(worker, f"rank {worker} sent nothing for {silent:.0f} s")
+
+    def _declare_dead(self, worker: int, why: str) -> None:
+        """Take back everything the worker held; the survivors get it."""
+        released = self._scheduler.release_worker(worker)
+        for lease in released:
+            self._lease_hosts.pop(lease.lease_id, None)
+        self._alive.discard(worker)
+        self._silence.forget(worker)
+        self._wanted.pop(worker, None)
+        self._channel.send(worker, Shutdown("declared dead"))  # should it wake up
+        message = f"{why}: declared dead, its {len(released)} partitions leased to other ranks"
+        log.error("%s", message)
+        self._report.dead_ranks[worker] = message
 
     def _grant(self) -> None:
         """Deal leases one per worker per round, so the critical hosts (and the load) are
@@ -226,6 +324,13 @@ class Coordinator:
             self._send_rate_changes(self._scheduler.close_share(message.lease_id))
         elif isinstance(message, RobotsRead):
             self._apply_robots(message, now)
+        elif isinstance(message, Heartbeat):
+            pass  # hearing it is all it is for
+        elif isinstance(message, StopRequested):
+            self.request_stop(message.signum, again=message.again)
+        elif isinstance(message, WorkerStalled):
+            why = f"rank {source} was stalled for {message.seconds:.0f} s and dropped its leases"
+            self._declare_dead(source, why)
         elif isinstance(message, WorkerCrashed):
             log.error("rank %d crashed: %s\n%s", source, message.cause, message.traceback)
             self._report.failures.append(f"rank {source} crashed: {message.cause}")

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from aiohttp.resolver import DefaultResolver
@@ -20,7 +19,9 @@ from distdl.core.redirects import AddressPolicy, GlobalAddresses
 from distdl.core.retry import RetryPolicy
 from distdl.core.robots import RobotsRules
 from distdl.core.scheduler import LeaseScheduler, PartitionRef
+from distdl.core.stopping import DEFAULT_GRACE
 from distdl.core.urls import safe_dir_name
+from distdl.errors import RunStopped
 from distdl.io.markers import completed_partitions
 from distdl.io.robots_store import load_robots
 from distdl.layout import Layout
@@ -34,7 +35,9 @@ from distdl.plan.planner import list_url_partitions
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.channel import Channel, QueueHub
 from distdl.runtime.coordinator import Coordinator, RunReport
+from distdl.runtime.image_stage import open_image_stage
 from distdl.runtime.lease_runner import LeasePolicy
+from distdl.runtime.stop_signals import loop_stop_signals
 from distdl.runtime.worker import Worker, WorkerNetwork, WorkerSettings
 
 PUBLIC_IS_GLOBAL = GlobalAddresses()
@@ -51,7 +54,11 @@ def remaining_partitions(layout: Layout) -> list[PartitionRef]:
 
 
 def build_coordinator(
-    config: Config, layout: Layout, channel: Channel, workers: list[int]
+    config: Config,
+    layout: Layout,
+    channel: Channel,
+    workers: list[int],
+    grace: float = DEFAULT_GRACE,
 ) -> Coordinator:
     params = config.downloader_parameters
     partitions = remaining_partitions(layout)
@@ -64,7 +71,14 @@ def build_coordinator(
         n_workers=len(workers),
         unverified=_apply_stored_robots(layout, budgets, servers),
     )
-    return Coordinator(channel, workers, scheduler, budgets)
+    return Coordinator(
+        channel,
+        workers,
+        scheduler,
+        budgets,
+        silence_limit=params.rank_silence_limit,
+        grace=grace,
+    )
 
 
 def _apply_stored_robots(layout: Layout, budgets: HostBudgets, servers: Iterable[str]) -> set[str]:
@@ -106,7 +120,7 @@ async def open_worker(
     params = config.downloader_parameters
     fetch_settings = FetchSettings.from_config(params)
     settings = WorkerSettings.from_params(params, lease_policy(config), retry_codes, address_policy)
-    executor = ThreadPoolExecutor(max_workers=params.cpu_per_worker, thread_name_prefix="image")
+    images = open_image_stage(params)
     # One resolver for the connections and for the redirect check's look-ups.
     resolver = DefaultResolver()
     try:
@@ -116,24 +130,42 @@ async def open_worker(
                 robots_fetcher=robots_fetcher(session, fetch_settings),
                 lookup=ResolverLookup(resolver),
             )
-            yield Worker(channel, layout, settings, network, executor, random.Random())
+            yield Worker(channel, layout, settings, network, images, random.Random())
     finally:
         await resolver.close()
-        executor.shutdown(wait=True, cancel_futures=True)
+        images.close()
 
 
 async def run_rank(
-    config: Config, layout: Layout, channel: Channel, size: int, retry_codes: frozenset[int]
+    config: Config,
+    layout: Layout,
+    channel: Channel,
+    size: int,
+    retry_codes: frozenset[int],
+    *,
+    grace: float = DEFAULT_GRACE,
+    on_dead_ranks: Callable[[], None] | None = None,
 ) -> RunReport | None:
-    """Play this rank's role in a world of ``size`` ranks: rank 0 coordinates, others work."""
+    """Play this rank's role in a world of ``size`` ranks: rank 0 coordinates, others work.
+
+    Stop signals stop the rank gracefully; a stopped worker raises a silent RunStopped (rank
+    0 tells the user). ``on_dead_ranks`` is called on rank 0 when it declared a rank dead:
+    such a rank may still be alive, hung, and keep the job from ever ending.
+    """
     if channel.rank == 0:
-        coordinator = build_coordinator(config, layout, channel, list(range(1, size)))
+        coordinator = build_coordinator(config, layout, channel, list(range(1, size)), grace)
         try:
-            return await coordinator.run()
+            with loop_stop_signals(coordinator.request_stop):
+                return await coordinator.run()
         finally:
             coordinator.budgets.save()
+            if coordinator.report.dead_ranks and on_dead_ranks is not None:
+                on_dead_ranks()
     async with open_worker(config, layout, channel, retry_codes) as worker:
-        await worker.run()
+        with loop_stop_signals(worker.request_stop):
+            await worker.run()
+    if worker.stopped_by is not None:
+        raise RunStopped(worker.stopped_by)
     return None
 
 
@@ -142,16 +174,25 @@ async def run_in_process(
     layout: Layout,
     retry_codes: frozenset[int],
     address_policy: AddressPolicy = PUBLIC_IS_GLOBAL,
+    grace: float = DEFAULT_GRACE,
 ) -> RunReport:
-    """Coordinator and one worker in this process, over queues: `--ranks 1` and tests."""
+    """Coordinator and one worker in this process, over queues: `--ranks 1` and tests.
+
+    A stop signal goes to the coordinator, which stops the worker like any other.
+    """
     hub = QueueHub(2)
-    coordinator = build_coordinator(config, layout, hub.channel(0), [1])
+    coordinator = build_coordinator(config, layout, hub.channel(0), [1], grace)
     worker_channel = hub.channel(1)
     async with open_worker(config, layout, worker_channel, retry_codes, address_policy) as worker:
         worker_task = asyncio.ensure_future(worker.run())
         try:
-            report = await coordinator.run()
+            with loop_stop_signals(coordinator.request_stop):
+                report = await coordinator.run()
         finally:
+            # Normally the worker has stopped already; after a failure, or a stop whose
+            # grace ran out, it must not be waited for: cancelled, it drops (or, stopping,
+            # commits) what it holds.
+            worker_task.cancel()
             await asyncio.gather(worker_task, return_exceptions=True)
             coordinator.budgets.save()
     return report

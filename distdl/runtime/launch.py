@@ -1,16 +1,49 @@
-"""Starting ranks: reuse the world a launcher gave us, or start local ranks with mpiexec."""
+"""Starting ranks: reuse the world a launcher gave us, or start local ranks with mpiexec.
+
+When distdl starts the ranks itself (``--ranks N``), this process stays their parent:
+
+* **Signals.** mpiexec runs in a process group of its own, so a Ctrl-C in the terminal
+  reaches only this process, which forwards it (and SIGTERM, SIGUSR1) to the ranks and
+  waits for them to stop gracefully. Forwarding through mpiexec instead would make it print
+  "Press Ctrl-C again to force abort" and turn a second Ctrl-C into a kill. If this process
+  dies, mpiexec is killed with it (Linux: ``PR_SET_PDEATHSIG``), and with it the ranks: no
+  rank outlives the process that holds the output lock.
+* **A dead rank.** When a rank dies, MPICH's mpiexec kills the others and reports the dead
+  one by pid; its error output passes through here, and the pid is translated to the rank.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+import psutil
+
+from distdl.core.stopping import DEFAULT_GRACE, STOP_SIGNALS, parse_kill_wait
 from distdl.errors import LaunchError
 
 LAUNCHED_ENV = "DISTDL_LAUNCHED"  # set in ranks we started, so they never launch again
+# After the grace, ranks that have not stopped are killed: never wait forever.
+STOP_MARGIN = 10.0
+_PR_SET_PDEATHSIG = 1
+# Loaded here, not in the forked child, where only async-signal-safe work belongs.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+# MPICH's mpiexec: its report of a dead rank, and its lines about a forwarded Ctrl-C.
+_DEAD_PID = re.compile(r"PID (\d+) RUNNING AT (\S+)")
+_EXIT_STRING = re.compile(r"EXIT STRING: (.+)")
+_CTRL_C_LINES = ("Sending Ctrl-C to processes as requested", "Press Ctrl-C again to force abort")
 
 
 def default_rank_count() -> int:
@@ -36,12 +69,175 @@ def was_launched_by_us() -> bool:
     return os.environ.get(LAUNCHED_ENV) == "1"
 
 
-def launch_local_ranks(ranks: int, argv: list[str]) -> int:
-    """Run ``python -m distdl <argv>`` as ``ranks`` MPI ranks on this machine; its exit code."""
+def stop_grace() -> float:
+    """Seconds a stop may take: Slurm's KillWait inside a Slurm job (SIGKILL follows a
+    SIGTERM that much later), the default (Slurm's default KillWait) elsewhere."""
+    if "SLURM_JOB_ID" not in os.environ or shutil.which("scontrol") is None:
+        return DEFAULT_GRACE
+    try:
+        shown = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return DEFAULT_GRACE
+    kill_wait = parse_kill_wait(shown.stdout)
+    return DEFAULT_GRACE if kill_wait is None else kill_wait
+
+
+@dataclass(frozen=True)
+class RanksExit:
+    """How the launched ranks ended."""
+
+    code: int
+    stopped_by: int | None = None  # a stop signal this process forwarded to them
+    killed_after_grace: bool = False  # they had not stopped within the grace
+    dead_rank: str | None = None  # "rank 1 (pid 123) died: Killed (signal 9)"
+
+
+def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE) -> RanksExit:
+    """Run ``python -m distdl <argv>`` as ``ranks`` MPI ranks on this machine, forwarding
+    stop signals to them; how they ended."""
     command = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "distdl", *argv]
     env = dict(os.environ, **{LAUNCHED_ENV: "1"})
     try:
-        completed = subprocess.run(command, env=env, check=False)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,  # outside the terminal's group, reading it would stop it
+            stderr=subprocess.PIPE,
+            preexec_fn=_own_group_dying_with_us,
+        )
     except OSError as exc:
         raise LaunchError(f"could not start {command[0]}: {exc}") from exc
-    return completed.returncode
+    assert process.stderr is not None
+    relay = _ErrorRelay(process.stderr)
+    relay.start()
+    watch = _RankWatch(process, ranks)
+    try:
+        with watch.forwarding():
+            killed = watch.wait(grace)
+    finally:
+        relay.join(timeout=5.0)
+    dead = None
+    if relay.dead_pid is not None and not watch.stopped_by:
+        dead = watch.describe_death(relay.dead_pid, relay.exit_string)
+    return RanksExit(process.returncode, watch.stopped_by, killed, dead)
+
+
+def _own_group_dying_with_us() -> None:
+    """In the child before exec: a process group of its own (the terminal's Ctrl-C is ours
+    to forward), and SIGKILL when its parent dies (Linux)."""
+    os.setpgid(0, 0)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+class _ErrorRelay(threading.Thread):
+    """Passes mpiexec's error output through, minus its Ctrl-C chatter, noting the rank it
+    reports dead."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(name="mpiexec-stderr", daemon=True)
+        self._stream = stream
+        self.dead_pid: int | None = None
+        self.exit_string: str | None = None
+
+    def run(self) -> None:
+        for raw in iter(self._stream.readline, b""):
+            line = raw.decode(errors="replace")
+            if any(chatter in line for chatter in _CTRL_C_LINES):
+                continue
+            found = _DEAD_PID.search(line)
+            if found and self.dead_pid is None:
+                self.dead_pid = int(found.group(1))
+            exit_string = _EXIT_STRING.search(line)
+            if exit_string and self.exit_string is None:
+                self.exit_string = exit_string.group(1).strip()
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+class _RankWatch:
+    """The launched ranks by pid (found under mpiexec by their PMI_RANK), and the signals
+    forwarded to them."""
+
+    def __init__(self, process: subprocess.Popen[bytes], ranks: int) -> None:
+        self._process = process
+        self._ranks = ranks
+        self._pids: dict[int, int] = {}  # rank -> pid
+        self.stopped_by: int | None = None
+
+    def forwarding(self) -> _Forwarding:
+        return _Forwarding(self._forward)
+
+    def wait(self, grace: float) -> bool:
+        """Wait for mpiexec; True when the ranks had to be killed after a stop's grace."""
+        deadline: float | None = None
+        while True:
+            try:
+                self._process.wait(timeout=0.2)
+                return False
+            except subprocess.TimeoutExpired:
+                pass
+            if len(self._pids) < self._ranks:
+                self._find_ranks()
+            if self.stopped_by is not None and deadline is None:
+                deadline = time.monotonic() + grace + STOP_MARGIN
+            if deadline is not None and time.monotonic() > deadline:
+                self._kill_all()
+                self._process.wait()
+                return True
+
+    def describe_death(self, pid: int, exit_string: str | None) -> str:
+        rank = next((r for r, p in self._pids.items() if p == pid), None)
+        who = f"rank {rank} (pid {pid})" if rank is not None else f"the rank with pid {pid}"
+        return f"{who} died: {exit_string or 'no reason given'}"
+
+    def _forward(self, signum: int) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = signum
+        self._find_ranks()
+        targets = list(self._pids.values())
+        if len(targets) < self._ranks:
+            targets = [self._process.pid]  # not all started: mpiexec passes it on
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _find_ranks(self) -> None:
+        try:
+            children = psutil.Process(self._process.pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            try:
+                rank = child.environ().get("PMI_RANK")
+            except psutil.Error:
+                continue
+            if rank is not None and rank.isdigit():
+                self._pids[int(rank)] = child.pid
+
+    def _kill_all(self) -> None:
+        for pid in [*self._pids.values(), self._process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class _Forwarding:
+    """While inside (main thread only), stop signals go to ``forward`` instead of here."""
+
+    def __init__(self, forward: Callable[[int], None]) -> None:
+        self._forward = forward
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            self._previous[int(signum)] = signal.getsignal(signum)
+            signal.signal(signum, lambda received, frame: self._forward(received))
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)  # type: ignore[arg-type]

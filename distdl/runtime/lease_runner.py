@@ -37,7 +37,7 @@ import random
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,11 +57,10 @@ from distdl.io.partition_writer import PartitionOutput
 from distdl.net.fetcher import Fetcher, FetchResult
 from distdl.runtime.feedback import FeedbackBook
 from distdl.runtime.host_access import HostAccess, HostGuards, HostRoute
+from distdl.runtime.image_stage import ImageStage, Reservation
 from distdl.runtime.messages import PartitionStats
 
 log = logging.getLogger("distdl.worker")
-
-ImageProcessor = Callable[[bytes], Awaitable[ProcessedImage | ImageFailure]]
 
 
 # Network failures that say nothing about the URL and everything about the host.
@@ -108,7 +107,7 @@ class LeaseRunner:
         home: HostRoute,
         access: HostAccess,
         fetcher: Fetcher,
-        process_image: ImageProcessor,
+        images: ImageStage,
         output: PartitionOutput,
         policy: LeasePolicy,
         feedback: FeedbackBook,
@@ -119,7 +118,7 @@ class LeaseRunner:
         self._home = home
         self._access = access
         self._fetcher = fetcher
-        self._process_image = process_image
+        self._images = images
         self._output = output
         self._policy = policy
         self._feedback = feedback
@@ -131,6 +130,7 @@ class LeaseRunner:
         self._active: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._bug: BaseException | None = None
+        self._stopping = False
         self._errors_by_code: Counter[int] = Counter()
         self._successes = 0
         self._requests = home.robots_requests
@@ -142,9 +142,13 @@ class LeaseRunner:
         loop = asyncio.get_running_loop()
         guards = self._home.guards
         try:
-            while self._queue or self._active or self._bug:
+            while (self._queue and not self._stopping) or self._active or self._bug:
                 if self._bug is not None:
                     raise self._bug
+                if self._stopping:  # only the requests in flight are left to settle
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
                 if not self._queue or self._queue[0].not_before > loop.time():
                     await self._wait_for_change(loop)
                     continue
@@ -164,8 +168,8 @@ class LeaseRunner:
                     await self._wait_for_change(loop, max(until, now + 0.05))
                     continue
                 item = heapq.heappop(self._queue)
-                await self._home.gate.acquire()
-                self._start(loop, self._attempt(item, self._home))
+                reservation = await self._admitted(self._home)
+                self._start(loop, self._attempt(item, self._home, reservation))
         finally:
             for task in self._active:
                 task.cancel()
@@ -178,6 +182,12 @@ class LeaseRunner:
             errors_by_code=dict(self._errors_by_code),
             seconds=time.monotonic() - started,
         )
+
+    def stop(self) -> None:
+        """Start no more requests: :meth:`run` returns once those in flight have settled,
+        leaving the rows not yet started unwritten (a graceful stop)."""
+        self._stopping = True
+        self._changed.set()
 
     def _start(self, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
         task = loop.create_task(work)
@@ -246,26 +256,41 @@ class LeaseRunner:
             not_before = max(min(breaker.open_until, now + BREAKER_RECHECK), now + 0.05)
             self._requeue(item, not_before, item.attempt)
             return
-        await route.gate.acquire()
-        await self._attempt(item, route)
+        await self._attempt(item, route, await self._admitted(route))
 
-    async def _attempt(self, item: _Pending, route: HostRoute) -> None:
-        """One request through ``route``, whose gate the caller has acquired."""
+    async def _admitted(self, route: HostRoute) -> Reservation:
+        """Room in the rank's memory budget, then the host's gate: memory first, so waiting
+        for the image pipeline never spends a slot of the host's pacing."""
+        reservation = await self._images.admit()
+        try:
+            await route.gate.acquire()
+        except BaseException:
+            reservation.release()
+            raise
+        return reservation
+
+    async def _attempt(self, item: _Pending, route: HostRoute, reservation: Reservation) -> None:
+        """One request through ``route``, whose gate the caller has acquired, holding
+        ``reservation`` of the memory budget until the row is settled."""
         url = self._url(item)
         try:
-            result = await self._fetcher.fetch(url)
+            try:
+                result = await self._fetcher.fetch(url)
+            finally:
+                route.gate.release()
+            reservation.arrived(len(result.body or b""))
+            self._requests += 1
+            self._bytes += len(result.body or b"")
+            self._tell_breaker(route.guards, result)
+            try:
+                await self._handle(item, route, result, reservation)
+            except (asyncio.CancelledError, OutputWriteError):
+                raise  # the output failed, not this URL: the whole partition fails
+            except Exception as exc:  # a bug on one URL must not take the rank down
+                log.error("internal error on %s: %s", url, traceback.format_exc())
+                self._add_error(item, codes.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
-            route.gate.release()
-        self._requests += 1
-        self._bytes += len(result.body or b"")
-        self._tell_breaker(route.guards, result)
-        try:
-            await self._handle(item, route, result)
-        except (asyncio.CancelledError, OutputWriteError):
-            raise  # the output failed, not this URL: the whole partition fails
-        except Exception as exc:  # a bug on one URL must not take the rank down
-            log.error("internal error on %s: %s", url, traceback.format_exc())
-            self._add_error(item, codes.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            reservation.release()
 
     def _tell_breaker(self, guards: HostGuards, result: FetchResult) -> None:
         breaker = guards.breaker
@@ -278,7 +303,9 @@ class LeaseRunner:
         elif result.status > 0:
             breaker.record_success(now)
 
-    async def _handle(self, item: _Pending, route: HostRoute, result: FetchResult) -> None:
+    async def _handle(
+        self, item: _Pending, route: HostRoute, result: FetchResult, reservation: Reservation
+    ) -> None:
         server = route.server_name
         log.debug("%s %s -> %s %s", server, result.url, result.error_code, result.error_msg)
         if self._goes_away(item) and item.hop is not None:
@@ -301,7 +328,7 @@ class LeaseRunner:
                 item, codes.OPTED_OUT, "X-Robots-Tag: " + ", ".join(result.x_robots_tag)
             )
             return
-        processed = await self._process_image(result.body or b"")
+        processed = await self._images.process(result.body or b"", reservation)
         if isinstance(processed, ImageFailure):
             self._add_error(item, processed.error_code, processed.error_msg)
         else:

@@ -57,7 +57,24 @@ class AbandonHost:
 
 @dataclass(frozen=True)
 class Shutdown:
+    """End now: the work is done, the run is aborted, or this rank was declared dead."""
+
     reason: str = "done"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A signal stops the run: take no more leases, let requests in flight finish for up to
+    ``settle_seconds`` (a duration: clocks differ by node), commit the settled rows."""
+
+    signum: int
+    settle_seconds: float
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Sent by a rank with nothing else to say, so that its silence means it is gone
+    (both ways: rank 0 to every worker, a worker to rank 0)."""
 
 
 # --- worker -> coordinator ------------------------------------------------------------
@@ -135,11 +152,38 @@ class WorkerCrashed:
 
 
 @dataclass(frozen=True)
+class StopRequested:
+    """This worker received a stop signal (srun signals every task; a user may signal one).
+
+    ``again``: the worker had received one before (a second signal hurries the stop)."""
+
+    signum: int
+    again: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerStalled:
+    """This worker's loop was away long enough to have been declared dead: it dropped its
+    leases without writing and stopped (see :mod:`distdl.core.liveness`)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class WorkerStopped:
     pass
 
 
-ToWorker = AssignPartition | GrantShare | ChangeRate | PauseHost | AbandonHost | Shutdown
+ToWorker = (
+    AssignPartition
+    | GrantShare
+    | ChangeRate
+    | PauseHost
+    | AbandonHost
+    | Shutdown
+    | Stop
+    | Heartbeat
+)
 ToCoordinator = (
     WorkRequested
     | PartitionCompleted
@@ -150,6 +194,9 @@ ToCoordinator = (
     | HostShareReleased
     | RobotsRead
     | WorkerCrashed
+    | StopRequested
+    | WorkerStalled
     | WorkerStopped
+    | Heartbeat
 )
 Message = ToWorker | ToCoordinator

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import sys
+import time
 from typing import Any
 
 from distdl.errors import LaunchError
 from distdl.runtime.messages import Message
 
 TAG = 17  # every distdl message uses one tag; the payload says what it is
+# Messages to a rank that stopped reading (hung, declared dead) may never leave: a flush
+# waits at most this long for them.
+FLUSH_TIMEOUT = 10.0
 
 # Environment variables that launchers set: their presence means we were started by one.
 _LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
@@ -70,9 +77,25 @@ class MpiChannel:
             out.append((source, self._comm.recv(source=source, tag=TAG)))
         return out
 
-    def flush(self) -> None:
-        """Wait until every message sent has left, before the process exits."""
-        from mpi4py import MPI
-
-        MPI.Request.Waitall(self._pending)
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Wait until every message sent has left, before the process exits (at most
+        ``timeout`` seconds: a hung receiver must not hang this rank too)."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            self._pending = [req for req in self._pending if not req.Test()]
+            time.sleep(0.005)
         self._pending = []
+
+
+def abort_at_exit(comm: Any, code: int) -> None:
+    """End this process with MPI_Abort instead of MPI_Finalize, which waits for every rank:
+    after a rank was declared dead (maybe hung, not gone) the job must end all the same.
+    Output is flushed first: MPI_Abort ends the process at once."""
+
+    def abort() -> None:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        comm.Abort(code)
+
+    atexit.register(abort)

@@ -5,6 +5,17 @@ each partition's outcome, and reports what it saw of each host so rank 0 can set
 A lease reads its host's robots.txt through its own gate before any other request (once per
 host and worker, see :mod:`distdl.runtime.host_access`); redirect hops to other hosts go
 through shares of those hosts' budgets, which the same module asks for and gives back.
+
+Liveness (:mod:`distdl.core.liveness`): the worker heartbeats rank 0 every second. A worker
+whose own loop was away long enough to have been declared dead (a SIGSTOP, a stalled node)
+writes nothing more: it drops its leases unwritten, says so (``WorkerStalled``) and stops;
+so does a worker told it was declared dead. A worker that hears nothing from rank 0 for
+the silence limit gives up (RankFailure) instead of waiting forever.
+
+A stop (a signal here, or ``Stop`` from rank 0; :mod:`distdl.core.stopping`) takes no more
+leases, lets each lease's requests in flight settle until the settle deadline, then
+publishes every partition's settled rows: with the marker when all rows are settled,
+without it otherwise (the carry-over finishes the partition later).
 """
 
 from __future__ import annotations
@@ -13,18 +24,25 @@ import asyncio
 import logging
 import random
 import traceback
-from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from distdl.config import DownloaderParameters
 from distdl.core.breaker import CircuitBreaker
+from distdl.core.liveness import (
+    DEFAULT_SILENCE_LIMIT,
+    HEARTBEAT_INTERVAL,
+    Silence,
+    may_be_declared_dead,
+)
 from distdl.core.redirects import AddressPolicy, GlobalAddresses
 from distdl.core.scheduler import Lease
-from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
+from distdl.core.stopping import signal_name
+from distdl.errors import RankFailure
+from distdl.image.pipeline import ImageOptions
 from distdl.io.atomic import remove_stale_temps
 from distdl.io.carry_over import carry_over
 from distdl.io.markers import is_completed
@@ -37,19 +55,24 @@ from distdl.runtime.channel import Channel, receive
 from distdl.runtime.feedback import FeedbackBook
 from distdl.runtime.host_access import AccessSettings, HostAccess, HostRoute
 from distdl.runtime.host_gate import HostGate
+from distdl.runtime.image_stage import ImageStage
 from distdl.runtime.lease_runner import LeasePolicy, LeaseRunner
 from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
     ChangeRate,
     GrantShare,
+    Heartbeat,
     HostFeedbackReported,
     PartitionCompleted,
     PartitionFailed,
     PartitionStats,
     PauseHost,
     Shutdown,
+    Stop,
+    StopRequested,
     WorkerCrashed,
+    WorkerStalled,
     WorkerStopped,
     WorkRequested,
 )
@@ -72,6 +95,7 @@ class WorkerSettings:
     breaker_max_probes: int = 4
     # Which addresses are public, for the redirect safety check (core.redirects).
     address_policy: AddressPolicy = field(default_factory=GlobalAddresses)
+    silence_limit: float = DEFAULT_SILENCE_LIMIT  # seconds without a word: a rank is dead
 
     def new_breaker(self, rng: random.Random) -> CircuitBreaker:
         return CircuitBreaker(
@@ -100,7 +124,12 @@ class WorkerSettings:
             breaker_cooldown=params.host_cooldown,
             breaker_max_probes=params.host_max_probes,
             address_policy=address_policy,
+            silence_limit=params.rank_silence_limit,
         )
+
+
+class _Fenced(Exception):
+    """This worker may have been declared dead: it must not write its partitions."""
 
 
 @dataclass(frozen=True)
@@ -119,19 +148,25 @@ class Worker:
         layout: Layout,
         settings: WorkerSettings,
         network: WorkerNetwork,
-        executor: Executor,
+        images: ImageStage,
         rng: random.Random | None = None,
     ) -> None:
         self._channel = channel
         self._layout = layout
         self._settings = settings
         self._fetcher = network.fetcher
-        self._executor = executor
+        self._images = images
         self._rng = rng or random.Random()
         self._feedback = FeedbackBook()
         self._gates: dict[int, HostGate] = {}
         self._leases: dict[int, Lease] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._runners: dict[int, LeaseRunner] = {}
+        self._silence = Silence([COORDINATOR], 0.0)  # started again when serving starts
+        self._fenced = False  # once set, nothing more is written
+        self._stopped_by: int | None = None
+        self._stop_signals = 0
+        self._settle_deadline: float | None = None
         access_settings = AccessSettings(
             settings.max_in_flight_per_host,
             settings.policy.user_agent_token,
@@ -147,8 +182,22 @@ class Worker:
             lambda: settings.new_breaker(self._rng),
         )
 
+    @property
+    def stopped_by(self) -> int | None:
+        """The signal that stopped this worker (its own, or rank 0's ``Stop``), if one did."""
+        return self._stopped_by
+
+    def request_stop(self, signum: int) -> None:
+        """A stop signal reached this rank: rank 0 is told, and leasing stops here now."""
+        self._stop_signals += 1
+        self._channel.send(COORDINATOR, StopRequested(signum, again=self._stop_signals > 1))
+        if self._stop_signals > 1:
+            self._settle_deadline = asyncio.get_running_loop().time()
+        self._begin_stop(signum)
+
     async def run(self) -> None:
-        """Serve rank 0 until it says Shutdown; any exception is reported, then re-raised."""
+        """Serve rank 0 until it says Shutdown or a stop is done; any exception is reported,
+        then re-raised."""
         try:
             await self._serve()
         except Exception as exc:
@@ -164,21 +213,72 @@ class Worker:
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
+        limit = self._settings.silence_limit
+        self._silence = Silence([COORDINATOR], loop.time())
         self._channel.send(COORDINATOR, WorkRequested(self._settings.leases_per_worker))
         next_report = loop.time() + FEEDBACK_INTERVAL
+        next_heartbeat = loop.time()
         while True:
-            for _, message in await receive(self._channel, timeout=FEEDBACK_INTERVAL / 2):
+            messages = await receive(self._channel, timeout=FEEDBACK_INTERVAL / 2)
+            stall = self._silence.tick(loop.time())
+            if may_be_declared_dead(stall, limit):
+                self._fence(f"this rank was stalled for {stall:.0f} s")
+                self._channel.send(COORDINATOR, WorkerStalled(stall))
+                return
+            for _, message in messages:
+                self._silence.heard(COORDINATOR)
                 if isinstance(message, Shutdown):
+                    if message.reason == "declared dead":
+                        self._fence("rank 0 declared this rank dead")
                     self._send_feedback()
                     return
                 self._handle(message)
+            if self._stopped_by is not None and not self._tasks:
+                self._send_feedback()
+                return  # every partition committed what it settled
+            if self._settle_deadline is not None and loop.time() >= self._settle_deadline:
+                for task in self._tasks.values():
+                    task.cancel()  # what is still in flight is dropped; settled rows are kept
             if loop.time() >= next_report:
                 self._send_feedback()
                 self._access.release_idle(loop.time())
                 next_report = loop.time() + FEEDBACK_INTERVAL
+            if loop.time() >= next_heartbeat:
+                self._channel.send(COORDINATOR, Heartbeat())
+                next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
+            if self._silence.silent_for(COORDINATOR) >= limit:
+                self._fence("rank 0 is silent")
+                raise RankFailure(
+                    f"rank 0 sent nothing for {limit:.0f} s: this rank gives up; "
+                    "its partitions were not written"
+                )
+
+    def _fence(self, why: str) -> None:
+        """Write nothing more: leases are dropped unwritten (their rows are fetched again)."""
+        log.error("%s: its partitions may have gone to other ranks; writing nothing more", why)
+        self._fenced = True
+        for task in self._tasks.values():
+            task.cancel()
+
+    def _begin_stop(self, signum: int) -> None:
+        if self._stopped_by is None:
+            log.info("%s: stopping; requests in flight may finish", signal_name(signum))
+            self._stopped_by = signum
+        for runner in self._runners.values():
+            runner.stop()
+
+    def _may_write(self) -> bool:
+        """Not fenced, and not just back from a stall long enough to have been declared
+        dead (a lease task may run before the serving loop notices)."""
+        if self._fenced:
+            return False
+        stall = self._silence.stalled_since_tick(asyncio.get_running_loop().time())
+        return not may_be_declared_dead(stall, self._settings.silence_limit)
 
     def _handle(self, message: object) -> None:
         if isinstance(message, AssignPartition):
+            if self._stopped_by is not None:
+                return  # leased before rank 0 heard of the stop: the partition stays undone
             lease = message.lease
             if message.host_unreachable:
                 self._access.breaker(lease.server_name).declare_dead()
@@ -198,6 +298,12 @@ class Worker:
             self._change_rate(message)
         elif isinstance(message, AbandonHost):
             self._access.breaker(message.server_name).declare_dead()
+        elif isinstance(message, Stop):
+            self._begin_stop(message.signum)
+            deadline = asyncio.get_running_loop().time() + message.settle_seconds
+            self._settle_deadline = min(deadline, self._settle_deadline or deadline)
+        elif isinstance(message, Heartbeat):
+            pass  # hearing it is all it is for
         elif isinstance(message, PauseHost):
             for lease_id, lease in self._leases.items():
                 if lease.server_name == message.server_name:
@@ -224,6 +330,8 @@ class Worker:
             stats = await self._download_partition(lease)
         except asyncio.CancelledError:
             raise
+        except _Fenced:
+            pass  # rank 0 hears nothing more of it: it counts this rank as dead
         except Exception as exc:
             log.error(
                 "partition %s/%d failed: %s",
@@ -239,15 +347,19 @@ class Worker:
             # Feedback first: rank 0 must see this lease's last observations before it
             # hands the freed budget to someone else.
             self._send_feedback()
-            self._channel.send(COORDINATOR, PartitionCompleted(lease.lease_id, stats))
+            if stats is not None:
+                self._channel.send(COORDINATOR, PartitionCompleted(lease.lease_id, stats))
         finally:
             self._leases.pop(lease.lease_id, None)
             self._gates.pop(lease.lease_id, None)
             self._tasks.pop(lease.lease_id, None)
             self._access.lease_ended(lease.lease_id)
-        self._channel.send(COORDINATOR, WorkRequested(1))
+        if self._stopped_by is None and not self._fenced:
+            self._channel.send(COORDINATOR, WorkRequested(1))
 
-    async def _download_partition(self, lease: Lease) -> PartitionStats:
+    async def _download_partition(self, lease: Lease) -> PartitionStats | None:
+        """Download and commit the partition; None when a stop left rows of it unsettled
+        (the settled ones are published without a marker)."""
         directory = self._layout.image_partition_dir(lease.server_name, lease.partition_id)
         if is_completed(directory):  # done by an earlier lease whose report was lost
             return PartitionStats()
@@ -258,31 +370,47 @@ class Worker:
         # of a commit were renamed but before its marker was written).
         sample_url = urls["identifier"][0].as_py()
         output = PartitionOutput(directory, planned_rows=urls.num_rows)
-        settled = carry_over(directory, output, self._settings.retry_codes)
-        if settled:
-            urls = urls.filter(pc.invert(pc.is_in(urls["uuid"], pa.array(list(settled)))))
-        gate = self._gates[lease.lease_id]
-        # robots.txt first, through this lease's gate: nothing else is sent to the host
-        # before its rules (and its Crawl-delay) are known.
-        guards, robots_requests = await self._access.guards(lease.server_name, sample_url, gate)
-        gate.set_rate(min(gate.rate, self._access.rate_cap(lease.server_name)))
-        runner = LeaseRunner(
-            lease,
-            urls,
-            HostRoute(lease.server_name, gate, guards, robots_requests),
-            self._access,
-            self._fetcher,
-            self._image_processor(),
-            output,
-            self._settings.policy,
-            self._feedback,
-            self._rng,
-        )
+        carried: int | None = None  # rows copied from earlier files, once all are copied
         try:
+            settled = await self._carry_over(directory, output)
+            carried = output.successes.num_rows + output.errors.num_rows
+            if settled:
+                urls = urls.filter(pc.invert(pc.is_in(urls["uuid"], pa.array(list(settled)))))
+            gate = self._gates[lease.lease_id]
+            # robots.txt first, through this lease's gate: nothing else is sent to the host
+            # before its rules (and its Crawl-delay) are known.
+            guards, robots_requests = await self._access.guards(lease.server_name, sample_url, gate)
+            gate.set_rate(min(gate.rate, self._access.rate_cap(lease.server_name)))
+            runner = LeaseRunner(
+                lease,
+                urls,
+                HostRoute(lease.server_name, gate, guards, robots_requests),
+                self._access,
+                self._fetcher,
+                self._images,
+                output,
+                self._settings.policy,
+                self._feedback,
+                self._rng,
+            )
+            self._runners[lease.lease_id] = runner
+            if self._stopped_by is not None:
+                runner.stop()
             stats = await runner.run()
+        except asyncio.CancelledError:
+            self._save_settled(lease, output, carried)
+            raise
         except BaseException:
             output.abort()
             raise
+        finally:
+            self._runners.pop(lease.lease_id, None)
+        if output.successes.num_rows + output.errors.num_rows < (output.planned_rows or 0):
+            self._save_settled(lease, output, carried)
+            return None
+        if not self._may_write():
+            output.abort()
+            raise _Fenced(f"partition {lease.server_name}/{lease.partition_id} not written")
         output.commit(
             {
                 "server_name": lease.server_name,
@@ -295,11 +423,29 @@ class Worker:
         )
         return stats
 
-    def _image_processor(self) -> Callable[[bytes], asyncio.Future[ProcessedImage | ImageFailure]]:
-        loop = asyncio.get_running_loop()
-        options = self._settings.image_options
+    async def _carry_over(self, directory: Path, output: PartitionOutput) -> set[str]:
+        """The carry-over, in a thread: reading back a big partition's images must not hold
+        the loop (and its heartbeats) for seconds. A cancellation waits for it to end."""
+        carrying = asyncio.get_running_loop().run_in_executor(
+            None, carry_over, directory, output, self._settings.retry_codes
+        )
+        try:
+            return await asyncio.shield(carrying)
+        except asyncio.CancelledError:
+            await asyncio.wait({carrying})  # the thread writes into output: let it finish
+            raise
 
-        def run(body: bytes) -> asyncio.Future[ProcessedImage | ImageFailure]:
-            return loop.run_in_executor(self._executor, process_image, body, options)
-
-        return run
+    def _save_settled(self, lease: Lease, output: PartitionOutput, carried: int | None) -> None:
+        """On a stop, publish the rows settled so far (no marker); otherwise drop them."""
+        rows = output.successes.num_rows + output.errors.num_rows
+        if self._stopped_by is None or carried is None or rows == carried or not self._may_write():
+            output.abort()
+            return
+        output.commit_settled()
+        log.info(
+            "partition %s/%d stopped with %d of %d rows settled; resume finishes it",
+            lease.server_name,
+            lease.partition_id,
+            rows,
+            output.planned_rows,
+        )

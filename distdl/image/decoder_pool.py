@@ -1,0 +1,191 @@
+"""The image pipeline in child processes, one image at a time each, under a time limit.
+
+A thread cannot be stopped, so with a thread pool one pathological image could hold a
+rank's pipeline forever. Each of the rank's ``cpu_per_worker`` decoders is a child process
+instead; a thread of the rank hands it the body and waits for the answer at most
+``timeout`` seconds, then kills the child (SIGKILL) and starts a fresh one: that image
+becomes an ``IMAGE_TIMEOUT`` row and the other rows go on. A child that dies (a crash in a
+codec, the OOM killer) costs its image an ``UNDECODABLE`` row, and is replaced too.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: a running task cannot be cancelled,
+killing one of its processes breaks the whole pool (every pending future fails with
+``BrokenProcessPool``), and ``max_tasks_per_child`` only recycles processes that finished.
+
+Why a fresh interpreter (``python -c``) rather than ``multiprocessing``'s fork or
+forkserver: forking a rank that has threads may copy a lock one of them held, and both
+multiprocessing start methods re-run the parent's main script in the child when it has no
+``if __name__ == "__main__"`` guard (a user's script calling ``download_images()`` would run
+again in every decoder). The child imports the same ``distdl`` as the rank, runs in its own
+session (a Ctrl-C in the terminal goes to the rank, which stops its decoders) and exits when
+its stdin closes, so decoders never outlive their rank. A start costs about half a second,
+paid once per decoder and once per timeout.
+
+Bodies go to the child as raw bytes (no pickled copy); results come back pickled (the
+stored image: kilobytes to a few megabytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import distdl
+from distdl.core import codes
+from distdl.image.decoder_child import DEFAULT_WORK, Work
+from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
+
+log = logging.getLogger("distdl.worker")
+
+_KILL_WAIT = 5.0  # seconds to reap a killed child
+# sys.path[0] is the working folder under -c: the child must import the rank's distdl.
+_PACKAGE_ROOT = str(Path(distdl.__file__).resolve().parent.parent)
+_CHILD_CODE = (
+    f"import sys; sys.path[0] = {_PACKAGE_ROOT!r}; "
+    "from distdl.image.decoder_child import main; main()"
+)
+
+
+class _ChildDied(Exception):
+    pass
+
+
+class _Child:
+    """One decoder process and the rank's ends of its pipes."""
+
+    def __init__(self, options: ImageOptions, work: Work) -> None:
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD_CODE],
+                stdin=child_in,
+                stdout=child_out,
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (to_child, from_child):
+                os.close(fd)
+            raise
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+        self._requests = Connection(to_child, readable=False)
+        self._replies = Connection(from_child, writable=False)
+        self._requests.send((options, work))
+
+    def run(self, data: bytes, timeout: float) -> ProcessedImage | ImageFailure | None:
+        """The child's answer for ``data``; None past ``timeout`` s; raises _ChildDied."""
+        try:
+            self._requests.send_bytes(data)
+            if not self._replies.poll(timeout):
+                return None
+            answer: ProcessedImage | ImageFailure = self._replies.recv()
+        except (EOFError, OSError) as exc:
+            raise _ChildDied from exc
+        return answer
+
+    def stop(self) -> None:
+        self.process.kill()
+        try:
+            self.process.wait(_KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            log.warning("image decoder process %d did not exit", self.process.pid)
+        self._requests.close()
+        self._replies.close()
+
+    def death(self) -> str:
+        try:
+            code = self.process.wait(_KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            return "stopped answering"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+
+class DecoderPool:
+    """``processes`` decoder processes; :meth:`process` runs the pipeline on one body."""
+
+    def __init__(
+        self, processes: int, options: ImageOptions, timeout: float, work: Work = DEFAULT_WORK
+    ) -> None:
+        if processes < 1 or timeout <= 0:
+            raise ValueError("a decoder pool needs >= 1 process and a positive timeout")
+        self.timeout = timeout
+        self.replaced = 0  # children killed after a timeout, or found dead
+        self._options = options
+        self._work = work
+        self._lock = threading.Lock()
+        self._closed = False
+        self._children: set[_Child] = set()
+        self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
+        for _ in range(processes):
+            self._idle.put(self._spawn())
+        self._threads = ThreadPoolExecutor(processes, thread_name_prefix="image")
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [child.process.pid for child in self._children]
+
+    async def process(self, data: bytes) -> ProcessedImage | ImageFailure:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._process, data)
+
+    def close(self) -> None:
+        """Kill every decoder (a busy one's image is abandoned) and join the threads."""
+        with self._lock:
+            self._closed = True
+            children = list(self._children)
+        for child in children:
+            child.stop()
+        self._threads.shutdown(wait=True, cancel_futures=True)
+
+    def _process(self, data: bytes) -> ProcessedImage | ImageFailure:
+        child = self._idle.get()
+        replace = True  # unless the child answers in time
+        try:
+            answer = child.run(data, self.timeout)
+            if answer is None:
+                return ImageFailure(
+                    codes.IMAGE_TIMEOUT,
+                    f"image processing took longer than image_timeout {self.timeout:g} s",
+                )
+            replace = False
+            return answer
+        except _ChildDied:
+            return ImageFailure(
+                codes.UNDECODABLE,
+                f"the image decoder process died on this image ({child.death()})",
+            )
+        finally:
+            self._idle.put(self._replace(child) if replace else child)
+
+    def _spawn(self) -> _Child:
+        child = _Child(self._options, self._work)
+        with self._lock:
+            self._children.add(child)
+        return child
+
+    def _replace(self, child: _Child) -> _Child:
+        child.stop()
+        with self._lock:
+            if self._closed:
+                return child
+            self._children.discard(child)
+            self.replaced += 1
+        try:
+            return self._spawn()
+        except Exception:
+            # Keep the dead one: its next image finds it dead and tries again.
+            log.exception("cannot start an image decoder process")
+            return child

@@ -1,0 +1,133 @@
+"""A rank's image work under its byte budget (``memory_per_rank``): which requests may start,
+what each body claims, and the decoders that process it.
+
+A lease asks :meth:`ImageStage.admit` before every request (before its host's gate, so that
+waiting for memory never spends a request's slot in the host's pacing): it returns at once
+while the budget admits one (:mod:`distdl.core.memory_budget`), else when enough is released,
+first come first served. The :class:`Reservation` it returns follows the request:
+:meth:`Reservation.arrived` when the answer is in (its body's size, 0 without a body), then
+:meth:`ImageStage.process` claims the body plus the decoded footprint read from the image
+header (:mod:`distdl.image.footprint`) before the image goes to a decoder, and refuses an
+image that could not fit the whole budget (``DECOMPRESSION_BOMB``, naming memory_per_rank).
+The lease releases the reservation when the row is settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Protocol
+
+from distdl.config import DownloaderParameters
+from distdl.core import codes
+from distdl.core.byte_size import format_byte_size
+from distdl.core.memory_budget import MemoryBudget
+from distdl.image.decode import ImageRejected
+from distdl.image.decoder_child import DEFAULT_WORK, Work
+from distdl.image.decoder_pool import DecoderPool
+from distdl.image.footprint import probe
+from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
+
+
+class Decoders(Protocol):
+    async def process(self, data: bytes) -> ProcessedImage | ImageFailure: ...
+
+    def close(self) -> None: ...
+
+
+class Reservation:
+    """Bytes of the budget held for one request, from its start until its row is settled."""
+
+    def __init__(self, stage: ImageStage, size: int) -> None:
+        self._stage = stage
+        self.size = size
+        self._released = False
+
+    def arrived(self, body_size: int) -> None:
+        """The answer is in: hold what its body weighs instead of the allowance."""
+        self.resize(body_size)
+
+    def resize(self, size: int) -> None:
+        if self._released:
+            raise RuntimeError("resizing a released reservation")
+        self._stage.budget.resize(self.size, size)
+        shrunk = size < self.size
+        self.size = size
+        if shrunk:
+            self._stage.wake()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._stage.budget.release(self.size)
+            self._stage.wake()
+
+
+class ImageStage:
+    def __init__(self, budget: MemoryBudget, decoders: Decoders, options: ImageOptions) -> None:
+        self.budget = budget
+        self.decoders = decoders
+        self._options = options
+        self._waiters: deque[asyncio.Future[Reservation]] = deque()
+
+    async def admit(self) -> Reservation:
+        """A reservation for one request, once the budget admits it (FIFO among waiters)."""
+        if not self._waiters and self.budget.admits():
+            return self._reserve()
+        waiter: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                waiter.result().release()  # admitted just as it was cancelled
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def wake(self) -> None:
+        """Admit waiting requests while the budget allows, oldest first."""
+        while self._waiters and self.budget.admits():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self._reserve())
+
+    async def process(self, body: bytes, reservation: Reservation) -> ProcessedImage | ImageFailure:
+        """Claim ``body``'s bytes and decoded footprint, then run the pipeline on it; refuse
+        (before decoding) what must not or could never be decoded within the budget."""
+        try:
+            footprint = probe(body, self._options.max_pixels, self._options.image_size)
+        except ImageRejected as rejected:
+            self.budget.record_claim(len(body))
+            return ImageFailure(rejected.code, rejected.message)
+        claim = len(body) + footprint.peak_bytes
+        self.budget.record_claim(claim)
+        if not self.budget.fits(claim):
+            width, height = footprint.size
+            return ImageFailure(
+                codes.DECOMPRESSION_BOMB,
+                f"{width}x{height} {footprint.mode} needs about "
+                f"{format_byte_size(footprint.peak_bytes)} to decode (+ "
+                f"{format_byte_size(len(body))} body) > memory_per_rank "
+                f"{format_byte_size(self.budget.capacity)}",
+            )
+        reservation.resize(claim)
+        return await self.decoders.process(body)
+
+    def close(self) -> None:
+        self.decoders.close()
+
+    def _reserve(self) -> Reservation:
+        allowance = self.budget.allowance()
+        self.budget.take(allowance)
+        return Reservation(self, allowance)
+
+
+def open_image_stage(params: DownloaderParameters, work: Work = DEFAULT_WORK) -> ImageStage:
+    """The stage of a worker rank: its budget and ``cpu_per_worker`` decoder processes."""
+    options = ImageOptions.from_config(params)
+    # Before any answer has told what this rank's images weigh, a request reserves the
+    # largest body allowed: a rank starts carefully (20 requests per GiB at the defaults).
+    budget = MemoryBudget(params.memory_per_rank, params.max_image_bytes)
+    decoders = DecoderPool(params.cpu_per_worker, options, params.image_timeout, work)
+    return ImageStage(budget, decoders, options)
