@@ -44,17 +44,23 @@ class Reservation:
         self._released = False
 
     def arrived(self, body_size: int) -> None:
-        """The answer is in: hold what its body weighs instead of the allowance."""
-        self.resize(body_size)
+        """The answer is in: hold what its body weighs instead of the allowance. Room it
+        frees is not handed out yet: the body's claim (:meth:`ImageStage.process`) or its
+        release comes next, before the loop runs anything else."""
+        self._resize(body_size)
 
-    def resize(self, size: int) -> None:
+    def claim(self, size: int) -> None:
+        """Hold ``size`` bytes (the body and its decoded footprint) until released."""
+        shrunk = size < self.size
+        self._resize(size)
+        if shrunk:
+            self._stage.wake()
+
+    def _resize(self, size: int) -> None:
         if self._released:
             raise RuntimeError("resizing a released reservation")
         self._stage.budget.resize(self.size, size)
-        shrunk = size < self.size
         self.size = size
-        if shrunk:
-            self._stage.wake()
 
     def release(self) -> None:
         if not self._released:
@@ -111,7 +117,7 @@ class ImageStage:
                 f"{format_byte_size(len(body))} body) > memory_per_rank "
                 f"{format_byte_size(self.budget.capacity)}",
             )
-        reservation.resize(claim)
+        reservation.claim(claim)
         return await self.decoders.process(body)
 
     def close(self) -> None:

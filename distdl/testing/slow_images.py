@@ -1,0 +1,38 @@
+"""Image work functions for tests and benchmarks that need a slow pipeline.
+
+They run inside decoder processes (:mod:`distdl.image.decoder_pool`), which import them by
+name, so they live in the package rather than in the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
+
+GIF_SIGNATURE = b"GIF8"
+SLOW_SECONDS_ENV = "DISTDL_TEST_IMAGE_SECONDS"  # read in the decoder process
+
+
+def slow_process_image(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFailure:
+    """``process_image`` that takes at least ``$DISTDL_TEST_IMAGE_SECONDS`` (0.05 s by
+    default) per image: a pipeline slower than a fast host."""
+    time.sleep(float(os.environ.get(SLOW_SECONDS_ENV, "0.05")))
+    return process_image(data, options)
+
+
+def gif_never_ends(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFailure:
+    """``process_image``, except that a GIF never finishes: a pathological image that only
+    the time limit can stop."""
+    if data.startswith(GIF_SIGNATURE):
+        while True:
+            time.sleep(3600)
+    return process_image(data, options)
+
+
+def crash_on_gif(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFailure:
+    """``process_image``, except that a GIF kills the process, as a codec crash would."""
+    if data.startswith(GIF_SIGNATURE):
+        os.abort()
+    return process_image(data, options)

@@ -1,0 +1,86 @@
+"""Decoder processes: images processed in children, a time limit per image, a child that
+dies or stalls replaced while the other images go on, nothing left behind on close."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from distdl.core import codes
+from distdl.image.decoder_pool import DecoderPool
+from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
+from distdl.testing.image_samples import make_image_bytes
+from distdl.testing.slow_images import crash_on_gif, gif_never_ends
+
+JPEG = make_image_bytes("jpeg", 800, 600, seed=1)
+GIF = make_image_bytes("gif", 64, 64, seed=2)
+
+
+@pytest.fixture
+def pools() -> Iterator[list[DecoderPool]]:
+    opened: list[DecoderPool] = []
+    yield opened
+    for pool in opened:
+        pool.close()
+
+
+async def test_images_are_processed_in_child_processes(pools: list[DecoderPool]) -> None:
+    pool = DecoderPool(2, ImageOptions(image_size=256), timeout=60)
+    pools.append(pool)
+    results = await asyncio.gather(*(pool.process(JPEG) for _ in range(6)))
+    assert all(isinstance(r, ProcessedImage) and max(r.resized_size) == 256 for r in results)
+    assert len(pool.pids) == 2 and os.getpid() not in pool.pids
+    failure = await pool.process(b"not an image")
+    assert isinstance(failure, ImageFailure) and failure.error_code == codes.UNDECODABLE
+
+
+async def test_an_image_past_the_time_limit_is_a_row_and_its_process_is_replaced(
+    pools: list[DecoderPool],
+) -> None:
+    pool = DecoderPool(1, ImageOptions(), timeout=1.0, work=gif_never_ends)
+    pools.append(pool)
+    stalled_pid = pool.pids[0]
+    stalled, after = await asyncio.gather(pool.process(GIF), pool.process(JPEG))
+    assert isinstance(stalled, ImageFailure)
+    assert stalled.error_code == codes.IMAGE_TIMEOUT
+    assert "image_timeout 1 s" in stalled.error_msg
+    assert isinstance(after, ProcessedImage)  # the one decoder was freed for the next image
+    assert pool.replaced == 1 and pool.pids != [stalled_pid]
+    assert not psutil.pid_exists(stalled_pid) or psutil.Process(stalled_pid).status() == "zombie"
+
+
+async def test_a_decoder_that_dies_costs_only_its_image(pools: list[DecoderPool]) -> None:
+    pool = DecoderPool(1, ImageOptions(), timeout=60, work=crash_on_gif)
+    pools.append(pool)
+    crashed = await pool.process(GIF)
+    assert isinstance(crashed, ImageFailure) and crashed.error_code == codes.UNDECODABLE
+    assert "SIGABRT" in crashed.error_msg
+    assert isinstance(await pool.process(JPEG), ProcessedImage)
+    assert pool.replaced == 1
+
+
+async def test_decoders_ignore_stop_signals_meant_for_the_job(pools: list[DecoderPool]) -> None:
+    pool = DecoderPool(1, ImageOptions(), timeout=60)
+    pools.append(pool)
+    assert isinstance(await pool.process(JPEG), ProcessedImage)  # the child is up
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        os.kill(pool.pids[0], signum)
+    await asyncio.sleep(0.2)
+    assert isinstance(await pool.process(JPEG), ProcessedImage)
+    assert pool.replaced == 0
+
+
+async def test_close_kills_every_decoder_even_a_busy_one() -> None:
+    pool = DecoderPool(2, ImageOptions(), timeout=600, work=gif_never_ends)
+    pids = pool.pids
+    busy = asyncio.ensure_future(pool.process(GIF))
+    await asyncio.sleep(0.5)
+    await asyncio.get_running_loop().run_in_executor(None, pool.close)
+    assert busy.done()  # its thread returned when its child was killed
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
