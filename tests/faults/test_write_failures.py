@@ -97,15 +97,14 @@ def _injection_round(planned: Path, folder: Path, seed: int, ranks: str = "1") -
     _resume_and_check(config, ranks)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
 def test_an_injected_write_error_fails_the_partition_not_a_row(
-    planned: Path, tmp_path: Path, seed: int
+    planned: Path, tmp_path: Path
 ) -> None:
-    _injection_round(planned, tmp_path, seed)
+    _injection_round(planned, tmp_path, seed=0)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(2, 30))
+@pytest.mark.parametrize("seed", range(1, 30))
 def test_injected_write_errors_at_seeded_points(planned: Path, tmp_path: Path, seed: int) -> None:
     _injection_round(planned, tmp_path, seed)
 
