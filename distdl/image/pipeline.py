@@ -1,7 +1,7 @@
 """The image pipeline the download worker runs on every body: decode, resize, encode, hash.
 
-:func:`process_image` is called from a thread pool, off the event loop (Pillow releases the
-GIL while decoding, resizing and encoding). It never raises for bad bytes: an image that
+:func:`process_image` runs in the rank's decoder processes, off the event loop and under a
+time limit (:mod:`distdl.image.decoder_pool`). It never raises for bad bytes: an image that
 cannot be used comes back as an :class:`ImageFailure`, which becomes an errors.parquet row.
 
 Sizes are reported as ``(height, width)``, the order of the output tables.
