@@ -2,14 +2,13 @@
 
 Protocol over the child's stdin and stdout (``multiprocessing.connection`` framing): first
 the pickled ``(options, work)``, then one raw body per image, each answered by a pickled
-``ProcessedImage`` or ``ImageFailure``. The child exits when stdin closes, which is also
-what happens when the rank dies. Its stdout is moved to stderr, so nothing a library prints
-can corrupt the protocol.
+``ProcessedImage`` or ``ImageFailure``. The child exits when stdin closes, and is killed
+when its rank dies (on Linux, even in the middle of an image). Its stdout is moved to
+stderr, so nothing a library prints can corrupt the protocol.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -22,11 +21,13 @@ Work = Callable[[bytes, ImageOptions], ProcessedImage | ImageFailure]
 DEFAULT_WORK: Work = process_image
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_PR_SET_PDEATHSIG = 1  # Linux prctl option
 _MMAP_THRESHOLD = 1024 * 1024
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
-def main() -> None:
+def main(rank_pid: int) -> None:
+    _die_with_rank(rank_pid)
     # scancel and `sbatch --signal` signal every process of the job: the rank decides when
     # its decoders stop (it kills them), so a graceful stop never turns an image into an error.
     for signum in _STOP_SIGNALS:
@@ -41,22 +42,36 @@ def main() -> None:
 
 
 def serve(requests: Connection, replies: Connection, options: ImageOptions, work: Work) -> None:
-    """Answer one image at a time until the rank closes the pipe."""
+    """Answer one image at a time until the rank closes the pipe (or is gone)."""
     while True:
         try:
             data = requests.recv_bytes()
-        except (EOFError, OSError):
+            replies.send(work(data, options))
+        except (EOFError, OSError):  # the rank closed our pipes, or died mid-image
             return
-        replies.send(work(data, options))
+
+
+def _die_with_rank(rank_pid: int) -> None:
+    """Be killed when the rank dies, even in the middle of an image (the pipe only tells an
+    idle child). Linux only; elsewhere a child exits at its next read."""
+    libc = _libc()
+    if libc is not None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != rank_pid:  # the rank died before we asked
+        os._exit(0)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def _return_freed_pixels() -> None:
     """Pin glibc's mmap threshold: past a large free() glibc raises it, after which big
     pixel buffers come from the heap and stay in the process's RSS once freed, so a decoder
     would keep the memory of its largest image for good."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to pin
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-
-
-if __name__ == "__main__":
-    main()
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)

@@ -17,8 +17,9 @@ multiprocessing start methods re-run the parent's main script in the child when 
 ``if __name__ == "__main__"`` guard (a user's script calling ``download_images()`` would run
 again in every decoder). The child imports the same ``distdl`` as the rank, runs in its own
 session (a Ctrl-C in the terminal goes to the rank, which stops its decoders) and exits when
-its stdin closes, so decoders never outlive their rank. A start costs about half a second,
-paid once per decoder and once per timeout.
+its stdin closes or its rank dies (Linux's parent-death signal, even mid-image), so decoders
+never outlive their rank. A start costs about half a second, paid once per decoder and once
+per timeout.
 
 Bodies go to the child as raw bytes (no pickled copy); results come back pickled (the
 stored image: kilobytes to a few megabytes).
@@ -48,10 +49,13 @@ log = logging.getLogger("distdl.worker")
 _KILL_WAIT = 5.0  # seconds to reap a killed child
 # sys.path[0] is the working folder under -c: the child must import the rank's distdl.
 _PACKAGE_ROOT = str(Path(distdl.__file__).resolve().parent.parent)
-_CHILD_CODE = (
-    f"import sys; sys.path[0] = {_PACKAGE_ROOT!r}; "
-    "from distdl.image.decoder_child import main; main()"
-)
+
+
+def _child_code() -> str:
+    return (
+        f"import sys; sys.path[0] = {_PACKAGE_ROOT!r}; "
+        f"from distdl.image.decoder_child import main; main({os.getpid()})"
+    )
 
 
 class _ChildDied(Exception):
@@ -66,7 +70,7 @@ class _Child:
         from_child, child_out = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _CHILD_CODE],
+                [sys.executable, "-c", _child_code()],
                 stdin=child_in,
                 stdout=child_out,
                 start_new_session=True,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -84,3 +87,32 @@ async def test_close_kills_every_decoder_even_a_busy_one() -> None:
     assert busy.done()  # its thread returned when its child was killed
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+_RANK = """
+import asyncio, sys
+from distdl.image.decoder_pool import DecoderPool
+from distdl.image.pipeline import ImageOptions
+from distdl.testing.slow_images import gif_never_ends
+async def main():
+    pool = DecoderPool(2, ImageOptions(), timeout=600, work=gif_never_ends)
+    print(*pool.pids, flush=True)
+    await pool.process(sys.stdin.buffer.read())  # one decoder busy for ever
+asyncio.run(main())
+"""
+
+
+def test_decoders_do_not_outlive_a_killed_rank() -> None:
+    rank = subprocess.Popen(
+        [sys.executable, "-c", _RANK], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert rank.stdout is not None and rank.stdin is not None
+    pids = [int(pid) for pid in rank.stdout.readline().split()]
+    rank.stdin.write(GIF)
+    rank.stdin.close()
+    children = [psutil.Process(pid) for pid in pids]
+    time.sleep(1.0)  # the busy one has its image
+    rank.kill()
+    rank.wait()
+    _gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, alive
