@@ -22,6 +22,10 @@ What an answer asks for (:func:`distdl.core.signals.answer_signal`):
 * Retries go back into the queue with a not-before time, behind the host's other work,
   instead of sleeping in place; a retry resumes at the hop that failed.
 
+Every request first waits for room in the rank's memory budget, then for its gate, and
+holds its reservation until its row is settled (:mod:`distdl.runtime.image_stage`): when the
+image pipeline lags, requests wait instead of bodies piling up.
+
 URLs robots.txt disallows are never fetched. The host's circuit breaker holds requests back
 while the host does not answer, and once it gives up, every URL left for it becomes a
 HOST_UNREACHABLE row at once. Every request, hop and robots.txt read counts in the stats.
