@@ -107,8 +107,9 @@ class ImageStage:
             self.budget.record_claim(len(body))
             return ImageFailure(rejected.code, rejected.message)
         claim = len(body) + footprint.peak_bytes
-        self.budget.record_claim(claim)
         if not self.budget.fits(claim):
+            # Refused, so only its body was held: that is what the next answers should expect.
+            self.budget.record_claim(len(body))
             width, height = footprint.size
             return ImageFailure(
                 codes.DECOMPRESSION_BOMB,
@@ -117,6 +118,7 @@ class ImageStage:
                 f"{format_byte_size(len(body))} body) > memory_per_rank "
                 f"{format_byte_size(self.budget.capacity)}",
             )
+        self.budget.record_claim(claim)
         reservation.claim(claim)
         return await self.decoders.process(body)
 

@@ -104,6 +104,7 @@ async def test_an_image_too_big_for_the_whole_budget_is_refused_naming_memory_pe
     assert failure.error_code == codes.DECOMPRESSION_BOMB
     assert "9000x9000 L" in failure.error_msg and "memory_per_rank 256 MiB" in failure.error_msg
     assert decoders.seen == []
+    assert stage.budget.allowance() < MIB  # one refused bomb does not throttle what follows
     reservation.release()
     assert stage.budget.reserved == 0
 
