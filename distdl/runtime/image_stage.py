@@ -36,37 +36,40 @@ class Decoders(Protocol):
 
 
 class Reservation:
-    """Bytes of the budget held for one request, from its start until its row is settled."""
+    """One request's share of the budget, from its start until its row is settled: an
+    allowance while in flight, then what its body claims."""
 
-    def __init__(self, stage: ImageStage, size: int) -> None:
+    def __init__(self, stage: ImageStage) -> None:
         self._stage = stage
-        self.size = size
+        self.size: int | None = None  # None while the request is in flight
         self._released = False
 
     def arrived(self, body_size: int) -> None:
-        """The answer is in: hold what its body weighs instead of the allowance. Room it
-        frees is not handed out yet: the body's claim (:meth:`ImageStage.process`) or its
-        release comes next, before the loop runs anything else."""
-        self._resize(body_size)
+        """The answer is in: hold what its body weighs. Room this frees is not handed out
+        yet: the body's claim (:meth:`ImageStage.process`) or its release comes next,
+        before the loop runs anything else."""
+        self._stage.budget.land(body_size)
+        self.size = body_size
 
     def claim(self, size: int) -> None:
         """Hold ``size`` bytes (the body and its decoded footprint) until released."""
+        if self.size is None or self._released:
+            raise RuntimeError("a claim needs an arrived, unreleased body")
+        self._stage.budget.resize(self.size, size)
         shrunk = size < self.size
-        self._resize(size)
+        self.size = size
         if shrunk:
             self._stage.wake()
 
-    def _resize(self, size: int) -> None:
-        if self._released:
-            raise RuntimeError("resizing a released reservation")
-        self._stage.budget.resize(self.size, size)
-        self.size = size
-
     def release(self) -> None:
-        if not self._released:
-            self._released = True
+        if self._released:
+            return
+        self._released = True
+        if self.size is None:
+            self._stage.budget.abandon()
+        else:
             self._stage.budget.release(self.size)
-            self._stage.wake()
+        self._stage.wake()
 
 
 class ImageStage:
@@ -126,9 +129,8 @@ class ImageStage:
         self.decoders.close()
 
     def _reserve(self) -> Reservation:
-        allowance = self.budget.allowance()
-        self.budget.take(allowance)
-        return Reservation(self, allowance)
+        self.budget.start()
+        return Reservation(self)
 
 
 def open_image_stage(params: DownloaderParameters, work: Work = DEFAULT_WORK) -> ImageStage:

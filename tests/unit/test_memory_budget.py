@@ -9,7 +9,7 @@ from distdl.core.memory_budget import MIN_ALLOWANCE, WINDOW, MemoryBudget
 MIB = 1024 * 1024
 
 
-def test_a_rank_starts_carefully_then_reserves_what_recent_images_claimed() -> None:
+def test_a_rank_starts_carefully_then_expects_what_recent_images_claimed() -> None:
     budget = MemoryBudget(100 * MIB, first_allowance=50 * MIB)
     assert budget.allowance() == 50 * MIB
     budget.record_claim(3 * MIB)
@@ -38,40 +38,53 @@ def test_the_allowance_has_a_floor_and_never_exceeds_the_capacity() -> None:
     assert budget.admits()  # an idle rank can always start one request
 
 
-def test_requests_are_admitted_while_their_allowance_fits() -> None:
+def test_requests_are_admitted_while_one_more_allowance_fits() -> None:
     budget = MemoryBudget(10 * MIB, first_allowance=3 * MIB)
     for _ in range(3):
         assert budget.admits()
-        budget.take(budget.allowance())
+        budget.start()
     assert budget.reserved == 9 * MIB
     assert not budget.admits()
-    budget.release(3 * MIB)
+    budget.abandon()
     assert budget.admits()
+
+
+def test_requests_in_flight_count_as_what_images_are_now_known_to_weigh() -> None:
+    budget = MemoryBudget(100 * MIB, first_allowance=50 * MIB)
+    budget.start()  # started before anything was known: 50 MiB ...
+    budget.start()
+    assert budget.reserved == 100 * MIB and not budget.admits()
+    budget.record_claim(2 * MIB)  # ... until an answer tells what this rank's images weigh
+    assert budget.reserved == 4 * MIB and budget.admits()
 
 
 def test_an_arrived_body_holds_its_claim_even_past_the_capacity() -> None:
     budget = MemoryBudget(10 * MIB, first_allowance=2 * MIB)
-    budget.take(2 * MIB)
-    budget.take(2 * MIB)
-    budget.resize(2 * MIB, 9 * MIB)  # the bytes exist: taken whatever the budget says
+    budget.start()
+    budget.start()
+    budget.land(MIB)
+    budget.resize(MIB, 9 * MIB)  # the bytes exist: held whatever the budget says
     assert budget.reserved == 11 * MIB and budget.peak == 11 * MIB
     assert not budget.admits()  # ... and nothing more starts until it is released
     budget.release(9 * MIB)
-    budget.resize(2 * MIB, 0)
+    budget.land(0)
     assert budget.reserved == 0 and budget.peak == 11 * MIB
 
 
 def test_the_peak_is_the_most_ever_reserved_at_once() -> None:
     budget = MemoryBudget(10 * MIB, first_allowance=MIB)
-    budget.take(4 * MIB)
+    budget.start()
+    budget.land(4 * MIB)
     budget.resize(4 * MIB, 2 * MIB)  # a shrink never raises the peak
-    budget.take(3 * MIB)
+    budget.start()
+    budget.land(3 * MIB)
     assert budget.peak == 5 * MIB
 
 
 def test_one_image_fits_only_within_the_whole_capacity() -> None:
     budget = MemoryBudget(10 * MIB, first_allowance=MIB)
-    budget.take(9 * MIB)
+    budget.start()
+    budget.land(9 * MIB)
     assert budget.fits(10 * MIB)  # fits an idle rank, even if not now
     assert not budget.fits(10 * MIB + 1)
 
@@ -79,8 +92,10 @@ def test_one_image_fits_only_within_the_whole_capacity() -> None:
 @pytest.mark.parametrize(
     ("action", "message"),
     [
-        (lambda b: b.release(1), "only 0 reserved"),
-        (lambda b: b.take(-1), "negative"),
+        (lambda b: b.release(1), "only 0 held"),
+        (lambda b: b.land(1), "no request in flight"),
+        (lambda b: b.abandon(), "not in flight"),
+        (lambda b: b.resize(0, -1), "negative"),
         (lambda b: b.record_claim(-5), "negative"),
     ],
 )
