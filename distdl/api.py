@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from distdl.config import Config, load_config
 from distdl.core.stopping import DEFAULT_GRACE, stopped_line
-from distdl.errors import DistdlError, RankFailure, RunStopped
+from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped
 from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
 from distdl.io.lock import OutputLock, read_lock
@@ -135,10 +135,12 @@ def _check_ranks_exit(ended: RanksExit, layout: Layout, config_path: str) -> Non
         raise RunStopped(ended.stopped_by, _stopped_line(layout, config_path))
     if ended.code in (130, 143):  # stopped gracefully; rank 0 printed the line
         raise RunStopped(signal.SIGINT if ended.code == 130 else signal.SIGTERM)
-    if ended.dead_rank is not None:
+    if ended.reported:  # rank 0 said what happened: its exit code says the rest
+        raise AlreadyReported(ended.code)
+    death = ended.death()
+    if death is not None:
         raise RankFailure(
-            f"{ended.dead_rank}; mpiexec ended the other ranks. "
-            f"Continue with: distdl resume {config_path}"
+            f"{death} (exit code {ended.code}); continue with: distdl resume {config_path}"
         )
     raise RankFailure(f"the MPI ranks exited with code {ended.code}; see {layout.logs}")
 
@@ -276,7 +278,8 @@ def _run_mpi_stages(
             raise RankFailure(f"{exc}; {hint}") from None
         raise
     finally:
-        channel.flush()
+        if not declared_dead:  # messages to a hung rank never leave; MPI_Abort follows
+            channel.flush()
     if rank != 0:
         return RunOutcome([], "")
     if report is not None and report.stopped_by is not None:

@@ -116,7 +116,11 @@ async def open_worker(
     channel: Channel,
     retry_codes: frozenset[int],
     address_policy: AddressPolicy = PUBLIC_IS_GLOBAL,
+    *,
+    alone: bool = True,
 ) -> AsyncIterator[Worker]:
+    """The worker of this rank; ``alone``: in a process of its own (an MPI rank), not
+    beside the coordinator."""
     params = config.downloader_parameters
     fetch_settings = FetchSettings.from_config(params)
     settings = WorkerSettings.from_params(params, lease_policy(config), retry_codes, address_policy)
@@ -130,7 +134,15 @@ async def open_worker(
                 robots_fetcher=robots_fetcher(session, fetch_settings),
                 lookup=ResolverLookup(resolver),
             )
-            yield Worker(channel, layout, settings, network, images, random.Random())
+            yield Worker(
+                channel,
+                layout,
+                settings,
+                network,
+                images,
+                random.Random(),
+                fence_after_stall=alone,
+            )
     finally:
         await resolver.close()
         images.close()
@@ -183,7 +195,9 @@ async def run_in_process(
     hub = QueueHub(2)
     coordinator = build_coordinator(config, layout, hub.channel(0), [1], grace)
     worker_channel = hub.channel(1)
-    async with open_worker(config, layout, worker_channel, retry_codes, address_policy) as worker:
+    async with open_worker(
+        config, layout, worker_channel, retry_codes, address_policy, alone=False
+    ) as worker:
         worker_task = asyncio.ensure_future(worker.run())
         try:
             with loop_stop_signals(coordinator.request_stop):

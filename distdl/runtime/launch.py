@@ -8,8 +8,11 @@ When distdl starts the ranks itself (``--ranks N``), this process stays their pa
   "Press Ctrl-C again to force abort" and turn a second Ctrl-C into a kill. If this process
   dies, mpiexec is killed with it (Linux: ``PR_SET_PDEATHSIG``), and with it the ranks: no
   rank outlives the process that holds the output lock.
-* **A dead rank.** When a rank dies, MPICH's mpiexec kills the others and reports the dead
-  one by pid; its error output passes through here, and the pid is translated to the rank.
+* **A dead rank.** When a rank dies, MPICH's mpiexec kills the others (its report names a
+  pid, not always the dead one's). This process watches the ranks' pids (Linux pidfds) and
+  names the rank that ended first.
+* **One report.** The ranks' error output passes through here; when rank 0 has said what
+  happened (an ``error:`` or ``stopped:`` line), nothing more is added.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
+import select
 import shutil
 import signal
 import subprocess
@@ -25,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -40,10 +43,13 @@ STOP_MARGIN = 10.0
 _PR_SET_PDEATHSIG = 1
 # Loaded here, not in the forked child, where only async-signal-safe work belongs.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-# MPICH's mpiexec: its report of a dead rank, and its lines about a forwarded Ctrl-C.
-_DEAD_PID = re.compile(r"PID (\d+) RUNNING AT (\S+)")
-_EXIT_STRING = re.compile(r"EXIT STRING: (.+)")
-_CTRL_C_LINES = ("Sending Ctrl-C to processes as requested", "Press Ctrl-C again to force abort")
+# MPICH's chatter about a forwarded Ctrl-C and an MPI_Abort, said better by rank 0.
+_CHATTER = (
+    "Sending Ctrl-C to processes as requested",
+    "Press Ctrl-C again to force abort",
+    "application called MPI_Abort(",
+)
+_REPORTS = ("error:", "stopped:")  # how rank 0 starts the line that says what happened
 
 
 def default_rank_count() -> int:
@@ -91,7 +97,14 @@ class RanksExit:
     code: int
     stopped_by: int | None = None  # a stop signal this process forwarded to them
     killed_after_grace: bool = False  # they had not stopped within the grace
-    dead_rank: str | None = None  # "rank 1 (pid 123) died: Killed (signal 9)"
+    reported: bool = False  # rank 0 printed what happened
+    first_ended: list[int] = field(default_factory=list)  # ranks that ended before the rest
+
+    def death(self) -> str | None:
+        """Which rank ended first, when that explains a failure nobody reported."""
+        if self.reported or self.stopped_by is not None or len(self.first_ended) != 1:
+            return None
+        return f"rank {self.first_ended[0]} ended first and mpiexec ended the other ranks"
 
 
 def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE) -> RanksExit:
@@ -117,11 +130,11 @@ def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE
         with watch.forwarding():
             killed = watch.wait(grace)
     finally:
+        watch.close()
         relay.join(timeout=5.0)
-    dead = None
-    if relay.dead_pid is not None and not watch.stopped_by:
-        dead = watch.describe_death(relay.dead_pid, relay.exit_string)
-    return RanksExit(process.returncode, watch.stopped_by, killed, dead)
+    return RanksExit(
+        process.returncode, watch.stopped_by, killed, relay.reported, watch.first_ended
+    )
 
 
 def _own_group_dying_with_us() -> None:
@@ -132,40 +145,56 @@ def _own_group_dying_with_us() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
+def rank_processes(launcher_pid: int) -> dict[int, int]:
+    """Rank -> pid of the MPI ranks under a launcher: the processes holding PMI_RANK whose
+    parent does not (a rank's own children, e.g. image decoders, inherit it)."""
+    try:
+        children = psutil.Process(launcher_pid).children(recursive=True)
+    except psutil.Error:
+        return {}
+    ranked: dict[int, tuple[int, int]] = {}  # pid -> (rank, parent pid)
+    for child in children:
+        try:
+            rank = child.environ().get("PMI_RANK")
+            parent = child.ppid()
+        except psutil.Error:
+            continue
+        if rank is not None and rank.isdigit():
+            ranked[child.pid] = (int(rank), parent)
+    return {rank: pid for pid, (rank, parent) in ranked.items() if parent not in ranked}
+
+
 class _ErrorRelay(threading.Thread):
-    """Passes mpiexec's error output through, minus its Ctrl-C chatter, noting the rank it
-    reports dead."""
+    """Passes mpiexec's error output through, minus its chatter, noting whether rank 0
+    reported what happened."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         super().__init__(name="mpiexec-stderr", daemon=True)
         self._stream = stream
-        self.dead_pid: int | None = None
-        self.exit_string: str | None = None
+        self.reported = False
 
     def run(self) -> None:
         for raw in iter(self._stream.readline, b""):
             line = raw.decode(errors="replace")
-            if any(chatter in line for chatter in _CTRL_C_LINES):
+            if any(chatter in line for chatter in _CHATTER):
                 continue
-            found = _DEAD_PID.search(line)
-            if found and self.dead_pid is None:
-                self.dead_pid = int(found.group(1))
-            exit_string = _EXIT_STRING.search(line)
-            if exit_string and self.exit_string is None:
-                self.exit_string = exit_string.group(1).strip()
+            if line.startswith(_REPORTS):
+                self.reported = True
             sys.stderr.write(line)
             sys.stderr.flush()
 
 
 class _RankWatch:
-    """The launched ranks by pid (found under mpiexec by their PMI_RANK), and the signals
-    forwarded to them."""
+    """The launched ranks (rank -> pid), the stop signals forwarded to them, and which of
+    them ended first (each rank's pidfd becomes readable when it ends, in order)."""
 
     def __init__(self, process: subprocess.Popen[bytes], ranks: int) -> None:
         self._process = process
         self._ranks = ranks
-        self._pids: dict[int, int] = {}  # rank -> pid
+        self._pids: dict[int, int] = {}
+        self._pidfds: dict[int, int] = {}  # fd -> rank
         self.stopped_by: int | None = None
+        self.first_ended: list[int] = []
 
     def forwarding(self) -> _Forwarding:
         return _Forwarding(self._forward)
@@ -173,49 +202,53 @@ class _RankWatch:
     def wait(self, grace: float) -> bool:
         """Wait for mpiexec; True when the ranks had to be killed after a stop's grace."""
         deadline: float | None = None
-        while True:
-            try:
-                self._process.wait(timeout=0.2)
-                return False
-            except subprocess.TimeoutExpired:
-                pass
+        while self._process.poll() is None:
             if len(self._pids) < self._ranks:
                 self._find_ranks()
+            self._watch_endings(0.2)
             if self.stopped_by is not None and deadline is None:
                 deadline = time.monotonic() + grace + STOP_MARGIN
             if deadline is not None and time.monotonic() > deadline:
                 self._kill_all()
                 self._process.wait()
                 return True
+        return False
 
-    def describe_death(self, pid: int, exit_string: str | None) -> str:
-        rank = next((r for r, p in self._pids.items() if p == pid), None)
-        who = f"rank {rank} (pid {pid})" if rank is not None else f"the rank with pid {pid}"
-        return f"{who} died: {exit_string or 'no reason given'}"
+    def close(self) -> None:
+        for fd in self._pidfds:
+            os.close(fd)
+        self._pidfds = {}
+
+    def _watch_endings(self, timeout: float) -> None:
+        if not self._pidfds:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=timeout)
+            return
+        ready, _, _ = select.select(list(self._pidfds), [], [], timeout)
+        if ready and not self.first_ended:
+            self.first_ended = sorted(self._pidfds[fd] for fd in ready)
+        for fd in ready:
+            os.close(fd)
+            del self._pidfds[fd]
+
+    def _find_ranks(self) -> None:
+        self._pids.update(rank_processes(self._process.pid))
+        if len(self._pids) == self._ranks and hasattr(os, "pidfd_open"):
+            for rank, pid in self._pids.items():
+                with contextlib.suppress(OSError):  # already gone, or no pidfds here
+                    self._pidfds[os.pidfd_open(pid)] = rank
 
     def _forward(self, signum: int) -> None:
         if self.stopped_by is None:
             self.stopped_by = signum
-        self._find_ranks()
+        if len(self._pids) < self._ranks:
+            self._find_ranks()
         targets = list(self._pids.values())
         if len(targets) < self._ranks:
             targets = [self._process.pid]  # not all started: mpiexec passes it on
         for pid in targets:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-
-    def _find_ranks(self) -> None:
-        try:
-            children = psutil.Process(self._process.pid).children(recursive=True)
-        except psutil.Error:
-            return
-        for child in children:
-            try:
-                rank = child.environ().get("PMI_RANK")
-            except psutil.Error:
-                continue
-            if rank is not None and rank.isdigit():
-                self._pids[int(rank)] = child.pid
 
     def _kill_all(self) -> None:
         for pid in [*self._pids.values(), self._process.pid]:

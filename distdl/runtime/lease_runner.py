@@ -173,6 +173,11 @@ class LeaseRunner:
                     continue
                 item = heapq.heappop(self._queue)
                 reservation = await self._admitted(self._home)
+                if self._stopping:  # stopped while it waited for room: it is not sent
+                    self._home.gate.release()
+                    reservation.release()
+                    heapq.heappush(self._queue, item)
+                    continue
                 self._start(loop, self._attempt(item, self._home, reservation))
         finally:
             for task in self._active:

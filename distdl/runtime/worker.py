@@ -150,13 +150,18 @@ class Worker:
         network: WorkerNetwork,
         images: ImageStage,
         rng: random.Random | None = None,
+        *,
+        fence_after_stall: bool = True,
     ) -> None:
+        """``fence_after_stall``: whether a stall may have let rank 0 declare this worker
+        dead (not when both share one process and one loop: then rank 0 stalled too)."""
         self._channel = channel
         self._layout = layout
         self._settings = settings
         self._fetcher = network.fetcher
         self._images = images
         self._rng = rng or random.Random()
+        self._fence_after_stall = fence_after_stall
         self._feedback = FeedbackBook()
         self._gates: dict[int, HostGate] = {}
         self._leases: dict[int, Lease] = {}
@@ -221,15 +226,18 @@ class Worker:
         while True:
             messages = await receive(self._channel, timeout=FEEDBACK_INTERVAL / 2)
             stall = self._silence.tick(loop.time())
-            if may_be_declared_dead(stall, limit):
+            if self._fence_after_stall and may_be_declared_dead(stall, limit):
                 self._fence(f"this rank was stalled for {stall:.0f} s")
                 self._channel.send(COORDINATOR, WorkerStalled(stall))
+                await self._wait_out(limit)
                 return
             for _, message in messages:
                 self._silence.heard(COORDINATOR)
                 if isinstance(message, Shutdown):
                     if message.reason == "declared dead":
                         self._fence("rank 0 declared this rank dead")
+                        await self._wait_out(limit)
+                        return
                     self._send_feedback()
                     return
                 self._handle(message)
@@ -260,6 +268,17 @@ class Worker:
         for task in self._tasks.values():
             task.cancel()
 
+    async def _wait_out(self, limit: float) -> None:
+        """Dead to rank 0, read (and ignore) what is still on its way here until rank 0 has
+        been silent for the limit (it sends nothing more to a dead rank): under MPICH, a
+        rank that ends with messages queued for it can bring the whole job down."""
+        loop = asyncio.get_running_loop()
+        while self._silence.silent_for(COORDINATOR) < limit:
+            messages = await receive(self._channel, timeout=FEEDBACK_INTERVAL / 2)
+            self._silence.tick(loop.time())
+            if messages:
+                self._silence.heard(COORDINATOR)
+
     def _begin_stop(self, signum: int) -> None:
         if self._stopped_by is None:
             log.info("%s: stopping; requests in flight may finish", signal_name(signum))
@@ -273,7 +292,9 @@ class Worker:
         if self._fenced:
             return False
         stall = self._silence.stalled_since_tick(asyncio.get_running_loop().time())
-        return not may_be_declared_dead(stall, self._settings.silence_limit)
+        return not (
+            self._fence_after_stall and may_be_declared_dead(stall, self._settings.silence_limit)
+        )
 
     def _handle(self, message: object) -> None:
         if isinstance(message, AssignPartition):
