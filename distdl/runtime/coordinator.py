@@ -61,6 +61,7 @@ from distdl.runtime.messages import (
     WorkerStopped,
     WorkRequested,
 )
+from distdl.testing import faults
 
 log = logging.getLogger("distdl.coordinator")
 
@@ -293,6 +294,7 @@ class Coordinator:
             lease.rate,
         )
         dead = lease.server_name in self._dead_hosts
+        faults.hit("lease.granted")
         self._channel.send(worker, AssignPartition(lease, host_unreachable=dead))
 
     def _send_rate_changes(self, changes: list[RateChange]) -> None:

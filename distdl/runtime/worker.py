@@ -76,6 +76,7 @@ from distdl.runtime.messages import (
     WorkerStopped,
     WorkRequested,
 )
+from distdl.testing import faults
 
 log = logging.getLogger("distdl.worker")
 
@@ -384,6 +385,7 @@ class Worker:
         directory = self._layout.image_partition_dir(lease.server_name, lease.partition_id)
         if is_completed(directory):  # done by an earlier lease whose report was lost
             return PartitionStats()
+        faults.hit("lease.started", directory)
         directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(directory)
         urls = read_url_partition(self._layout, lease.server_name, lease.partition_id)
@@ -429,6 +431,7 @@ class Worker:
         if output.successes.num_rows + output.errors.num_rows < (output.planned_rows or 0):
             self._save_settled(lease, output, carried)
             return None
+        faults.hit("lease.settled", directory)
         if not self._may_write():
             output.abort()
             raise _Fenced(f"partition {lease.server_name}/{lease.partition_id} not written")

@@ -7,8 +7,10 @@
 Each comma-separated entry is ``point[@n[+]]=action``: the fault fires the ``n``-th time
 this process reaches ``point`` (``n`` = 1 when omitted), or every time from the ``n``-th on
 with ``+``. An action is an errno name (``ENOSPC``, ``EDQUOT``, ``EFBIG``, ``EIO``,
-``EACCES``, …), raised as that :class:`OSError`, or ``kill`` (SIGKILL of this process).
-Counts are per process, so under MPI every rank counts its own hits.
+``EACCES``, …), raised as that :class:`OSError`, or a signal this process sends itself:
+``kill`` (SIGKILL), ``term`` (SIGTERM), ``int`` (SIGINT) or ``stop`` (SIGSTOP: a hung rank).
+Counts are per process, so under MPI every rank counts its own hits; ``DISTDL_FAULT_RANK=r``
+arms the faults in MPI rank ``r`` only (rank 0 outside MPI), e.g. to kill one worker.
 
 The points (:data:`POINTS`) are named where :func:`hit` is called. The variable is read
 once, at import: when it is unset, :func:`hit` returns on its first line, so the hooks cost
@@ -31,8 +33,19 @@ POINTS = frozenset(
         "parquet.close",  # a parquet file's footer is written
         "parquet.publish",  # a finished parquet file is renamed into place
         "marker.write",  # a partition's completed marker is written
+        "lease.granted",  # rank 0 sends a worker a lease
+        "lease.started",  # a worker starts a leased partition (before its carry-over)
+        "lease.settled",  # a worker settled every row of a partition, before its commit
     }
 )
+RANK_ENV = "DISTDL_FAULT_RANK"
+_SIGNALS = {
+    "kill": signal.SIGKILL,
+    "term": signal.SIGTERM,
+    "int": signal.SIGINT,
+    "stop": signal.SIGSTOP,
+}
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
 
 
 @dataclass(frozen=True)
@@ -53,15 +66,20 @@ def parse(text: str) -> list[Fault]:
         count = count.rstrip("+") or "1"
         if not sep or point not in POINTS or not count.isdigit() or int(count) < 1:
             raise ValueError(f"{ENV}: bad entry {entry!r}; points are {sorted(POINTS)}")
-        if action != "kill" and not isinstance(getattr(errno, action, None), int):
-            raise ValueError(f"{ENV}: {action!r} is neither 'kill' nor an errno name")
+        if action not in _SIGNALS and not isinstance(getattr(errno, action, None), int):
+            raise ValueError(f"{ENV}: {action!r} is neither {sorted(_SIGNALS)} nor an errno name")
         faults.append(Fault(point, int(count), repeat, action))
     return faults
 
 
+def _this_rank() -> str:
+    return next((os.environ[v] for v in _RANK_VARS if v in os.environ), "0")
+
+
 _ARMED: dict[str, list[Fault]] = {}
-for _fault in parse(os.environ.get(ENV, "")):
-    _ARMED.setdefault(_fault.point, []).append(_fault)
+if os.environ.get(RANK_ENV, _this_rank()) == _this_rank():
+    for _fault in parse(os.environ.get(ENV, "")):
+        _ARMED.setdefault(_fault.point, []).append(_fault)
 _hits: Counter[str] = Counter()
 
 
@@ -80,8 +98,9 @@ def hit(point: str, path: Path | str | None = None) -> None:
 
 
 def _fire(fault: Fault, path: Path | str | None) -> None:
-    if fault.action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
+    if fault.action in _SIGNALS:
+        os.kill(os.getpid(), _SIGNALS[fault.action])
+        return  # a handled signal (SIGTERM, SIGINT) is acted on once the code goes on
     code = getattr(errno, fault.action)
     filename = None if path is None else os.fspath(path)
     raise OSError(code, f"{os.strerror(code)} (injected at {fault.point})", filename)
