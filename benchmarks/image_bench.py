@@ -12,7 +12,12 @@ Then, in one run, it measures:
 2. pipeline: ``process_image`` on the same bytes, single-threaded (adds the pixel-limit
    check, EXIF orientation, mode handling and two MD5s);
 3. threads: ``process_image`` in a ThreadPoolExecutor, to see whether threads scale
-   (Pillow releases the GIL while decoding, resizing and encoding).
+   (Pillow releases the GIL while decoding, resizing and encoding);
+4. decoders: what a rank does per image since images are processed under a time limit:
+   the header probe of the memory budget (:func:`distdl.image.footprint.probe`, in the
+   caller), then ``process_image`` in decoder processes (:class:`DecoderPool`), with one
+   process (``cpu_per_worker: 1``, against a single thread) and with ``--threads`` (against
+   as many threads).
 
 Bare and pipeline rounds alternate and the best round of each counts, so a noisy shared
 machine hurts both alike. Prints the figures and one JSON line.
@@ -21,6 +26,7 @@ machine hurts both alike. Prints the figures and one JSON line.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import os
@@ -31,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from distdl.image.decoder_pool import DecoderPool
+from distdl.image.footprint import probe
 from distdl.image.hashes import md5_hex
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
 from distdl.image.resize import REDUCING_GAP, target_size
@@ -97,8 +105,29 @@ def threaded_round(corpus: Sequence[bytes], options: ImageOptions, threads: int)
     return elapsed
 
 
+def decoder_round(corpus: Sequence[bytes], options: ImageOptions, pool: DecoderPool) -> float:
+    """The rank's way: probe each header (in the caller), process in decoder processes."""
+
+    async def one(data: bytes) -> ProcessedImage | ImageFailure:
+        probe(data, options.max_pixels, options.image_size)
+        return await pool.process(data)
+
+    async def everything() -> list[ProcessedImage | ImageFailure]:
+        return await asyncio.gather(*(one(data) for data in corpus))
+
+    started = time.perf_counter()
+    results = asyncio.run(everything())
+    elapsed = time.perf_counter() - started
+    assert all(isinstance(result, ProcessedImage) for result in results)
+    return elapsed
+
+
 def best_rates(
-    corpus: Sequence[bytes], options: ImageOptions, rounds: int, threads: int
+    corpus: Sequence[bytes],
+    options: ImageOptions,
+    rounds: int,
+    threads: int,
+    pools: dict[int, DecoderPool],
 ) -> dict[str, float]:
     """img/s of the best round of each variant; variants alternate within every round."""
     variants: dict[str, Callable[[], float]] = {
@@ -106,6 +135,8 @@ def best_rates(
         "bare_md5": lambda: timed_round(bare_process_with_md5, corpus, options),
         "pipeline": lambda: timed_round(process_image, corpus, options),
         "threaded": lambda: threaded_round(corpus, options, threads),
+        "decoders_1": lambda: decoder_round(corpus, options, pools[1]),
+        "decoders_n": lambda: decoder_round(corpus, options, pools[threads]),
     }
     best = dict.fromkeys(variants, float("inf"))
     for _ in range(rounds):
@@ -122,7 +153,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     # Warm-up (allocator, codec tables), and a check that every image is accepted.
     results = [process_image(data, options) for data in corpus]
     timed_round(bare_process, corpus, options)
-    rates = best_rates(corpus, options, args.rounds, args.threads)
+    # Decoder processes start once (as in a rank) and warm up before the timed rounds.
+    pools = {n: DecoderPool(n, options, timeout=600) for n in {1, args.threads}}
+    try:
+        for pool in pools.values():
+            decoder_round(corpus, options, pool)
+        rates = best_rates(corpus, options, args.rounds, args.threads, pools)
+    finally:
+        for pool in pools.values():
+            pool.close()
+    probe_s = timed_round(lambda data, o: probe(data, o.max_pixels, o.image_size), corpus, options)
     return {
         "images": len(corpus),
         "jpegs": args.jpegs,
@@ -140,6 +180,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "threads": args.threads,
         "threaded_img_s": round(rates["threaded"], 1),
         "thread_speedup": round(rates["threaded"] / rates["pipeline"], 2),
+        "decoders_1_img_s": round(rates["decoders_1"], 1),
+        "decoders_1_vs_pipeline": round(rates["decoders_1"] / rates["pipeline"], 3),
+        "decoders_n_img_s": round(rates["decoders_n"], 1),
+        "decoders_n_vs_threaded": round(rates["decoders_n"] / rates["threaded"], 3),
+        "probe_us_per_image": round(1e6 * probe_s / len(corpus), 1),
         "cpus": os.cpu_count(),
         "failures": sum(isinstance(result, ImageFailure) for result in results),
     }
@@ -174,6 +219,15 @@ def main() -> None:
     print(
         f"process_image x{record['threads']} thr  : {record['threaded_img_s']:8.1f} img/s "
         f"({record['thread_speedup']:.2f}x single thread, {record['cpus']} CPUs)"
+    )
+    print(
+        f"probe + 1 decoder     : {record['decoders_1_img_s']:8.1f} img/s "
+        f"({record['decoders_1_vs_pipeline']:.2f}x process_image in the caller; header probe "
+        f"{record['probe_us_per_image']} us/image)"
+    )
+    print(
+        f"probe + {record['threads']} decoders    : {record['decoders_n_img_s']:8.1f} img/s "
+        f"({record['decoders_n_vs_threaded']:.2f}x {record['threads']} threads)"
     )
     print(json.dumps(record))
 
