@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from distdl.config import Config, load_config
 from distdl.errors import (
     ConfigError,
     DistdlError,
@@ -25,6 +24,17 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from distdl.api import RunOutcome
+    from distdl.config import Config, load_config
+
+
+def __getattr__(name: str) -> Any:
+    """``Config`` and ``load_config`` load pydantic: only when asked for, so that the command
+    line starts handling Ctrl-C before the seconds its heavy imports can take."""
+    if name in ("Config", "load_config"):
+        from distdl import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'distdl' has no attribute {name!r}")
 
 
 def download_images(config_path: str, **options: Any) -> RunOutcome:

@@ -1,3 +1,7 @@
-from distdl.cli import main
+from distdl.runtime.stop_signals import defer_stop_signals
+
+defer_stop_signals()  # before the heavy imports: a Ctrl-C while they load stops the run
+
+from distdl.cli import main  # noqa: E402
 
 main()

@@ -75,12 +75,11 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
         return _run_as_mpi_rank(config, layout, options, str(config_path))
     configure_logging(layout, 0, config.downloader_parameters.logger_level, console=True)
     signum: int | None = None
-    with raising_stop_signals():
-        try:
-            with OutputLock(layout.root, _lock_command(options, config_path)):
-                return _run_here(config, layout, options, config_path)
-        except (KeyboardInterrupt, StopSignal) as exc:
-            signum = stop_signal_of(exc)
+    try:
+        with raising_stop_signals(), OutputLock(layout.root, _lock_command(options, config_path)):
+            return _run_here(config, layout, options, config_path)
+    except (KeyboardInterrupt, StopSignal) as exc:
+        signum = stop_signal_of(exc)
     assert signum is not None
     raise RunStopped(signum, _stopped_line(layout, str(config_path)))
 
@@ -88,9 +87,12 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
 def _stopped_line(layout: Layout, config_path: str) -> str:
     """``stopped: N partitions done, M left; continue with: …`` from what is on disk."""
     totals = dataset_totals(layout)
-    planned = Checkpoint.load(layout.checkpoint_file).is_complete("batched")
-    left = totals.partitions_planned - totals.partitions_done if planned else None
-    return stopped_line(totals.partitions_done, left, config_path)
+    checkpoint = Checkpoint.load(layout.checkpoint_file)
+    left = totals.partitions_planned - totals.partitions_done
+    planned = checkpoint.is_complete("batched")
+    return stopped_line(
+        totals.partitions_done, left if planned else None, config_path, started=checkpoint.started
+    )
 
 
 def _lock_command(options: RunOptions, config_path: str | os.PathLike[str]) -> str:
@@ -207,18 +209,17 @@ def _run_as_mpi_rank(
     rank = comm.Get_rank()
     configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
     signum: int | None = None
-    with raising_stop_signals():
-        try:
-            with contextlib.ExitStack() as held:
-                lock = OutputLock(layout.root, _lock_command(options, config_path))
+    try:
+        with raising_stop_signals(), contextlib.ExitStack() as held:
+            lock = OutputLock(layout.root, _lock_command(options, config_path))
 
-                def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank
-                    held.enter_context(lock)
+            def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank
+                held.enter_context(lock)
 
-                _on_rank0(comm, take_lock)
-                return _run_mpi_stages(config, layout, options, config_path, comm)
-        except (KeyboardInterrupt, StopSignal) as exc:
-            signum = stop_signal_of(exc)
+            _on_rank0(comm, take_lock)
+            return _run_mpi_stages(config, layout, options, config_path, comm)
+    except (KeyboardInterrupt, StopSignal) as exc:
+        signum = stop_signal_of(exc)
     assert signum is not None
     raise RunStopped(signum, _stopped_line(layout, config_path) if rank == 0 else "")
 

@@ -7,14 +7,17 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 from distdl.core.stopping import exit_code as stop_exit_code
 from distdl.errors import ConfigError, DistdlError, OutputWriteError, RunStopped
-from distdl.runtime.stop_signals import StopSignal, stop_signal_of
+from distdl.runtime.stop_signals import StopSignal, defer_stop_signals, stop_signal_of
+
+if TYPE_CHECKING:
+    from distdl.api import RunOutcome
 
 app = typer.Typer(
     help="Download huge image datasets from URL lists, politely, over MPI ranks.",
@@ -95,18 +98,24 @@ def _run(
     retry_errors: str | None,
     resume: bool,
 ) -> None:
-    from distdl.api import RunOptions, run
-
     if ranks is not None and ranks < 1:
         raise typer.BadParameter("--ranks must be at least 1")
-    options = RunOptions(
-        until=until.value,
-        ranks=ranks,
-        input_format=input_format.value if input_format else None,
-        retry_errors=_codes(retry_errors),
-        resume=resume,
-    )
-    outcome = _guarded(lambda: run(config, options))
+    retry_codes = _codes(retry_errors)
+
+    def start() -> RunOutcome:
+        # Imported here, guarded: a Ctrl-C while pyarrow and Polars load is a stop too.
+        from distdl.api import RunOptions, run
+
+        options = RunOptions(
+            until=until.value,
+            ranks=ranks,
+            input_format=input_format.value if input_format else None,
+            retry_errors=retry_codes,
+            resume=resume,
+        )
+        return run(config, options)
+
+    outcome = _guarded(start)
     if outcome.summary:
         out.print(outcome.summary, soft_wrap=True)
 
@@ -213,6 +222,7 @@ def demo_command(
 
 
 def main() -> None:
+    defer_stop_signals()  # a Ctrl-C while modules load stops the run, with no traceback
     app()
 
 

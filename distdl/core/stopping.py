@@ -77,9 +77,12 @@ def parse_kill_wait(scontrol_config: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def stopped_line(done: int, left: int | None, config_path: str) -> str:
-    """The one line printed when a run stopped on a signal (``left`` None: not planned yet)."""
+def stopped_line(done: int, left: int | None, config_path: str, *, started: bool = True) -> str:
+    """The one line printed when a run stopped on a signal (``left`` None: not planned yet;
+    ``started`` False: nothing to resume, the run starts again)."""
     remaining = "the plan not finished" if left is None else f"{left} left"
+    command = "resume" if started else "run"
     return (
-        f"stopped: {done} partitions done, {remaining}; continue with: distdl resume {config_path}"
+        f"stopped: {done} partitions done, {remaining}; "
+        f"continue with: distdl {command} {config_path}"
     )

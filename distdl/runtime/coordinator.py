@@ -42,6 +42,7 @@ from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
     ChangeRate,
+    Dismiss,
     GrantShare,
     Heartbeat,
     HostDeclaredDead,
@@ -182,6 +183,7 @@ class Coordinator:
                 if isinstance(message, WorkerStopped):
                     self._alive.discard(source)
                     self._silence.forget(source)
+                    self._channel.send(source, Dismiss())  # the last message it gets
                 else:
                     self._handle(source, message)
             now = time.monotonic()

@@ -4,7 +4,9 @@ When distdl starts the ranks itself (``--ranks N``), this process stays their pa
 
 * **Signals.** mpiexec runs in a process group of its own, so a Ctrl-C in the terminal
   reaches only this process, which forwards it (and SIGTERM, SIGUSR1) to the ranks and
-  waits for them to stop gracefully. Forwarding through mpiexec instead would make it print
+  waits for them to stop gracefully. A rank gets it once it said it is ready for signals
+  (:func:`~distdl.runtime.stop_signals.defer_stop_signals`), never in the middle of its
+  imports. Forwarding through mpiexec instead would make it print
   "Press Ctrl-C again to force abort" and turn a second Ctrl-C into a kill. If this process
   dies, mpiexec is killed with it (Linux: ``PR_SET_PDEATHSIG``), and with it the ranks: no
   rank outlives the process that holds the output lock.
@@ -25,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +39,7 @@ import psutil
 
 from distdl.core.stopping import DEFAULT_GRACE, STOP_SIGNALS, parse_kill_wait
 from distdl.errors import LaunchError
+from distdl.runtime.stop_signals import READY_ENV
 
 LAUNCHED_ENV = "DISTDL_LAUNCHED"  # set in ranks we started, so they never launch again
 # After the grace, ranks that have not stopped are killed: never wait forever.
@@ -111,7 +115,8 @@ def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE
     """Run ``python -m distdl <argv>`` as ``ranks`` MPI ranks on this machine, forwarding
     stop signals to them; how they ended."""
     command = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "distdl", *argv]
-    env = dict(os.environ, **{LAUNCHED_ENV: "1"})
+    ready = Path(tempfile.mkdtemp(prefix="distdl-ready-"))
+    env = dict(os.environ, **{LAUNCHED_ENV: "1", READY_ENV: str(ready)})
     try:
         process = subprocess.Popen(
             command,
@@ -121,17 +126,19 @@ def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE
             preexec_fn=_own_group_dying_with_us,
         )
     except OSError as exc:
+        shutil.rmtree(ready, ignore_errors=True)
         raise LaunchError(f"could not start {command[0]}: {exc}") from exc
     assert process.stderr is not None
     relay = _ErrorRelay(process.stderr)
     relay.start()
-    watch = _RankWatch(process, ranks)
+    watch = _RankWatch(process, ranks, ready)
     try:
         with watch.forwarding():
             killed = watch.wait(grace)
     finally:
         watch.close()
         relay.join(timeout=5.0)
+        shutil.rmtree(ready, ignore_errors=True)
     return RanksExit(
         process.returncode, watch.stopped_by, killed, relay.reported, watch.first_ended
     )
@@ -188,11 +195,14 @@ class _RankWatch:
     """The launched ranks (rank -> pid), the stop signals forwarded to them, and which of
     them ended first (each rank's pidfd becomes readable when it ends, in order)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], ranks: int) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], ranks: int, ready: Path) -> None:
         self._process = process
         self._ranks = ranks
+        self._ready = ready  # where each rank leaves a file named by its pid when ready
         self._pids: dict[int, int] = {}
         self._pidfds: dict[int, int] = {}  # fd -> rank
+        self._forwarded: list[int] = []  # the stop signals received, in order
+        self._delivered: dict[int, int] = {}  # pid -> how many of them it got
         self.stopped_by: int | None = None
         self.first_ended: list[int] = []
 
@@ -205,6 +215,7 @@ class _RankWatch:
         while self._process.poll() is None:
             if len(self._pids) < self._ranks:
                 self._find_ranks()
+            self._deliver()
             self._watch_endings(0.2)
             if self.stopped_by is not None and deadline is None:
                 deadline = time.monotonic() + grace + STOP_MARGIN
@@ -239,16 +250,26 @@ class _RankWatch:
                     self._pidfds[os.pidfd_open(pid)] = rank
 
     def _forward(self, signum: int) -> None:
+        """In the signal handler: noted only; the waiting loop delivers it within 0.2 s."""
         if self.stopped_by is None:
             self.stopped_by = signum
+        self._forwarded.append(signum)
+
+    def _deliver(self) -> None:
+        """Every signal forwarded so far, to each rank ready for it (the others get theirs
+        once they are: a rank still starting would die of it in its imports)."""
+        if not self._forwarded:
+            return
         if len(self._pids) < self._ranks:
             self._find_ranks()
-        targets = list(self._pids.values())
-        if len(targets) < self._ranks:
-            targets = [self._process.pid]  # not all started: mpiexec passes it on
-        for pid in targets:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+        for pid in self._pids.values():
+            sent = self._delivered.get(pid, 0)
+            if sent == len(self._forwarded) or not (self._ready / str(pid)).exists():
+                continue
+            for signum in self._forwarded[sent:]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+            self._delivered[pid] = len(self._forwarded)
 
     def _kill_all(self) -> None:
         for pid in [*self._pids.values(), self._process.pid]:

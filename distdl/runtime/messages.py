@@ -17,6 +17,7 @@ from distdl.core.throttle import Feedback
 class AssignPartition:
     lease: Lease
     host_unreachable: bool = False  # a breaker gave up on the host: write its rows, no fetch
+    start_after: float = 0.0  # seconds before its first request (a start slot, see PauseHolder)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class GrantShare:
     lease_id: int
     rate: float
     host_unreachable: bool = False
+    start_after: float = 0.0  # seconds before its first request (a start slot, see PauseHolder)
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,13 @@ class ChangeRate:
 
 
 @dataclass(frozen=True)
-class PauseHost:
-    """Stop starting requests on a host for ``seconds`` (a duration: clocks differ by node)."""
+class PauseHolder:
+    """Start no request through lease (or share) ``lease_id`` on its host for ``seconds`` (a
+    duration: clocks differ by node), then pace it from there. Rank 0 gives each holder of a
+    host its own slot, one budget interval apart (:mod:`distdl.core.start_slots`)."""
 
     server_name: str
+    lease_id: int
     seconds: float
 
 
@@ -69,6 +74,13 @@ class Stop:
 
     signum: int
     settle_seconds: float
+
+
+@dataclass(frozen=True)
+class Dismiss:
+    """The answer to WorkerStopped: rank 0 sends this worker nothing more, so it may end.
+    (Under MPICH a rank that ends while messages are still on their way to it can bring the
+    whole job down.)"""
 
 
 @dataclass(frozen=True)
@@ -178,10 +190,11 @@ ToWorker = (
     AssignPartition
     | GrantShare
     | ChangeRate
-    | PauseHost
+    | PauseHolder
     | AbandonHost
     | Shutdown
     | Stop
+    | Dismiss
     | Heartbeat
 )
 ToCoordinator = (

@@ -4,8 +4,12 @@
   coordinator's or worker's ``request_stop`` (:func:`loop_stop_signals`): a graceful stop.
 * Around the rest of a run (planning, profiling, the wait for launched ranks),
   :func:`raising_stop_signals` makes SIGTERM and SIGUSR1 raise :class:`StopSignal` where the
-  program is, as SIGINT raises KeyboardInterrupt; the API turns either into a
+  program is, and SIGINT raise KeyboardInterrupt; the API turns either into a
   :class:`~distdl.errors.RunStopped`. Every write there is atomic, so stopping anywhere is safe.
+* Before that, while the command line starts (imports take seconds on a busy node),
+  :func:`defer_stop_signals` only notes a signal; the run acts on it as soon as it handles
+  signals itself. A rank that ``distdl run --ranks N`` launched then says it is ready for
+  signals (a file named by its pid in ``DISTDL_READY_DIR``): its parent forwards none before.
 
 Handlers are only installed in the main thread (Python allows no other), and the previous
 ones are put back on the way out: library users keep theirs.
@@ -15,14 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 
 from distdl.core.stopping import STOP_SIGNALS
 
 _Handler = Callable[[int, FrameType | None], object] | int | None
+READY_ENV = "DISTDL_READY_DIR"
+_noted: list[int] = []  # stop signals received before the run handled them itself
 
 
 class StopSignal(BaseException):
@@ -52,22 +60,41 @@ def _restore(previous: dict[int, _Handler]) -> None:
             signal.signal(signum, handler)
 
 
+def _note(signum: int, frame: FrameType | None) -> None:
+    _noted.append(signum)
+
+
+def defer_stop_signals() -> None:
+    """From the command line's start: stop signals are noted, to be acted on by the run."""
+    if not _in_main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _note)
+    ready = os.environ.get(READY_ENV)
+    if ready:
+        with contextlib.suppress(OSError):  # the parent then forwards nothing: no worse
+            Path(ready, str(os.getpid())).touch()
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise StopSignal(signum)
+
+
 @contextlib.contextmanager
 def raising_stop_signals() -> Iterator[None]:
-    """SIGTERM and SIGUSR1 raise StopSignal inside the block (SIGINT keeps raising
-    KeyboardInterrupt)."""
+    """Inside the block SIGTERM and SIGUSR1 raise StopSignal, SIGINT KeyboardInterrupt; a
+    signal noted before is raised on entry."""
     if not _in_main_thread():
         yield
         return
-
-    def raise_stop(signum: int, frame: FrameType | None) -> None:
-        raise StopSignal(signum)
-
-    raised = (signal.SIGTERM, signal.SIGUSR1)
-    previous = {int(s): signal.getsignal(s) for s in raised}
-    for signum in raised:
-        signal.signal(signum, raise_stop)
+    previous = {int(s): signal.getsignal(s) for s in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
     try:
+        if _noted:
+            _raise_stop(_noted.pop(0), None)
         yield
     finally:
         _restore(previous)
@@ -83,6 +110,8 @@ def loop_stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
     previous = {int(s): signal.getsignal(s) for s in STOP_SIGNALS}
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, int(signum))
+    while _noted:
+        loop.call_soon(on_signal, _noted.pop(0))
     try:
         yield
     finally:

@@ -61,6 +61,7 @@ from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
     ChangeRate,
+    Dismiss,
     GrantShare,
     Heartbeat,
     HostFeedbackReported,
@@ -170,6 +171,7 @@ class Worker:
         self._runners: dict[int, LeaseRunner] = {}
         self._silence = Silence([COORDINATOR], 0.0)  # started again when serving starts
         self._fenced = False  # once set, nothing more is written
+        self._dismissed = False  # rank 0 sends nothing more
         self._stopped_by: int | None = None
         self._stop_signals = 0
         self._settle_deadline: float | None = None
@@ -216,6 +218,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             self._channel.send(COORDINATOR, WorkerStopped())
+            await self._dismissal()
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -230,14 +233,13 @@ class Worker:
             if self._fence_after_stall and may_be_declared_dead(stall, limit):
                 self._fence(f"this rank was stalled for {stall:.0f} s")
                 self._channel.send(COORDINATOR, WorkerStalled(stall))
-                await self._wait_out(limit)
                 return
             for _, message in messages:
                 self._silence.heard(COORDINATOR)
                 if isinstance(message, Shutdown):
                     if message.reason == "declared dead":
                         self._fence("rank 0 declared this rank dead")
-                        await self._wait_out(limit)
+                        self._dismissed = True  # the last message rank 0 sends a dead rank
                         return
                     self._send_feedback()
                     return
@@ -269,16 +271,20 @@ class Worker:
         for task in self._tasks.values():
             task.cancel()
 
-    async def _wait_out(self, limit: float) -> None:
-        """Dead to rank 0, read (and ignore) what is still on its way here until rank 0 has
-        been silent for the limit (it sends nothing more to a dead rank): under MPICH, a
-        rank that ends with messages queued for it can bring the whole job down."""
+    async def _dismissal(self) -> None:
+        """Read (and ignore) what is still on its way here until rank 0 sends nothing more:
+        ``Dismiss``, or ``Shutdown`` of a rank it declared dead; or it has been silent for
+        the limit. Under MPICH a rank that ends while messages are on their way to it can
+        bring the whole job down."""
         loop = asyncio.get_running_loop()
-        while self._silence.silent_for(COORDINATOR) < limit:
+        limit = self._settings.silence_limit
+        while not self._dismissed and self._silence.silent_for(COORDINATOR) < limit:
             messages = await receive(self._channel, timeout=FEEDBACK_INTERVAL / 2)
             self._silence.tick(loop.time())
-            if messages:
+            for _, message in messages:
                 self._silence.heard(COORDINATOR)
+                dead = isinstance(message, Shutdown) and message.reason == "declared dead"
+                self._dismissed = self._dismissed or dead or isinstance(message, Dismiss)
 
     def _begin_stop(self, signum: int) -> None:
         if self._stopped_by is None:

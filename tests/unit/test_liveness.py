@@ -127,3 +127,4 @@ def test_the_stopped_line() -> None:
         "stopped: 3 partitions done, 8 left; continue with: distdl resume c.yaml"
     )
     assert "the plan not finished" in stopped_line(0, None, "c.yaml")
+    assert stopped_line(0, None, "c.yaml", started=False).endswith("distdl run c.yaml")
