@@ -5,6 +5,7 @@ no image served twice (what a stop had fetched was kept)."""
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import re
@@ -126,6 +127,14 @@ def assert_stopped(ended: Ended, signum: int) -> int:
     assert found, lines[0]
     assert ended.seconds < DEFAULT_GRACE, ended.seconds
     return int(found.group(2))
+
+
+def observed_latencies(config: Path) -> list[str]:
+    """The latency column of the profiles table: filled by a run that saved what it saw of
+    the hosts, empty after planning."""
+    profiles = config.parent / "out" / "servers_profiles.csv"
+    with profiles.open(newline="") as table:
+        return [row.get("latency_ms") or "" for row in csv.DictReader(table)]
 
 
 def images_served(records: list[RequestRecord]) -> Counter[tuple[str, str]]:
