@@ -118,6 +118,7 @@ def test_a_worker_killed_at_its_commit_ends_the_job_naming_it(
     _resume(config)
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_a_worker_hung_at_its_commit_is_declared_dead_and_the_others_finish(
     planned: Path, tmp_path: Path
