@@ -13,6 +13,10 @@ Two more things spend a host's budget, and rank 0 accounts for both:
   (``RobotsRead``), which caps the budget (Crawl-delay, Request-rate) and ends the
   one-lease-at-a-time rule for a host whose robots.txt rank 0 had not heard yet.
 
+A pause (Retry-After), or a refusal while several leases and shares hold a host, gives each
+of them its own start slot, one budget interval apart (:mod:`distdl.core.start_slots`), so
+they never come back to the host all at once; a holder opened meanwhile takes the next slot.
+
 Rank 0 also watches the workers (:mod:`distdl.core.liveness`). It heartbeats each of them
 and hears from each at least every second; a worker silent for ``silence_limit`` seconds,
 or one that reports it stalled, is declared dead: its leases and shares go back to the
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 
 from distdl.core.liveness import DEFAULT_SILENCE_LIMIT, HEARTBEAT_INTERVAL, Silence
 from distdl.core.scheduler import Lease, LeaseScheduler, RateChange
+from distdl.core.start_slots import HolderStart, StartSlots
 from distdl.core.stopping import DEFAULT_GRACE, StopPlan, signal_name
 from distdl.errors import RankFailure
 from distdl.runtime.budgets import HostBudgets
@@ -52,7 +57,7 @@ from distdl.runtime.messages import (
     PartitionCompleted,
     PartitionFailed,
     PartitionStats,
-    PauseHost,
+    PauseHolder,
     RobotsRead,
     Shutdown,
     Stop,
@@ -129,6 +134,7 @@ class Coordinator:
         self._workers = list(workers)
         self._scheduler = scheduler
         self._budgets = budgets
+        self._slots = StartSlots()
         self._wanted: Counter[int] = Counter()
         self._report = RunReport()
         self._lease_hosts: dict[int, str] = {}
@@ -297,7 +303,24 @@ class Coordinator:
         )
         dead = lease.server_name in self._dead_hosts
         faults.hit("lease.granted")
-        self._channel.send(worker, AssignPartition(lease, host_unreachable=dead))
+        start_after = self._join(lease, now)
+        self._channel.send(worker, AssignPartition(lease, dead, start_after))
+
+    def _join(self, holder: Lease, now: float) -> float:
+        """Start slots once ``holder`` (a lease or share) opened: the others' new slots are
+        sent; its own is returned, as the seconds it waits for it (0: it may start at once)."""
+        host = holder.server_name
+        holders = self._scheduler.holders(host)
+        starts = self._slots.join(host, holder, holders, self._scheduler.budget(host), now)
+        others = [start for start in starts if start.lease_id != holder.lease_id]
+        self._send_starts(host, others, now)
+        own = [start.at - now for start in starts if start.lease_id == holder.lease_id]
+        return own[0] if own else 0.0
+
+    def _send_starts(self, host: str, starts: list[HolderStart], now: float) -> None:
+        for start in starts:
+            pause = PauseHolder(host, start.lease_id, start.at - now)
+            self._channel.send(start.worker, pause)
 
     def _send_rate_changes(self, changes: list[RateChange]) -> None:
         for change in changes:
@@ -363,7 +386,9 @@ class Coordinator:
         self._send_rate_changes(changes)  # room first: the host never goes over its budget
         log.debug("share %d: %s -> rank %d at %.2f req/s", share.lease_id, host, worker, share.rate)
         unreachable = host in self._dead_hosts
-        self._channel.send(worker, GrantShare(host, share.lease_id, share.rate, unreachable))
+        start_after = self._join(share, now)
+        grant = GrantShare(host, share.lease_id, share.rate, unreachable, start_after)
+        self._channel.send(worker, grant)
 
     def _apply_robots(self, message: RobotsRead, now: float) -> None:
         host = message.server_name
@@ -378,10 +403,15 @@ class Coordinator:
         log.debug(
             "feedback %s: %s -> budget %.2f req/s", host, message.feedback, self._budgets.rate(host)
         )
+        holders = self._scheduler.holders(host)
+        # Slots are spaced by the budget the host is about to have (a cut comes with pauses).
+        budget = self._scheduler.budget(host) if decision.rate is None else decision.rate
         if decision.pause_seconds:
-            self._scheduler.pause_host(host, now + decision.pause_seconds)
-            for worker in self._holders(host):
-                self._channel.send(worker, PauseHost(host, decision.pause_seconds))
+            until = now + decision.pause_seconds
+            self._scheduler.pause_host(host, until)
+            self._send_starts(host, self._slots.spread(host, holders, budget, now, until), now)
+        elif message.feedback.rate_limited:
+            self._send_starts(host, self._slots.spread(host, holders, budget, now), now)
         if decision.rate is not None:
             self._send_rate_changes(self._scheduler.set_budget(host, decision.rate))
 

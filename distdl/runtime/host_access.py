@@ -273,6 +273,8 @@ class HostAccess:
         share.lease_id = message.lease_id
         rate = min(message.rate, self.rate_cap(message.server_name))
         share.gate = HostGate(rate, self._settings.max_in_flight, message.server_name, self.starts)
+        if message.start_after > 0:
+            share.gate.resume_in(message.start_after)  # its start slot (core.start_slots)
         share.idle_since = asyncio.get_running_loop().time()
         share.granted.set_result(None)
 
@@ -284,10 +286,11 @@ class HostAccess:
                 return True
         return False
 
-    def pause(self, server_name: str, seconds: float) -> None:
-        share = self._shares.get(server_name)
-        if share is not None and share.gate is not None:
-            share.gate.pause(seconds)
+    def resume_share(self, lease_id: int, seconds: float) -> None:
+        """Apply a PauseHolder meant for one of the shares (a stale one is ignored)."""
+        for share in self._shares.values():
+            if share.lease_id == lease_id and share.gate is not None:
+                share.gate.resume_in(seconds)
 
     def lease_ended(self, lease_id: int) -> None:
         """The lease is over: shares no other lease used go back at once."""

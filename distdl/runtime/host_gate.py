@@ -5,6 +5,11 @@ a waiter that got through the old limiter after a swap queues again on the new o
 request passes the current rate. ``AsyncLimiter(1, 1 / rate)`` has a bucket of one: starts
 are spaced by ``1 / rate`` with no burst, so in any 1 s window a lease starts at most
 ``rate + 1`` requests (the documented tolerance is one request per open lease).
+
+``resume_in`` is a pause that also sets the phase: the first start after it is due at its
+end, whatever came before, and the next ones are paced from there. Rank 0 gives the holders
+of one host resume times one budget interval apart (:mod:`distdl.core.start_slots`); a plain
+``pause`` would keep each gate's own phase, and gates in lock-step would stay in it.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class HostGate:
         # host when a StartLog is shared).
         self._last_start: float | None = starts.last(server_name) if starts else None
         self._fresh = starts is not None and self._last_start is None
+        self._resume_at: float | None = None  # set by resume_in until the next start
         self._priming: tuple[AsyncLimiter, asyncio.Future[None]] | None = None
 
     @property
@@ -76,6 +82,14 @@ class HostGate:
     def pause(self, seconds: float) -> None:
         until = asyncio.get_running_loop().time() + seconds
         self._paused_until = max(self._paused_until, until)
+
+    def resume_in(self, seconds: float) -> None:
+        """Start nothing for ``seconds``, then pace from that moment on: the first start is
+        due then, however recent the last one was (a longer pause still holds it back)."""
+        until = asyncio.get_running_loop().time() + max(0.0, seconds)
+        self._paused_until = max(self._paused_until, until)
+        self._resume_at = until
+        self._limiter = _limiter_for(self._rate)  # waiters prime again, from the resume time
 
     async def _wait_pause(self) -> None:
         loop = asyncio.get_running_loop()
@@ -94,6 +108,7 @@ class HostGate:
                 now = asyncio.get_running_loop().time()
                 if limiter is self._limiter and self._paused_until <= now:
                     self._last_start = now
+                    self._resume_at = None
                     if self._starts is not None:
                         self._starts.record(self._server_name, now)
                     return
@@ -114,8 +129,14 @@ class HostGate:
         After a rate change the next start keeps the new spacing from the last start. A new
         gate on a host this rank never contacted lets its first request go at once (the one
         request per open lease the module docstring allows); one without that knowledge may
-        follow another lease on the host, so it waits one whole interval.
+        follow another lease on the host, so it waits one whole interval. After
+        ``resume_in`` the first start is due at the resume time.
         """
+        if self._resume_at is not None:
+            wait = self._resume_at - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return  # the bucket's one token is the resumed first start's
         if self._last_start is None:
             if self._fresh:
                 self._fresh = False  # the bucket's one token is this first request's

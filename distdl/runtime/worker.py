@@ -68,7 +68,7 @@ from distdl.runtime.messages import (
     PartitionCompleted,
     PartitionFailed,
     PartitionStats,
-    PauseHost,
+    PauseHolder,
     Shutdown,
     Stop,
     StopRequested,
@@ -312,12 +312,15 @@ class Worker:
                 self._access.breaker(lease.server_name).declare_dead()
             self._leases[lease.lease_id] = lease
             rate = min(lease.rate, self._access.rate_cap(lease.server_name))
-            self._gates[lease.lease_id] = HostGate(
+            gate = HostGate(
                 rate,
                 self._settings.max_in_flight_per_host,
                 lease.server_name,
                 self._access.starts,
             )
+            if message.start_after > 0:
+                gate.resume_in(message.start_after)  # its start slot (core.start_slots)
+            self._gates[lease.lease_id] = gate
             task = asyncio.get_running_loop().create_task(self._run_lease(lease))
             self._tasks[lease.lease_id] = task
         elif isinstance(message, GrantShare):
@@ -332,11 +335,12 @@ class Worker:
             self._settle_deadline = min(deadline, self._settle_deadline or deadline)
         elif isinstance(message, Heartbeat):
             pass  # hearing it is all it is for
-        elif isinstance(message, PauseHost):
-            for lease_id, lease in self._leases.items():
-                if lease.server_name == message.server_name:
-                    self._gates[lease_id].pause(message.seconds)
-            self._access.pause(message.server_name, message.seconds)
+        elif isinstance(message, PauseHolder):
+            gate = self._gates.get(message.lease_id)
+            if gate is not None:
+                gate.resume_in(message.seconds)
+            else:
+                self._access.resume_share(message.lease_id, message.seconds)
         else:
             raise TypeError(f"worker got an unexpected message {message!r}")
 
