@@ -332,7 +332,7 @@ class HostThrottle:
             # Answers to the rate before the last cut are not held against the new one.
             self._start_window(now)
             return self.rate
-        if window.rate_limited or (window.forbidden and self._forbidden_means_too_fast()):
+        if window.rate_limited or self._forbidden_means_too_fast(window):
             self._on_refusal(window, now)
         elif state.window_start < state.tested_from:
             if now >= state.tested_from:
@@ -364,15 +364,19 @@ class HostThrottle:
             and now - self._state.window_start >= settings.window_seconds
         )
 
-    def _forbidden_means_too_fast(self) -> bool:
-        """A 403 is a refusal at once on a host known to throttle with 403, and in slow
-        start on a host that has not forbidden anything yet: a CDN refusing a ramp with 403
-        must be answered before half the ramp's requests are refused; a lone forbidden
-        image only ends slow start a little early (recovery climbs back)."""
+    def _forbidden_means_too_fast(self, window: Feedback) -> bool:
+        """403s are a refusal at once on a host known to throttle with 403, and in slow
+        start when several come together on a host that forbade nothing yet: a CDN refusing
+        a ramp with 403 must be answered before half the ramp's requests are refused, while
+        a lone forbidden image (one in a hundred is common) must not end a fast host's ramp.
+        """
         state = self._state
+        if not window.forbidden:
+            return False
         if state.refuses_with_403:
             return True
-        return state.phase == "slow_start" and state.usual_forbidden == 0
+        together = window.forbidden >= 2 and window.forbidden >= 0.25 * window.total
+        return state.phase == "slow_start" and state.usual_forbidden == 0 and together
 
     def _forbidden_tail(self, window: Feedback) -> float:
         """How likely this many 403s are at the host's usual share of them."""

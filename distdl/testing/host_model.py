@@ -52,6 +52,7 @@ class HostModel:
     refusal_status: int = REFUSED  # 403 for CDNs that forbid instead of throttling
     retry_after: float | None = None  # sent with every refusal
     fault_share: float = 0.0  # admitted requests failing with 503 whatever the rate
+    forbidden_share: float = 0.0  # admitted requests for images it forbids (403) at any rate
     fault_retry_after: float | None = None  # sent with those 503s
     knee: float | None = None  # overload: past this rate, 503s and latency grow
     overload_slope: float = 1.0  # 503 share = slope × (rate / knee - 1), at most 0.9
@@ -134,6 +135,8 @@ class HostModel:
                 return -OVERLOADED, latency  # negative: told apart from a fault in stats
         if self.fault_share and self._rng.random() < self.fault_share:
             return FAULT, latency
+        if self.forbidden_share and self._rng.random() < self.forbidden_share:
+            return -FORBIDDEN, latency  # negative: content, told apart from a refusal
         return OK, latency
 
 
@@ -143,6 +146,7 @@ class SimStats:
     refused: int = 0  # 429 (or 403 from a forbidding CDN)
     faults: int = 0  # 503 whatever the rate
     overloaded: int = 0  # 503 because of the rate
+    forbidden: int = 0  # 403 for content forbidden at any rate
     served: int = 0
     time_to_finish: float | None = None  # when the last URL was served; None if not all were
     rate_trace: list[tuple[float, float]] = field(default_factory=list)  # (time, rate)
@@ -242,6 +246,8 @@ class _Run:
                 self.stats.overloaded += 1
             elif answer.status == FAULT:
                 self.stats.faults += 1
+            elif answer.status == -FORBIDDEN:
+                self.stats.forbidden += 1
             else:
                 self.stats.refused += 1
             counts[abs(answer.status)] += 1

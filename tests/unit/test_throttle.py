@@ -110,6 +110,15 @@ def test_a_cdn_refusing_with_403_is_followed_like_429() -> None:
         assert stats.refused_share < 0.05
 
 
+@pytest.mark.parametrize("share", [0.005, 0.01])
+def test_a_forbidden_image_now_and_then_does_not_end_a_fast_hosts_ramp(share: float) -> None:
+    for seed in SEEDS:
+        host = HostModel(40.0, burst=0.5, seed=seed, forbidden_share=share)
+        _, stats = _run(host, start_rate=10.0)
+        assert stats.forbidden > 0
+        assert stats.mean_rate(30.0, 120.0) >= 0.8 * 40.0
+
+
 def test_a_host_that_forbids_content_whatever_the_rate_is_not_slowed_to_a_crawl() -> None:
     throttle = HostThrottle(ThrottleSettings(start_rate=10.0), now=0.0)
     now = 0.0
