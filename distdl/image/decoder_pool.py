@@ -132,9 +132,13 @@ class DecoderPool:
         self._closed = False
         self._children: set[_Child] = set()
         self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
-        for _ in range(processes):
-            self._idle.put(self._spawn())
         self._threads = ThreadPoolExecutor(processes, thread_name_prefix="image")
+        try:
+            for _ in range(processes):
+                self._idle.put(self._spawn())
+        except BaseException:
+            self.close()  # the children already started
+            raise
 
     @property
     def pids(self) -> list[int]:
