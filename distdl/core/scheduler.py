@@ -33,9 +33,10 @@ Rules (the constants live just below this docstring):
    failed ``max_attempts`` times; then it is given up (``given_up``). A dead worker's leases
    (``release_worker``) are requeued without counting as a failure: the partition was not at
    fault.
-7. ``pause_host``: no new lease on the host before ``until`` (open leases are the worker's
-   business: it received the Retry-After itself). ``next_wakeup`` says when a pause or a
-   retry delay ends for a host that has queued work, so the coordinator can set a timer.
+7. ``pause_host``: no new lease on the host before ``until`` (when its open leases and
+   shares start again is :mod:`distdl.core.start_slots`'s business). ``next_wakeup`` says
+   when a pause or a retry delay ends for a host that has queued work, so the coordinator
+   can set a timer.
 8. Stale lease ids (already closed, e.g. released after a worker was declared dead) are
    ignored by ``complete`` and ``fail``: the partition's marker file keeps results exactly-once.
 9. Unverified hosts. Until ``mark_verified`` (rank 0 heard the host's robots.txt verdict,

@@ -27,10 +27,10 @@ host a slot, from a first slot on:
 4. **Turns rotate**: each spread of a host starts one holder further along the list (by
    lease id), so no holder always comes last.
 
-A holder's wait is bounded: its slot is at most ``holders / B`` after the pause end, the
-refusal or the opening, and only a new pause (the host's own word) spreads again before
-every slot of the previous spread has passed: repeated refusals or openings cannot push a
-holder's start further and further away.
+A holder's wait is bounded: its slot is at most one ``1 / B`` per holder counted in the
+spread after the pause end, the refusal or the opening, and only a new pause (the host's
+own word) spreads again before every slot of the previous spread has passed: repeated
+refusals or openings cannot push a holder's start further and further away.
 
 Pure: no clock reads, time comes in as ``now`` (monotonic seconds of rank 0's clock).
 """

@@ -3,6 +3,8 @@ in this test's event loop (so a fleet or a small aiohttp server can share it).""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -13,8 +15,9 @@ from distdl.api import RunOptions, run
 from distdl.config import load_config
 from distdl.core.redirects import AddressPolicy, GlobalAddresses
 from distdl.layout import ERRORS_FILE
+from distdl.runtime.channel import QueueHub
 from distdl.runtime.coordinator import RunReport
-from distdl.runtime.download import run_in_process
+from distdl.runtime.download import build_coordinator, open_worker, run_in_process
 from distdl.testing.fleet import RequestRecord
 
 
@@ -39,6 +42,30 @@ async def download(config: Path, policy: AddressPolicy | None = None) -> RunRepo
     return await run_in_process(
         load_config(config), layout_of(config), frozenset(), policy or GlobalAddresses()
     )
+
+
+async def download_on_workers(config: Path, workers: int) -> RunReport:
+    """Like :func:`download`, with ``workers`` worker ranks over in-process queues (leases
+    and shares of one host on different ranks, as under mpiexec)."""
+    run(config, RunOptions(until="profiled", ranks=1))
+    loaded, layout = load_config(config), layout_of(config)
+    hub = QueueHub(workers + 1)
+    coordinator = build_coordinator(loaded, layout, hub.channel(0), list(range(1, workers + 1)))
+    async with contextlib.AsyncExitStack() as stack:
+        ranks = [
+            await stack.enter_async_context(
+                open_worker(loaded, layout, hub.channel(rank), frozenset(), alone=False)
+            )
+            for rank in range(1, workers + 1)
+        ]
+        tasks = [asyncio.ensure_future(rank.run()) for rank in ranks]
+        try:
+            return await coordinator.run()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            coordinator.budgets.save()
 
 
 def error_codes(config: Path) -> dict[str, int]:

@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from paced_runs import download, error_codes, hand_set, images, times, write_urls
+from paced_runs import (
+    download,
+    download_on_workers,
+    error_codes,
+    hand_set,
+    images,
+    times,
+    write_urls,
+)
 from support import assert_exactly_once, layout_of, write_config
 
 from distdl.core import codes
@@ -65,6 +73,31 @@ async def test_a_cross_host_redirect_is_charged_to_the_target(tmp_path: Path) ->
     # A target nobody planned gets a budget at rank 0 and is learned like any host.
     learned = read_profiles(layout_of(config).profiles_table)[new_cdn]
     assert learned.status == "healthy" and learned.learned_at
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_resolver_and_its_cdn_never_lock_step_on_a_one_request_bucket(
+    tmp_path: Path, workers: int
+) -> None:
+    # Seed 12 of the politeness matrix: the CDN's own lease and the resolver's share of the
+    # CDN's budget (on one rank, or two) came back from every Retry-After pause at the same
+    # instant; the CDN's bucket takes one request at a time, so one of each pair was refused,
+    # with another pause, for ever, and the budget sank to its floor (an image per 10 s).
+    hosts = [
+        HostSpec("resolver", rate_limit=5.6, retry_after=4.0, redirect_to="cdn"),
+        HostSpec("cdn", rate_limit=24.0, burst=1, retry_after=4.0),
+    ]
+    async with Fleet(hosts, seed=12) as fleet:
+        urls = [fleet.image_url("resolver", i) for i in range(20)]
+        urls += [fleet.image_url("cdn", 100 + i) for i in range(20)]
+        write_urls(tmp_path / "urls.csv", urls)
+        config = write_config(tmp_path)
+        await download_on_workers(config, workers)
+        cdn = fleet.requests_for("cdn")
+    assert assert_exactly_once(tmp_path / "urls.csv", layout_of(config)) == (40, 0)
+    refused = [r for r in cdn if r.status == 429]
+    assert len(refused) <= 2  # not one per pause: the two come back one at a time
+    assert max_requests_in_window(times(cdn), 1.0) <= 24 + workers + 1
 
 
 async def test_a_redirect_into_the_targets_robots_disallow_is_never_fetched(

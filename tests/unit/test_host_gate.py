@@ -97,6 +97,37 @@ async def test_a_new_gate_keeps_the_spacing_from_this_ranks_last_start_on_the_ho
     assert alone - created < 0.1  # another host: its own first request goes at once
 
 
+async def test_resume_in_starts_at_the_slot_then_paces_from_it() -> None:
+    # Slow enough that pacing from the last start would put the next one 5 s away: a slot
+    # from rank 0 restarts the pacing instead (gates in lock-step must come apart).
+    loop = asyncio.get_running_loop()
+    gate = HostGate(rate=0.2, max_in_flight=4)
+    gate.set_rate(50.0)
+    (last,) = await _starts(gate, 1)
+    gate.set_rate(0.2)
+    gate.resume_in(0.2)
+    asked = loop.time()
+    gate.set_rate(0.25)  # a rate change after the slot keeps the slot
+    gate.pause(0.1)  # a shorter pause does not cut the slot either
+    first = asyncio.ensure_future(_starts(gate, 1))
+    (resumed,) = await asyncio.wait_for(first, 3.0)  # not 4-5 s after the last start
+    assert resumed - asked >= 0.2 - SLACK
+    assert resumed - last < 3.0
+    gate.set_rate(20.0)
+    after = await _starts(gate, 2)
+    assert min(_gaps([resumed, *after])) >= 1 / (20.0 * PACING_MARGIN) - SLACK
+
+
+async def test_a_pause_longer_than_the_slot_still_holds() -> None:
+    loop = asyncio.get_running_loop()
+    gate = HostGate(rate=50.0, max_in_flight=2)
+    gate.pause(0.3)  # the host's own Retry-After, on this lease's refusal
+    asked = loop.time()
+    gate.resume_in(0.05)
+    (start,) = await _starts(gate, 1)
+    assert start - asked >= 0.3 - SLACK
+
+
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         HostGate(rate=0.0, max_in_flight=1)
