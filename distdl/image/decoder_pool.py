@@ -47,6 +47,9 @@ from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 log = logging.getLogger("distdl.worker")
 
 _KILL_WAIT = 5.0  # seconds to reap a killed child
+# A decoder is no MPI process: without these, tools that find ranks by their environment
+# (PMI_RANK, ...) would take a decoder for its rank.
+_MPI_ENV_PREFIXES = ("PMI_", "PMIX_", "OMPI_")
 # sys.path[0] is the working folder under -c: the child must import the rank's distdl.
 _PACKAGE_ROOT = str(Path(distdl.__file__).resolve().parent.parent)
 
@@ -74,6 +77,7 @@ class _Child:
                 stdin=child_in,
                 stdout=child_out,
                 start_new_session=True,
+                env={k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENV_PREFIXES)},
             )
         except BaseException:
             for fd in (to_child, from_child):

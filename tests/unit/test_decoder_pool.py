@@ -67,6 +67,18 @@ async def test_a_decoder_that_dies_costs_only_its_image(pools: list[DecoderPool]
     assert pool.replaced == 1
 
 
+async def test_decoders_do_not_pass_for_mpi_ranks(
+    pools: list[DecoderPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PMI_RANK", "1")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    pool = DecoderPool(1, ImageOptions(), timeout=60)
+    pools.append(pool)
+    env = psutil.Process(pool.pids[0]).environ()
+    assert "PMI_RANK" not in env and "OMPI_COMM_WORLD_RANK" not in env
+    assert env.get("PATH") == os.environ.get("PATH")  # the rest is inherited
+
+
 async def test_decoders_ignore_stop_signals_meant_for_the_job(pools: list[DecoderPool]) -> None:
     pool = DecoderPool(1, ImageOptions(), timeout=60)
     pools.append(pool)
