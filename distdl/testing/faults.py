@@ -27,17 +27,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "DISTDL_FAULT"
-POINTS = frozenset(
+WRITE_POINTS = frozenset(
     {
         "parquet.write",  # a row group of successes.parquet/errors.parquet is written
         "parquet.close",  # a parquet file's footer is written
         "parquet.publish",  # a finished parquet file is renamed into place
         "marker.write",  # a partition's completed marker is written
+    }
+)
+# Points between writes, for signals (an errno there is not a write failure).
+RUN_POINTS = frozenset(
+    {
         "lease.granted",  # rank 0 sends a worker a lease
         "lease.started",  # a worker starts a leased partition (before its carry-over)
         "lease.settled",  # a worker settled every row of a partition, before its commit
     }
 )
+POINTS = WRITE_POINTS | RUN_POINTS
 RANK_ENV = "DISTDL_FAULT_RANK"
 _SIGNALS = {
     "kill": signal.SIGKILL,

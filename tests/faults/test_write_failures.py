@@ -21,7 +21,7 @@ from fault_harness import (
 )
 from support import layout_of
 
-from distdl.testing.faults import POINTS
+from distdl.testing.faults import WRITE_POINTS
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -79,7 +79,7 @@ def _injection(seed: int) -> tuple[str, str]:
     """A seeded fault: a write point, the hit it fires at (all later ones too, sometimes),
     and an errno. Every point is reached at least once per partition, so it fires."""
     rng = random.Random(seed)
-    point = sorted(POINTS)[seed % len(POINTS)]
+    point = sorted(WRITE_POINTS)[seed % len(WRITE_POINTS)]
     repeat = "+" if rng.random() < 0.4 else ""
     code = ERRNOS[rng.randrange(len(ERRNOS))]
     return f"{point}@{rng.randint(1, 6)}{repeat}={code}", code
