@@ -141,8 +141,9 @@ def test_slots_are_spaced_bounded_and_never_pushed_while_ahead(
         if kind == "wait":
             now += value
             continue
-        if kind == "leave" and holders:
-            slot_of.pop(holders.pop(sorted(holders)[index % len(holders)]).lease_id, None)
+        if kind == "leave":
+            if holders:
+                slot_of.pop(holders.pop(sorted(holders)[index % len(holders)]).lease_id, None)
             continue
         pause_end: float | None = None
         if kind == "pause":
@@ -157,9 +158,15 @@ def test_slots_are_spaced_bounded_and_never_pushed_while_ahead(
             starts = slots.join(HOST, newcomer, list(holders.values()), budget, now)
         times = sorted(start.at for start in starts)
         assert all(b - a >= spacing - EPS for a, b in itertools.pairwise(times))
+        latest = max(slot_of.values(), default=-math.inf)
         for start in starts:
             assert start.lease_id in holders
-            assert start.at >= now + spacing - EPS  # never sooner than one interval away
+            assert start.at >= last_pause_end - EPS  # Retry-After honoured, by newcomers too
+            if kind == "join" and len(starts) == 1:  # the next slot of a spread under way
+                assert start.at >= latest + spacing - EPS
+                assert start.at > now
+            else:  # a spread: never sooner than one interval away
+                assert start.at >= now + spacing - EPS
             if pause_end is not None:
                 assert start.at >= pause_end - EPS  # Retry-After honoured
             else:
