@@ -6,9 +6,4 @@
 
 from __future__ import annotations
 
-import pytest
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("slow") and "slow" not in (item.config.option.markexpr or ""):
-        pytest.skip("slow: run with -m slow (or -m 'slow or not slow')")
+# The slow part is skipped by default by tests/conftest.py.

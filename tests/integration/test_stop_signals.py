@@ -31,7 +31,7 @@ from support import layout_of
 from distdl.io.markers import completed_partitions
 from distdl.testing.fleet_thread import FleetThread
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

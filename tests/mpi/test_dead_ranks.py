@@ -24,7 +24,7 @@ from distdl.io.checkpoint import Checkpoint
 from distdl.runtime.launch import rank_processes
 from distdl.testing.fleet_thread import FleetThread
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.mpi, pytest.mark.timeout(300)]
 
 SILENCE_LIMIT = 5.0  # short for the test; the default is 30 s
 

@@ -18,7 +18,7 @@ from distdl.testing.fleet import HostSpec, max_requests_in_window
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import write_url_list
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.mpi, pytest.mark.timeout(300)]
 
 
 def _distdl(*args: str) -> list[str]:
