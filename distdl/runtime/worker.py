@@ -365,8 +365,26 @@ class Worker:
         except _Fenced:
             pass  # rank 0 hears nothing more of it: it counts this rank as dead
         except Exception as exc:
+            if self._fenced:
+                # Declared dead while it worked: what it was writing is another rank's now,
+                # and rank 0 hears nothing more of it.
+                log.warning(
+                    "partition %s/%d abandoned after fencing: %s",
+                    lease.server_name,
+                    lease.partition_id,
+                    exc,
+                )
+                return
+            # One line where people look; the traceback in the rank's log file only.
             log.error(
-                "partition %s/%d failed: %s",
+                "partition %s/%d failed: %s: %s",
+                lease.server_name,
+                lease.partition_id,
+                type(exc).__name__,
+                exc,
+            )
+            log.debug(
+                "partition %s/%d traceback:\n%s",
                 lease.server_name,
                 lease.partition_id,
                 traceback.format_exc(),
