@@ -23,9 +23,7 @@ def test_retryable_code_is_tried_max_retries_plus_one_times(code: int) -> None:
     assert _tries_until_final(RetryPolicy(max_retries=0), code) == 1
 
 
-@pytest.mark.parametrize(
-    "code", [404, 410, codes.UNDECODABLE, codes.TOO_LARGE, codes.SSL_ERROR]
-)
+@pytest.mark.parametrize("code", [404, 410, codes.UNDECODABLE, codes.TOO_LARGE, codes.SSL_ERROR])
 def test_permanent_failures_are_never_retried(code: int) -> None:
     decision = RetryPolicy().decide(code, 0, random.Random(0))
     assert not decision.retry
