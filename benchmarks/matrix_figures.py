@@ -45,6 +45,8 @@ class HostFigures:
     fault_5xx: int = 0  # rate-independent faults
     window_ratio: float | None = None
     finish_ratio: float | None = None  # first to last request ÷ own bound, fault hosts
+    first_s: float | None = None  # its first and last request, seconds after distdl started
+    last_s: float | None = None
     fetchable: int = 0
     stored: int = 0
 
@@ -65,6 +67,17 @@ class RunFigures:
     exit_code: int | None
     timed_out: bool
     hosts: list[HostFigures] = field(default_factory=list)
+
+    @property
+    def first_request_s(self) -> float:
+        """Start-up: planning, launching the ranks, until the fleet's first request."""
+        return min((h.first_s for h in self.hosts if h.first_s is not None), default=0.0)
+
+    @property
+    def last_host(self) -> HostFigures | None:
+        """The host whose last request came last: the one that set the makespan."""
+        served = [h for h in self.hosts if h.last_s is not None]
+        return max(served, key=lambda h: h.last_s or 0.0, default=None)
 
     @property
     def failed(self) -> bool:
@@ -122,10 +135,12 @@ def run_figures(
     stored: Iterable[str],
     read_timeout: float,
     outcome: tuple[float, int | None, bool],
+    started: float,
 ) -> RunFigures:
     """``stored``: the ``source_id`` of every stored image (``host/image id``, as
     :func:`~distdl.testing.fleet_workload.write_url_list` writes it); ``outcome``:
-    (makespan, exit code, timed out)."""
+    (makespan, exit code, timed out); ``started``: when distdl was started, on the clock of the
+    records (``time.monotonic()`` of this process)."""
     makespan, exit_code, timed_out = outcome
     requests = first_attempts(scenario)
     run = RunFigures(
@@ -152,6 +167,8 @@ def run_figures(
         _count_answers(host, by_host[name])
         times = [record.time for record in by_host[name]]
         host.window_ratio = peak_window_ratio(spec, times)
+        if times:
+            host.first_s, host.last_s = min(times) - started, max(times) - started
         if spec.error_rate_5xx > 0 and times and host.bound_s > 0:
             host.finish_ratio = (max(times) - min(times)) / host.bound_s
         fetchable = {

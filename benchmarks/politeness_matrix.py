@@ -78,12 +78,12 @@ def write_config(folder: Path, args: argparse.Namespace, urls: int) -> Path:
 
 
 def run_distdl(
-    config: Path, ranks: int, timeout: float, log: Path
+    config: Path, ranks: int, timeout: float, log: Path, started: float
 ) -> tuple[float, int | None, bool]:
-    """(wall clock, exit code, timed out) of ``distdl run``; killed past ``timeout``."""
+    """(wall clock, exit code, timed out) of ``distdl run``; killed past ``timeout``.
+    ``started`` is ``time.monotonic()`` taken just before."""
     command = [sys.executable, "-m", "distdl", "run", str(config), "--ranks", str(ranks)]
     with log.open("w") as output:
-        started = time.monotonic()
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -132,10 +132,11 @@ def run_seed(seed: int, args: argparse.Namespace, root: Path) -> tuple[Scenario,
     with runner as fleet:
         write_url_list(fleet, folder / "urls.csv", scenario.urls, sizes=(IMAGE_SIZE,), seed=seed)
         config = write_config(folder, args, scenario.total_urls)
-        outcome = run_distdl(config, args.ranks, timeout, folder / "distdl.log")
+        started = time.monotonic()
+        outcome = run_distdl(config, args.ranks, timeout, folder / "distdl.log", started)
         records = runner.snapshot()
     figures = run_figures(
-        scenario, fleet, records, stored_source_ids(config), READ_TIMEOUT, outcome
+        scenario, fleet, records, stored_source_ids(config), READ_TIMEOUT, outcome, started
     )
     if figures.failed:  # keep the evidence, and show why
         tail = (folder / "distdl.log").read_text(errors="replace").strip().splitlines()[-5:]
@@ -162,7 +163,7 @@ def print_run(run: RunFigures, scenario: Scenario) -> None:
     print(
         f"  {'host':<9} {'role':<8} {'urls':>5} {'limit':>6} {'bound':>6} {'req':>6} "
         f"{'refused':>8} {'503load':>7} {'5xx':>5} {'win/lim':>7} {'fin/bnd':>7} "
-        f"{'stored':>11}"
+        f"{'first':>6} {'last':>6} {'stored':>11}"
     )
     specs = {spec.name: spec for spec in scenario.hosts}
     for host in run.hosts:
@@ -180,7 +181,14 @@ def print_run(run: RunFigures, scenario: Scenario) -> None:
             f"  {host.name:<9} {role:<8} {host.urls:>5} {_num(host.limit, 1):>6} "
             f"{_num(host.bound_s, 1):>6} {host.requests:>6} {refused:>8} {host.load_503:>7} "
             f"{host.fault_5xx:>5} {_num(host.window_ratio):>7} {finish:>7} "
+            f"{_num(host.first_s, 1):>6} {_num(host.last_s, 1):>6} "
             f"{host.stored:>5}/{host.fetchable:<5}"
+        )
+    last = run.last_host
+    if last is not None:
+        print(
+            f"  first request {run.first_request_s:.1f} s after start; last host {last.name} "
+            f"(bound {last.bound_s:.1f} s) ended at {_num(last.last_s, 1)} s"
         )
     print("  " + "; ".join(f"{k} {v:.4g}" for k, v in run.headline().items()))
 

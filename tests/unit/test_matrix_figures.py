@@ -55,7 +55,7 @@ def test_run_figures_from_records() -> None:
         *_records("flaky", [120.0], "5xx"),
     ]
     stored = [f"big/{i}" for i in range(100)] + ["tiny/0", "resolver/3", "dead/0"]
-    run = figures.run_figures(scenario, fleet, records, stored, 10.0, (30.0, 0, False))
+    run = figures.run_figures(scenario, fleet, records, stored, 10.0, (30.0, 0, False), 95.0)
     hosts = {host.name: host for host in run.hosts}
     assert run.bound_s == pytest.approx(11.0)  # big: 100 own + 10 redirected, at 10 req/s
     assert hosts["big"].window_ratio == pytest.approx(1.0)
@@ -65,6 +65,9 @@ def test_run_figures_from_records() -> None:
     assert hosts["flaky"].finish_ratio == pytest.approx(2.0)  # 20 s from first to last
     assert hosts["dead"].fetchable == 0 and hosts["dead"].stored == 0
     assert hosts["resolver"].stored == 1
+    assert run.first_request_s == pytest.approx(5.0)  # the first request came at 100, 95 + 5
+    assert run.last_host is not None and run.last_host.name == "flaky"
+    assert hosts["flaky"].last_s == pytest.approx(25.0)
     headline = run.headline()
     assert headline["makespan_ratio"] == pytest.approx(30.0 / 11.0)
     assert headline["refused_share"] == pytest.approx(3 / len(records))
