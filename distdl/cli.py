@@ -97,6 +97,7 @@ def _run(
     input_format: InputFormatName | None,
     retry_errors: str | None,
     resume: bool,
+    quiet: bool = False,
 ) -> None:
     if ranks is not None and ranks < 1:
         raise typer.BadParameter("--ranks must be at least 1")
@@ -112,6 +113,7 @@ def _run(
             input_format=input_format.value if input_format else None,
             retry_errors=retry_codes,
             resume=resume,
+            quiet=quiet,
         )
         return run(config, options)
 
@@ -134,6 +136,11 @@ RetryOpt = Annotated[
     ),
 ]
 
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="no progress on the terminal, only warnings and errors"),
+]
+
 
 def _stage_command(resume: bool) -> Callable[..., None]:
     """`run` and `resume` take the same options; they differ only in refusing a fresh start."""
@@ -144,8 +151,9 @@ def _stage_command(resume: bool) -> Callable[..., None]:
         ranks: RanksOpt = None,
         input_format: FormatOpt = None,
         retry_errors: RetryOpt = None,
+        quiet: QuietOpt = False,
     ) -> None:
-        _run(config, until, ranks, input_format, retry_errors, resume=resume)
+        _run(config, until, ranks, input_format, retry_errors, resume=resume, quiet=quiet)
 
     return command
 
@@ -173,12 +181,29 @@ def reset_command(
     out.print(message or "nothing to reset", soft_wrap=True)
 
 
+class SortKey(str, Enum):
+    rows_left = "rows_left"
+    rate = "rate"
+    error_share = "error_share"
+
+
 @app.command("status")
-def status_command(config: ConfigArg) -> None:
-    """Show which stages are complete and what the output folder holds."""
+def status_command(
+    config: ConfigArg,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object (schema distdl.status/1)")
+    ] = False,
+    sort: Annotated[SortKey, typer.Option(help="order of the hosts table")] = SortKey.rows_left,
+) -> None:
+    """Stages, partitions, rows by error code, hosts, the ETA, and a run under way: read
+    from the output folder alone, while a run goes on or after it."""
     from distdl.api import status
 
-    out.print(_guarded(lambda: status(config)), soft_wrap=True)
+    text = _guarded(lambda: status(config, as_json=as_json, sort=sort.value))
+    if as_json:
+        sys.stdout.write(text + "\n")
+    else:
+        out.print(text, soft_wrap=True, markup=False)
 
 
 @app.command("doctor")
@@ -251,6 +276,17 @@ def legacy_command(
 
 def legacy_main() -> None:
     legacy_app()
+
+
+# `distdl tools`, `distdl export` and `distributed_downloader_tools` (distdl/tools/cli.py).
+from distdl.tools.cli import legacy_tools_app, register_tool_commands  # noqa: E402
+
+register_tool_commands(app, _guarded, out)
+
+
+def legacy_tools_main() -> None:
+    defer_stop_signals()
+    legacy_tools_app(_guarded, out)()
 
 
 if __name__ == "__main__":  # pragma: no cover
