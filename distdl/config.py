@@ -190,12 +190,64 @@ class ToolsParameters(_Strict):
     new_resize_size: int = Field(720, gt=0)
 
 
+InputPreset = Literal["gbif", "inaturalist", "csv"]
+
+
+class InputColumns(_Strict):
+    """Input column to read each distdl column from; overrides the preset's choice."""
+
+    uuid: str | None = None
+    identifier: str | None = None
+    source_id: str | None = None
+    license: str | None = None
+    source: str | None = None
+    title: str | None = None
+    keep: list[str] | None = Field(None, description="columns carried into successes.parquet")
+
+
+class InputFilters(_Strict):
+    """Rows dropped while planning, counted by reason. None keeps the preset's default."""
+
+    types: list[str] | None = None
+    formats: list[str] | None = Field(None, description="MIME patterns, e.g. image/*")
+    licenses: list[str] | None = Field(None, description="allowed license_id values")
+    basis_of_record: list[str] | None = None
+    include_publishers: list[str] | None = None
+    exclude_publishers: list[str] | None = None
+    include_datasets: list[str] | None = None
+    exclude_datasets: list[str] | None = None
+    include_hosts: list[str] | None = None
+    exclude_hosts: list[str] | None = None
+
+
+class InputSampling(_Strict):
+    """A reproducible sample: rows chosen by a seeded hash of their uuid."""
+
+    label: str | None = Field(None, description="column the caps and balance apply to")
+    max_per_label: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1, description="rows kept in all")
+    balanced: bool = Field(False, description="rows spread evenly over labels")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _label_when_needed(self) -> InputSampling:
+        if (self.max_per_label is not None or self.balanced) and not self.label:
+            raise ValueError("max_per_label and balanced need a label column")
+        return self
+
+
 class Config(_Strict):
     path_to_input: Path
     path_to_output: Path
     output_structure: OutputStructure = OutputStructure()
     downloader_parameters: DownloaderParameters = DownloaderParameters()
     tools_parameters: ToolsParameters = ToolsParameters()
+    input_preset: InputPreset | None = None
+    input_columns: InputColumns = InputColumns()
+    input_occurrence_fields: list[str] = []
+    input_filters: InputFilters = InputFilters()
+    input_sampling: InputSampling | None = None
+    previous_output: Path | None = None
 
 
 def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
@@ -237,6 +289,8 @@ def parse_config(data: object, base_dir: Path) -> Config:
         raise ConfigError(list(problems)) from None
     config.path_to_input = _expand(config.path_to_input, base_dir)
     config.path_to_output = _expand(config.path_to_output, base_dir)
+    if config.previous_output is not None:
+        config.previous_output = _expand(config.previous_output, base_dir)
     return config
 
 

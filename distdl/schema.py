@@ -48,5 +48,12 @@ ERRORS = pa.schema(
     ]
 )
 
+def successes_schema(urls: pa.Schema) -> pa.Schema:
+    """SUCCESSES, then the columns a partition's planned URLs carry beyond schema.URLS
+    (``license_id``, kept input columns, occurrence fields: see distdl.inputs)."""
+    carried = [f for f in urls if f.name not in URLS.names and f.name not in SUCCESSES.names]
+    return pa.schema([*SUCCESSES, *carried])
+
+
 OPTIONAL_INPUT_COLUMNS = ("license", "source", "title")
 REQUIRED_INPUT_COLUMNS = ("uuid", "identifier", "source_id")

@@ -270,6 +270,7 @@ class PartitionOutput:
         partition_dir: Path,
         *,
         planned_rows: int | None = None,
+        successes_schema: pa.Schema = schemas.SUCCESSES,
         max_rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
         max_bytes_per_group: int = DEFAULT_BYTES_PER_GROUP,
     ) -> None:
@@ -277,7 +278,7 @@ class PartitionOutput:
         self.planned_rows = planned_rows
         self.successes = ParquetStreamWriter(
             self.partition_dir / SUCCESSES_FILE,
-            schemas.SUCCESSES,
+            successes_schema,
             max_rows_per_group=max_rows_per_group,
             max_bytes_per_group=max_bytes_per_group,
         )

@@ -93,10 +93,12 @@ class Partitioner:
         self._writer = BackgroundParquetWriter()
 
     def add(self, rows: pl.DataFrame) -> None:
-        """Add rows (the columns of schema.URLS) in input order; null-server rows are skipped."""
+        """Add rows (the columns of schema.URLS, then any carried ones) in input order;
+        null-server rows are skipped."""
         if rows.height == 0:
             return
-        groups = rows.select(URLS.names).partition_by(
+        carried = [name for name in rows.columns if name not in URLS.names]
+        groups = rows.select([*URLS.names, *carried]).partition_by(
             "server_name", as_dict=True, maintain_order=True, include_key=False
         )
         for (server_name,), group in groups.items():
@@ -165,7 +167,16 @@ class Partitioner:
 
 
 def _urls_table(server_name: str, tables: list[pa.Table]) -> pa.Table:
+    """schema.URLS, then the carried columns (licence ids, kept and occurrence columns)."""
     # One chunk per column first: casting dozens of small chunks costs more than the copy.
     table = pa.concat_tables(tables).combine_chunks()
     names = pa.repeat(pa.scalar(server_name, pa.string()), table.num_rows)
-    return table.append_column("server_name", names).cast(URLS)
+    table = table.append_column("server_name", names)
+    carried = [_small_strings(field) for field in table.schema if field.name not in URLS.names]
+    order = [*URLS.names, *(field.name for field in carried)]
+    return table.select(order).cast(pa.schema([*URLS, *carried]))
+
+
+def _small_strings(field: pa.Field) -> pa.Field:
+    """Polars hands strings over as large_string: stored as string, like distdl's own."""
+    return field.with_type(pa.string()) if pa.types.is_large_string(field.type) else field

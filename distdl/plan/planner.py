@@ -1,11 +1,14 @@
 """Stage "batched": plan the input into per-server partitions of URLs, streaming.
 
 Every input row ends up exactly once either in a partition
-(``{urls}/server_name=<safe>/partition_id=<n>/urls.parquet``) or, when its identifier is
+(``{urls}/server_name=<safe>/partition_id=<n>/urls.parquet``), or, when its identifier is
 not a fetchable URL or its uuid is empty, as an error row in
-``layout.rejected_dir/errors.parquet``. Memory is bounded by a chunk of input plus the
-partitioner's budget, never by the input: what grows with it (spilled rows, the 8-byte
-uuid hashes of the duplicate check) waits on disk in the staging folder.
+``layout.rejected_dir/errors.parquet``, or, when the input layer's filters set it aside
+(:mod:`distdl.inputs`: not an image, a repeat, already stored, not sampled), counted by
+reason in ``{urls}/filtered.json``: filtered rows are not downloads. Memory is bounded by
+a chunk of input plus the partitioner's budget, never by the input: what grows with it
+(spilled rows, the 8-byte uuid hashes of the duplicate check) waits on disk in the
+staging folder.
 
 The plan appears atomically: it is built in a staging folder and renamed into place only
 when complete, after the rejects file.
@@ -26,12 +29,14 @@ import pyarrow.parquet as pq
 from distdl.config import Config
 from distdl.core.urls import safe_dir_name
 from distdl.errors import InputError, StateError
+from distdl.inputs.pipeline import PreparedInput, prepare_input
+from distdl.inputs.tally import write_filtered
 from distdl.layout import SERVERS_TABLE, URLS_FILE, Layout
 from distdl.plan.chunk import has_uuid, split_chunk
 from distdl.plan.duplicates import UuidHashes, confirm_duplicates
 from distdl.plan.ignored import read_ignored_servers
 from distdl.plan.partitioner import DEFAULT_MEMORY_BUDGET, Partitioner, ServerTotals
-from distdl.plan.reader import InputSource, open_input
+from distdl.plan.reader import InputSource
 from distdl.plan.rejects import RejectWriter
 from distdl.plan.staging import create_staging_dir, discard_staging_dir, swap_into_place
 from distdl.schema import URLS
@@ -51,12 +56,15 @@ SERVERS_SCHEMA = pa.schema(
 _BATCH_SIZE_KEY = b"distdl.batch_size"
 _PROGRESS_EVERY_ROWS = 10_000_000
 _HASHES_FOLDER = "_uuid_hashes"
+_JOIN_FOLDER = "_occurrence_join"
 
 
 @dataclass(frozen=True)
 class PlanSummary:
-    """Counts of a plan. ``total_rows == planned_rows + rejected_rows``; ignored servers'
-    rows are planned (and counted in ``planned_rows``, ``servers`` and ``partitions``)."""
+    """Counts of a plan. ``total_rows == planned_rows + rejected_rows`` (the rows that reach
+    the planner); ``filtered_rows`` more were read and set aside by the input layer.
+    Ignored servers' rows are planned (and counted in ``planned_rows``, ``servers`` and
+    ``partitions``)."""
 
     total_rows: int
     planned_rows: int
@@ -65,49 +73,97 @@ class PlanSummary:
     partitions: int
     ignored_servers: int
     ignored_rows: int
+    filtered_rows: int = 0
 
 
 def plan_input(
     config: Config, layout: Layout, input_format: Literal["csv", "tsv", "parquet"] | None = None
 ) -> PlanSummary:
     """Read ``config.path_to_input`` and write the plan; raise InputError on bad input."""
-    source = open_input(config.path_to_input, input_format)
+    source = prepare_input(config, input_format)
     ignored = read_ignored_servers(layout.ignored_table)
     return plan_source(source, layout, config.downloader_parameters.batch_size, ignored)
 
 
 def plan_source(
-    source: InputSource,
+    source: InputSource | PreparedInput,
     layout: Layout,
     batch_size: int,
     ignored: frozenset[str] = frozenset(),
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> PlanSummary:
-    """:func:`plan_input` on an opened input, with the partitioner's memory budget exposed."""
+    """:func:`plan_input` on an opened input, with the partitioner's memory budget exposed.
+
+    Derived uuids repeat exactly when rows repeat an image: repeats within a chunk are
+    dropped as they come; repeats across chunks show up in the uuid hashes, and the input
+    is then planned once more with those hashes known, dropping every repeat.
+    """
+    while True:
+        summary = _plan_once(source, layout, batch_size, ignored, memory_budget)
+        if summary is not None:
+            return summary
+
+
+def _plan_once(
+    source: InputSource | PreparedInput,
+    layout: Layout,
+    batch_size: int,
+    ignored: frozenset[str],
+    memory_budget: int,
+) -> PlanSummary | None:
+    """The plan, or None when repeated derived uuids were found and need another pass."""
     staging = create_staging_dir(layout)
     rejects = RejectWriter(layout.rejected_dir)
     partitioner = Partitioner(staging, batch_size, memory_budget)
     hashes = UuidHashes(staging / _HASHES_FOLDER)
+    prepared = source if isinstance(source, PreparedInput) else None
+    if prepared is not None:
+        prepared.work_folder = staging / _JOIN_FOLDER
     try:
         total_rows = _stream_rows(source, partitioner, rejects, hashes)
         totals = partitioner.finish()
-        _check_duplicates(source, hashes)
+        candidates = hashes.candidates()
+        if _repeats_need_a_pass(prepared, candidates):
+            assert prepared is not None
+            log.info("planning: %d uuids repeat across chunks, planning again", len(candidates))
+            prepared.repeated_hashes = candidates
+            raise _PlanAgain
+        _check_duplicates(source, candidates)
         (staging / _HASHES_FOLDER).rmdir()
         servers = _servers_table(totals, ignored)
         _write_servers_table(servers, staging / SERVERS_TABLE, batch_size)
+        if prepared is not None:
+            write_filtered(staging, prepared.tally, prepared.filters_applied)
         rejects.commit()
         swap_into_place(layout, staging)
-    except BaseException:
+    except BaseException as exc:
         partitioner.abort()  # its writer thread must stop before the staging folder goes
         hashes.close()
         rejects.abort()
         discard_staging_dir(layout, staging)
+        if isinstance(exc, _PlanAgain):
+            return None
         raise
-    return _summarise(total_rows, rejects.rows, servers)
+    filtered = prepared.tally.filtered if prepared is not None else 0
+    return _summarise(total_rows, rejects.rows, servers, filtered)
+
+
+def _repeats_need_a_pass(prepared: PreparedInput | None, candidates: pl.Series) -> bool:
+    """Derived uuids repeating across chunks, not yet known to the input layer."""
+    if prepared is None or not prepared.derives_uuid or prepared.repeated_hashes is not None:
+        return False
+    return len(candidates) > 0
+
+
+class _PlanAgain(Exception):
+    """Raised inside a planning pass to discard it and plan again."""
 
 
 def _stream_rows(
-    source: InputSource, partitioner: Partitioner, rejects: RejectWriter, hashes: UuidHashes
+    source: InputSource | PreparedInput,
+    partitioner: Partitioner,
+    rejects: RejectWriter,
+    hashes: UuidHashes,
 ) -> int:
     total = 0
     for table in source.chunks():
@@ -122,8 +178,7 @@ def _stream_rows(
     return total
 
 
-def _check_duplicates(source: InputSource, hashes: UuidHashes) -> None:
-    candidates = hashes.candidates()
+def _check_duplicates(source: InputSource | PreparedInput, candidates: pl.Series) -> None:
     if len(candidates) == 0:
         return
     log.info("planning: %d possible duplicate uuids, confirming", len(candidates))
@@ -132,7 +187,7 @@ def _check_duplicates(source: InputSource, hashes: UuidHashes) -> None:
         raise InputError(f"{source.path}: duplicate uuids: {report.describe()}")
 
 
-def _uuid_chunks(source: InputSource) -> Iterator[pl.Series]:
+def _uuid_chunks(source: InputSource | PreparedInput) -> Iterator[pl.Series]:
     for table in source.chunks():
         uuids = pl.Series("uuid", table.column("uuid"))
         yield uuids.filter(has_uuid(uuids))
@@ -157,7 +212,9 @@ def _write_servers_table(servers: pa.Table, path: Path, batch_size: int) -> None
     pq.write_table(servers.replace_schema_metadata(metadata), path)
 
 
-def _summarise(total_rows: int, rejected_rows: int, servers: pa.Table) -> PlanSummary:
+def _summarise(
+    total_rows: int, rejected_rows: int, servers: pa.Table, filtered_rows: int
+) -> PlanSummary:
     urls = servers.column("total_urls").to_pylist()
     batches = servers.column("total_batches").to_pylist()
     ignored = servers.column("ignored").to_pylist()
@@ -169,6 +226,7 @@ def _summarise(total_rows: int, rejected_rows: int, servers: pa.Table) -> PlanSu
         partitions=sum(batches),
         ignored_servers=sum(ignored),
         ignored_rows=sum(n for n, skip in zip(urls, ignored, strict=True) if skip),
+        filtered_rows=filtered_rows,
     )
 
 
@@ -203,13 +261,16 @@ def list_url_partitions(layout: Layout) -> list[tuple[str, int, int]]:
 
 
 def read_url_partition(layout: Layout, server_name: str, partition_id: int) -> pa.Table:
-    """The planned URLs of one partition, in input order, as schema.URLS."""
+    """The planned URLs of one partition, in input order: schema.URLS, then the columns the
+    input layer carries (``license_id``, ``is_license_full``, kept and occurrence columns)."""
     path = _partition_file(layout, server_name, partition_id)
     try:
         table = pq.ParquetFile(path).read()
     except FileNotFoundError:
         raise StateError(f"planned partition {path} is missing: re-plan the input") from None
-    return table.select(URLS.names).cast(URLS)
+    carried = [field for field in table.schema if field.name not in URLS.names]
+    order = [*URLS.names, *(field.name for field in carried)]
+    return table.select(order).cast(pa.schema([*URLS, *carried]))
 
 
 def _partition_file(layout: Layout, server_name: str, partition_id: int) -> Path:

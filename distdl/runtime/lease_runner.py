@@ -63,6 +63,7 @@ from distdl.runtime.feedback import FeedbackBook
 from distdl.runtime.host_access import HostAccess, HostGuards, HostRoute
 from distdl.runtime.image_stage import ImageStage, Reservation
 from distdl.runtime.messages import PartitionStats
+from distdl.schema import SUCCESSES, successes_schema
 
 log = logging.getLogger("distdl.worker")
 
@@ -119,6 +120,8 @@ class LeaseRunner:
     ) -> None:
         self.lease = lease
         self._rows = urls.to_pydict()
+        # Columns the plan carries into successes (distdl.schema.successes_schema).
+        self._carried = [n for n in successes_schema(urls.schema).names if n not in SUCCESSES.names]
         self._home = home
         self._access = access
         self._fetcher = fetcher
@@ -408,7 +411,7 @@ class LeaseRunner:
                 "uuid": row["uuid"][i],
                 "source_id": row["source_id"][i],
                 "identifier": row["identifier"][i],
-                "is_license_full": all(row[k][i] for k in ("license", "source", "title")),
+                "is_license_full": self._license_full(i),
                 "license": row["license"][i],
                 "source": row["source"][i],
                 "title": row["title"][i],
@@ -417,5 +420,14 @@ class LeaseRunner:
                 "hashsum_original": image.hashsum_original,
                 "hashsum_resized": image.hashsum_resized,
                 "image": image.image,
+                **{name: row[name][i] for name in self._carried},
             }
         )
+
+    def _license_full(self, i: int) -> bool:
+        """The input layer's verdict (distdl.inputs.licences); plans made before it: the
+        original tool's rule, licence, source and title all non-empty."""
+        row = self._rows
+        if "is_license_full" in row:
+            return bool(row["is_license_full"][i])
+        return all(row[k][i] for k in ("license", "source", "title"))

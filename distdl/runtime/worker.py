@@ -77,6 +77,7 @@ from distdl.runtime.messages import (
     WorkerStopped,
     WorkRequested,
 )
+from distdl.schema import successes_schema
 from distdl.testing import faults
 
 log = logging.getLogger("distdl.worker")
@@ -420,7 +421,9 @@ class Worker:
         # Taken before carry-over, which may leave nothing to fetch (a crash after the files
         # of a commit were renamed but before its marker was written).
         sample_url = urls["identifier"][0].as_py()
-        output = PartitionOutput(directory, planned_rows=urls.num_rows)
+        output = PartitionOutput(
+            directory, planned_rows=urls.num_rows, successes_schema=successes_schema(urls.schema)
+        )
         carried: int | None = None  # rows copied from earlier files, once all are copied
         try:
             settled = await self._carry_over(directory, output)

@@ -117,6 +117,8 @@ def test_the_plan_of_a_small_input_is_exact(tmp_path: Path) -> None:
         ("b.org", 1, 1),
     ]
     first = read_url_partition(layout, "a.org", 0)
+    assert first.schema.names[len(URLS) :] == ["license_id", "is_license_full"]
+    first = first.select(URLS.names)
     assert first.schema.equals(URLS)
     assert first.to_pylist() == [
         {
@@ -452,7 +454,11 @@ def test_replanning_replaces_the_plan_and_cleans_crashed_leftovers(tmp_path: Pat
 
     assert not crashed.exists()
     assert _planned_uuids(layout) == ["u2"]
-    assert sorted(os.listdir(layout.urls)) == ["server_name=b.org", "servers.parquet"]
+    assert sorted(os.listdir(layout.urls)) == [
+        "filtered.json",
+        "server_name=b.org",
+        "servers.parquet",
+    ]
 
 
 def test_a_urls_folder_linked_outside_the_output_is_never_replaced(tmp_path: Path) -> None:
