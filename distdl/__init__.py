@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from distdl.api import RunOutcome
     from distdl.config import Config, load_config
+    from distdl.tools.apply import ToolOutcome
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +45,13 @@ def download_images(config_path: str, **options: Any) -> RunOutcome:
     return _download_images(config_path, **options)
 
 
+def apply_tools(config_path: str, tool_name: str, **options: Any) -> ToolOutcome:
+    """Apply a post-download tool (see distdl.tools.pipeline.ToolOptions for the options)."""
+    from distdl.tools.apply import apply_tools as _apply_tools
+
+    return _apply_tools(config_path, tool_name, **options)
+
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -56,6 +64,7 @@ __all__ = [
     "ToolError",
     "ToolNotFoundError",
     "__version__",
+    "apply_tools",
     "download_images",
     "load_config",
 ]
