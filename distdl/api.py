@@ -15,7 +15,7 @@ from distdl.core.stopping import DEFAULT_GRACE, stopped_line
 from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped
 from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
-from distdl.io.lock import OutputLock, read_lock
+from distdl.io.lock import OutputLock
 from distdl.layout import Layout
 from distdl.profile import write_profiles_table
 from distdl.reset import reset_output
@@ -52,6 +52,7 @@ class RunOptions:
     input_format: InputFormat | None = None
     retry_errors: frozenset[int] = frozenset()
     resume: bool = False
+    quiet: bool = False  # no progress on the terminal, only warnings and errors
 
 
 @dataclass
@@ -73,7 +74,8 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     world = launched_world_size()
     if world is not None and world > 1:
         return _run_as_mpi_rank(config, layout, options, str(config_path))
-    configure_logging(layout, 0, config.downloader_parameters.logger_level, console=True)
+    level = config.downloader_parameters.logger_level
+    configure_logging(layout, 0, level, console=True, quiet=options.quiet)
     signum: int | None = None
     try:
         with raising_stop_signals(), OutputLock(layout.root, _lock_command(options, config_path)):
@@ -179,6 +181,8 @@ def _rank_argv(config_path: str, options: RunOptions) -> list[str]:
         argv += ["--input-format", options.input_format]
     if options.retry_errors:
         argv += ["--retry-errors", ",".join(str(c) for c in sorted(options.retry_errors))]
+    if options.quiet:
+        argv.append("--quiet")
     return argv
 
 
@@ -207,7 +211,8 @@ def _run_as_mpi_rank(
     """Inside mpiexec/srun: rank 0 holds the output lock and leads every stage."""
     comm = checked_world()
     rank = comm.Get_rank()
-    configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
+    level = config.downloader_parameters.logger_level
+    configure_logging(layout, rank, level, console=rank == 0, quiet=options.quiet)
     signum: int | None = None
     try:
         with raising_stop_signals(), contextlib.ExitStack() as held:
@@ -318,19 +323,17 @@ def _outcome(layout: Layout, checkpoint: Checkpoint, report: RunReport | None) -
     return RunOutcome(done, text, report)
 
 
-def status(config_path: str | os.PathLike[str]) -> str:
+def status(
+    config_path: str | os.PathLike[str], *, as_json: bool = False, sort: str = "rows_left"
+) -> str:
+    """What the output folder holds and how a run goes (see :mod:`distdl.status`)."""
+    import json
+
+    from distdl.status import collect_status, render_status
+
     config = load_config(config_path)
-    layout = Layout.from_config(config)
-    checkpoint = Checkpoint.load(layout.checkpoint_file)
-    lines = [f"output: {layout.root}"]
-    lock = read_lock(layout.root)
-    if lock is not None:
-        holder = lock.holder.describe() if lock.holder else "a run that is starting"
-        lines.append(f"  in use by {holder}; last heartbeat {lock.age:.0f} s ago")
-    for stage in STAGES:
-        lines.append(f"  {stage:<11} {'complete' if checkpoint.is_complete(stage) else 'not done'}")
-    lines += render_totals(dataset_totals(layout, with_codes=True))
-    return "\n".join(lines)
+    collected = collect_status(config, Layout.from_config(config))
+    return json.dumps(collected, indent=2) if as_json else render_status(collected, sort=sort)
 
 
 def reset(config_path: str | os.PathLike[str], stage: Stage, *, delete_images: bool = False) -> str:

@@ -140,6 +140,9 @@ class DownloaderParameters(_Strict):
         ge=MIN_SILENCE_LIMIT,
         description="seconds without a word from a rank before it counts as dead",
     )
+    progress_interval: float = Field(
+        60.0, gt=0, description="seconds between progress lines when not on a terminal"
+    )
 
     @field_validator("memory_per_rank", mode="before")
     @classmethod

@@ -10,6 +10,7 @@
       {logs_folder}/rank-<r>.log
       {schedules_folder}/                                                  run summaries
       robots/<safe>.json                                                   robots.txt per host
+      run-state.json                                    rank 0's live state (distdl status)
       {profiles_table}  {ignored_table}  {inner_checkpoint_file}  {tools_folder}/
 
 Planning rejects live in a folder no real server can map to (see REJECTED_SERVER_DIR), so
@@ -31,6 +32,7 @@ ERRORS_FILE = "errors.parquet"
 URLS_FILE = "urls.parquet"
 COMPLETED_MARKER = "completed"
 SERVERS_TABLE = "servers.parquet"
+RUN_STATE_FILE = "run-state.json"
 
 
 def partition_subpath(server_name: str, partition_id: int) -> Path:
@@ -94,6 +96,11 @@ class Layout:
     def robots_file(self, server_name: str) -> Path:
         """robots.txt as fetched while profiling (status and text, JSON)."""
         return self.robots / f"{safe_dir_name(server_name)}.json"
+
+    @property
+    def run_state(self) -> Path:
+        """What rank 0 last knew of the run, rewritten every few seconds (``distdl status``)."""
+        return self.root / RUN_STATE_FILE
 
     def log_file(self, rank: int) -> Path:
         return self.logs / f"rank-{rank}.log"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from distdl.config import DownloaderParameters
+from distdl.core.eta import LEARNING
 from distdl.core.host_profile import UNSEEN, judge_observed
 from distdl.core.throttle import Feedback, HostThrottle, ThrottleSettings
 from distdl.io.profiles import HostProfile, read_profiles, write_profiles
@@ -137,6 +138,25 @@ class HostBudgets:
     def mark_unreachable(self, server: str) -> None:
         """A breaker gave up on the host (or its robots.txt got no answer)."""
         self._unreachable.add(server)
+
+    def limit_of(self, server: str) -> tuple[float, str]:
+        """The most the host's budget may become, and what holds it (for the ETA: see
+        :mod:`distdl.core.eta`)."""
+        if server in self._unreachable:
+            return 0.0, "unreachable"
+        rate, ceiling = self._throttles[server].rate, self._ceilings[server]
+        profile = self._profiles.get(server)
+        if self._robots_caps.get(server, math.inf) <= ceiling:
+            return ceiling, "robots"
+        if profile is not None and profile.max_rate_limit is None:
+            return ceiling, "profile"
+        if self._seen.get(server, Feedback()).rate_limited or (
+            profile is not None and profile.learned_at is not None
+        ):
+            return rate, "server"
+        if rate >= ceiling * (1 - MIN_RELATIVE_CHANGE):
+            return ceiling, "max_rate_limit"
+        return ceiling, LEARNING
 
     def initial_budgets(self) -> dict[str, float]:
         return {server: throttle.rate for server, throttle in self._throttles.items()}

@@ -54,6 +54,7 @@ from distdl.runtime.messages import (
     HostFeedbackReported,
     HostShareReleased,
     HostShareRequested,
+    LeaseProgressed,
     PartitionCompleted,
     PartitionFailed,
     PartitionStats,
@@ -67,11 +68,11 @@ from distdl.runtime.messages import (
     WorkerStopped,
     WorkRequested,
 )
+from distdl.runtime.progress import RunProgress
 from distdl.testing import faults
 
 log = logging.getLogger("distdl.coordinator")
 
-PROGRESS_INTERVAL = 10.0  # seconds between progress lines in the log
 SAVE_INTERVAL = 60.0  # seconds between writes of the learned rates: a crash loses little
 SHUTDOWN_GRACE = 30.0  # seconds to wait for workers to stop after an abort
 
@@ -129,8 +130,11 @@ class Coordinator:
         *,
         silence_limit: float = DEFAULT_SILENCE_LIMIT,
         grace: float = DEFAULT_GRACE,
+        progress: RunProgress | None = None,
     ) -> None:
+        """``progress``: where the live tally goes (state file, terminal); None: nowhere."""
         self._channel = channel
+        self._progress = progress
         self._workers = list(workers)
         self._scheduler = scheduler
         self._budgets = budgets
@@ -175,7 +179,6 @@ class Coordinator:
         (``stopped_by`` set) once the workers reported or the grace is spent.
         """
         shutdown_sent = False
-        next_progress = time.monotonic() + PROGRESS_INTERVAL
         next_save = time.monotonic() + SAVE_INTERVAL
         next_heartbeat = time.monotonic()
         abort_deadline: float | None = None
@@ -214,9 +217,8 @@ class Coordinator:
                     if self._scheduler.finished:
                         self._broadcast(Shutdown())
                         shutdown_sent = True
-            if now >= next_progress:
-                self._log_progress()
-                next_progress = now + PROGRESS_INTERVAL
+            if self._progress is not None:
+                self._progress.tick(now, self._budgets, self._scheduler, len(self._lease_hosts))
             if now >= next_save:
                 self._budgets.save()
                 next_save = now + SAVE_INTERVAL
@@ -231,6 +233,10 @@ class Coordinator:
         self._report.failures.extend(self._report.dead_ranks.values())
         if self._report.dead_ranks and not self._scheduler.finished and self._stop is None:
             self._report.failures.append("no live worker rank is left to do the rest")
+        if self._progress is not None:
+            ended = "stopped" if self._report.stopped_by is not None else "finished"
+            ended = "failed" if self._report.failures else ended
+            self._progress.finish(time.monotonic(), self._budgets, self._scheduler, ended)
         if self._report.failures:
             raise RankFailure("; ".join(self._report.failures))
         return self._report
@@ -265,6 +271,8 @@ class Coordinator:
         released = self._scheduler.release_worker(worker)
         for lease in released:
             self._lease_hosts.pop(lease.lease_id, None)
+            if self._progress is not None:
+                self._progress.lease_dropped(lease.lease_id)
         self._alive.discard(worker)
         self._silence.forget(worker)
         self._wanted.pop(worker, None)
@@ -332,13 +340,22 @@ class Coordinator:
             self._wanted[source] += message.free_slots
         elif isinstance(message, HostFeedbackReported):
             self._apply_feedback(message, now)
+        elif isinstance(message, LeaseProgressed):
+            host = self._lease_hosts.get(message.lease_id)
+            if host is not None and self._progress is not None:
+                self._progress.lease_reported(message.lease_id, host, message.stats)
         elif isinstance(message, PartitionCompleted):
             host = self._lease_hosts.pop(message.lease_id)
             self._report.add(host, message.stats, now - self._started)
+            lease = self._scheduler.lease(message.lease_id)
+            if self._progress is not None and lease is not None:
+                self._progress.lease_completed(lease.lease_id, host, lease.n_urls, message.stats)
             self._send_rate_changes(self._scheduler.complete(message.lease_id))
         elif isinstance(message, PartitionFailed):
             host = self._lease_hosts.pop(message.lease_id)
             log.error("rank %d: partition on %s failed: %s", source, host, message.cause)
+            if self._progress is not None:
+                self._progress.lease_dropped(message.lease_id)
             requeued, changes = self._scheduler.fail(message.lease_id, now)
             self._send_rate_changes(changes)
             if not requeued:
@@ -400,6 +417,8 @@ class Coordinator:
     def _apply_feedback(self, message: HostFeedbackReported, now: float) -> None:
         host = message.server_name
         decision = self._budgets.observe(host, message.feedback, now)
+        if self._progress is not None:
+            self._progress.answers_seen(host, message.feedback)
         log.debug(
             "feedback %s: %s -> budget %.2f req/s", host, message.feedback, self._budgets.rate(host)
         )
@@ -414,16 +433,3 @@ class Coordinator:
             self._send_starts(host, self._slots.spread(host, holders, budget, now), now)
         if decision.rate is not None:
             self._send_rate_changes(self._scheduler.set_budget(host, decision.rate))
-
-    def _log_progress(self) -> None:
-        report = self._report
-        elapsed = time.monotonic() - self._started
-        log.info(
-            "%.0fs: %d partitions done, %d images, %d errors, %d requests (%d throttled)",
-            elapsed,
-            report.partitions_completed,
-            report.successes,
-            report.errors,
-            report.requests,
-            report.throttled,
-        )

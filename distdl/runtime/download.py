@@ -37,6 +37,9 @@ from distdl.runtime.channel import Channel, QueueHub
 from distdl.runtime.coordinator import Coordinator, RunReport
 from distdl.runtime.image_stage import open_image_stage
 from distdl.runtime.lease_runner import LeasePolicy
+from distdl.runtime.logs import console_mode
+from distdl.runtime.progress import RunProgress, RunShape
+from distdl.runtime.progress_view import progress_view
 from distdl.runtime.stop_signals import loop_stop_signals
 from distdl.runtime.worker import Worker, WorkerNetwork, WorkerSettings
 
@@ -71,6 +74,14 @@ def build_coordinator(
         n_workers=len(workers),
         unverified=_apply_stored_robots(layout, budgets, servers),
     )
+    rows_by_host: dict[str, int] = {}
+    for partition in partitions:
+        rows_by_host[partition.server_name] = (
+            rows_by_host.get(partition.server_name, 0) + partition.n_urls
+        )
+    shape = RunShape(len(workers), params.leases_per_worker, len(partitions))
+    sinks = progress_view(console_mode(), params.progress_interval)
+    progress = RunProgress(layout.run_state, rows_by_host, shape, sinks, time.monotonic())
     return Coordinator(
         channel,
         workers,
@@ -78,6 +89,7 @@ def build_coordinator(
         budgets,
         silence_limit=params.rank_silence_limit,
         grace=grace,
+        progress=progress,
     )
 
 

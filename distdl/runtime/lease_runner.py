@@ -185,6 +185,10 @@ class LeaseRunner:
         finally:
             for task in self._active:
                 task.cancel()
+        return self.progress(time.monotonic() - started)
+
+    def progress(self, seconds: float = 0.0) -> PartitionStats:
+        """What this lease settled so far (the live progress reads it while it runs)."""
         return PartitionStats(
             successes=self._successes,
             errors=sum(self._errors_by_code.values()),
@@ -192,7 +196,7 @@ class LeaseRunner:
             throttled=self._throttled,
             bytes_downloaded=self._bytes,
             errors_by_code=dict(self._errors_by_code),
-            seconds=time.monotonic() - started,
+            seconds=seconds,
         )
 
     def stop(self) -> None:

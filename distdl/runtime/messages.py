@@ -113,6 +113,15 @@ class PartitionCompleted:
 
 
 @dataclass(frozen=True)
+class LeaseProgressed:
+    """What an open lease settled so far (running totals: a lost report changes nothing);
+    sent about once a second, so rank 0's progress moves with every row, not per partition."""
+
+    lease_id: int
+    stats: PartitionStats
+
+
+@dataclass(frozen=True)
 class PartitionFailed:
     lease_id: int
     cause: str
@@ -200,6 +209,7 @@ ToWorker = (
 ToCoordinator = (
     WorkRequested
     | PartitionCompleted
+    | LeaseProgressed
     | PartitionFailed
     | HostFeedbackReported
     | HostDeclaredDead

@@ -65,6 +65,7 @@ from distdl.runtime.messages import (
     GrantShare,
     Heartbeat,
     HostFeedbackReported,
+    LeaseProgressed,
     PartitionCompleted,
     PartitionFailed,
     PartitionStats,
@@ -84,6 +85,7 @@ log = logging.getLogger("distdl.worker")
 
 COORDINATOR = 0
 FEEDBACK_INTERVAL = 0.25  # seconds: rank 0 must hear of a 429 burst well within a second
+PROGRESS_INTERVAL = 1.0  # seconds between reports of the rows each open lease settled
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ class Worker:
         self._silence = Silence([COORDINATOR], loop.time())
         self._channel.send(COORDINATOR, WorkRequested(self._settings.leases_per_worker))
         next_report = loop.time() + FEEDBACK_INTERVAL
+        next_progress = loop.time() + PROGRESS_INTERVAL
         next_heartbeat = loop.time()
         while True:
             messages = await receive(self._channel, timeout=FEEDBACK_INTERVAL / 2)
@@ -255,6 +258,9 @@ class Worker:
                 self._send_feedback()
                 self._access.release_idle(loop.time())
                 next_report = loop.time() + FEEDBACK_INTERVAL
+            if loop.time() >= next_progress:
+                self._send_progress()
+                next_progress = loop.time() + PROGRESS_INTERVAL
             if loop.time() >= next_heartbeat:
                 self._channel.send(COORDINATOR, Heartbeat())
                 next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
@@ -353,6 +359,10 @@ class Worker:
             gate.set_rate(min(message.rate, self._access.rate_cap(lease.server_name)))
         else:
             self._access.change_rate(message.lease_id, message.rate)
+
+    def _send_progress(self) -> None:
+        for lease_id, runner in self._runners.items():
+            self._channel.send(COORDINATOR, LeaseProgressed(lease_id, runner.progress()))
 
     def _send_feedback(self) -> None:
         for server_name, feedback in self._feedback.drain().items():
