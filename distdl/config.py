@@ -253,6 +253,22 @@ class Config(_Strict):
     previous_output: Path | None = None
 
 
+INPUT_KEYS = (
+    "input_preset",
+    "input_columns",
+    "input_occurrence_fields",
+    "input_filters",
+    "input_sampling",
+    "previous_output",
+)
+
+
+def input_settings(config: Config) -> dict[str, object]:
+    """The input keys a plan depends on, those set to anything but their default."""
+    data = config.model_dump(mode="json", include=set(INPUT_KEYS), exclude_defaults=True)
+    return {key: data[key] for key in INPUT_KEYS if key in data}
+
+
 def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     """'did you mean' for an unknown key, looking at the model that owns it."""
     owner: type[BaseModel] = model

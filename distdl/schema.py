@@ -48,6 +48,7 @@ ERRORS = pa.schema(
     ]
 )
 
+
 def successes_schema(urls: pa.Schema) -> pa.Schema:
     """SUCCESSES, then the columns a partition's planned URLs carry beyond schema.URLS
     (``license_id``, kept input columns, occurrence fields: see distdl.inputs)."""

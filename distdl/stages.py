@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from distdl.config import Config
+from distdl.config import Config, input_settings
 from distdl.errors import StateError
+from distdl.inputs.tally import FILTERED_FILE
 from distdl.io.atomic import fsync_tree
 from distdl.io.checkpoint import STAGES as CHECKPOINT_STAGES
 from distdl.io.checkpoint import Checkpoint, input_fingerprint
@@ -30,7 +31,10 @@ def stages_until(until: Stage) -> tuple[Stage, ...]:
 def plan_fingerprint(config: Config, input_format: InputFormat | None) -> dict[str, object]:
     params = config.downloader_parameters
     return input_fingerprint(
-        config.path_to_input, batch_size=params.batch_size, input_format=input_format
+        config.path_to_input,
+        batch_size=params.batch_size,
+        input_format=input_format,
+        extra=input_settings(config),
     )
 
 
@@ -58,15 +62,19 @@ def ensure_batched(
         "batched",
         rows=summary.total_rows,
         rejected=summary.rejected_rows,
+        filtered=summary.filtered_rows,
         servers=summary.servers,
         partitions=summary.partitions,
     )
     log.info(
-        "planned %d rows: %d partitions on %d servers, %d rejected rows",
+        "planned %d rows: %d partitions on %d servers, %d rejected rows, %d filtered rows "
+        "(by reason in %s)",
         summary.total_rows,
         summary.partitions,
         summary.servers,
         summary.rejected_rows,
+        summary.filtered_rows,
+        layout.urls / FILTERED_FILE,
     )
     return summary
 

@@ -30,6 +30,7 @@ from distdl.config import Config
 from distdl.core.urls import safe_dir_name
 from distdl.errors import InputError, StateError
 from distdl.inputs.pipeline import PreparedInput, prepare_input
+from distdl.inputs.provenance import CardFacts, write_provenance
 from distdl.inputs.tally import write_filtered
 from distdl.layout import SERVERS_TABLE, URLS_FILE, Layout
 from distdl.plan.chunk import has_uuid, split_chunk
@@ -82,7 +83,26 @@ def plan_input(
     """Read ``config.path_to_input`` and write the plan; raise InputError on bad input."""
     source = prepare_input(config, input_format)
     ignored = read_ignored_servers(layout.ignored_table)
-    return plan_source(source, layout, config.downloader_parameters.batch_size, ignored)
+    summary = plan_source(source, layout, config.downloader_parameters.batch_size, ignored)
+    write_provenance(layout.root, source.source.archive, _card_facts(source, summary))
+    return summary
+
+
+def _card_facts(source: PreparedInput, summary: PlanSummary) -> CardFacts:
+    counts = {
+        "read from the input": source.tally.rows_read,
+        "set aside while planning (filtered)": summary.filtered_rows,
+        "planned for download": summary.planned_rows,
+        "rejected as error rows (no fetchable URL)": summary.rejected_rows,
+    }
+    return CardFacts(
+        source=str(source.path),
+        description=source.preset.description,
+        counts=counts,
+        tally=source.tally,
+        licences=source.licences,
+        filters=source.filters_applied,
+    )
 
 
 def plan_source(
