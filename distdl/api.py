@@ -39,6 +39,7 @@ from distdl.stages import (
     require_started,
     stages_until,
 )
+from distdl.status import plan_eta_text
 from distdl.summary import dataset_totals, render_run, render_totals, save_run_summary
 
 log = logging.getLogger("distdl")
@@ -121,7 +122,11 @@ def _run_here(
         checkpoint.mark_complete("profiled")
     _requeue_errors(layout, checkpoint, options)
     if not _wants("downloaded", checkpoint, options):
-        return _outcome(layout, checkpoint, None)
+        outcome = _outcome(layout, checkpoint, None)
+        if options.until == "profiled":  # what the download would take, before it starts
+            workers = max(1, ranks - 1)
+            outcome.summary += "\n" + plan_eta_text(config, layout, workers)
+        return outcome
     report = run_loop(run_in_process(config, layout, options.retry_errors, grace=stop_grace()))
     if report.stopped_by is not None:
         _outcome(layout, checkpoint, report)  # the run's summary is saved all the same

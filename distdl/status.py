@@ -181,6 +181,28 @@ def plan_eta(config: Config, layout: Layout, rows_left: dict[str, int], workers:
     return estimate(loads, max(1, workers) * params.leases_per_worker)
 
 
+def plan_eta_text(config: Config, layout: Layout, workers: int) -> str:
+    """Before a download: how long it would take on ``workers`` ranks, and why."""
+    disk = scan_disk(layout)
+    rows_left = {}
+    for server in _servers(layout):
+        if not server["ignored"]:
+            stored = disk.by_server.get(safe_dir_name(server["server_name"]), StoredRows())
+            rows_left[server["server_name"]] = max(0, server["total_urls"] - stored.rows)
+    eta = plan_eta(config, layout, rows_left, workers)
+    if not eta.critical:
+        return "nothing left to download"
+    ranks = f"{workers} worker rank{'s' if workers != 1 else ''}"
+    lines = [f"download time on {ranks}: {format_range(eta)}; the hosts that decide it:"]
+    lines += render_critical(eta)
+    if not eta.settled:
+        lines.append(
+            "  (a range: hosts not yet learned start at default_rate_limit and may go up to "
+            "their ceiling)"
+        )
+    return "\n".join(lines)
+
+
 def default_workers() -> int:
     from distdl.runtime.launch import default_rank_count
 

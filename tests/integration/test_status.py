@@ -252,3 +252,23 @@ def test_quiet_prints_no_progress_and_status_json_on_the_command_line(tmp_path: 
     shown = distdl("status", config, "--json")
     assert shown.returncode == 0, shown.stderr
     assert_status_schema(json.loads(shown.stdout))
+
+
+def test_until_profiled_prints_the_download_time_and_the_host_that_decides_it(
+    tmp_path: Path,
+) -> None:
+    hosts = [HostSpec("slow", rate_limit=60), HostSpec("quick", rate_limit=60)]
+    with FleetThread(hosts, seed=3) as fleet:  # nothing is fetched: only names are needed
+        write_url_list(fleet, tmp_path / "urls.csv", {"slow": 40, "quick": 40})
+        config = write_config(tmp_path, default_rate_limit=5, max_rate_limit=50)
+        slow, quick = fleet.server_name("slow"), fleet.server_name("quick")
+    (tmp_path / "out").mkdir()
+    profiles = f"server_name,rate_limit\n{slow},0.001\n"  # 40 rows: 40 000 s at this budget
+    (tmp_path / "out" / "servers_profiles.csv").write_text(profiles)
+    outcome = run(config, RunOptions(until="profiled", ranks=3))
+    lines = outcome.summary.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("download time on 2"))
+    assert "11 h 6 min" in lines[start]
+    assert slow in lines[start + 1] and "hand-set rate_limit" in lines[start + 1]
+    assert quick in lines[start + 2] and "still learning" in lines[start + 2]
+    assert outcome.completed_stages == ["batched", "profiled"]
