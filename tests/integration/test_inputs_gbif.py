@@ -165,7 +165,7 @@ def _hand_made_rows(
 
 
 def test_hand_made_rows_are_planned_rejected_or_filtered_exactly_as_counted_by_hand(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Small chunks: the repeats below sit in other chunks than their first occurrence.
     monkeypatch.setattr("distdl.inputs.text_table.CHUNK_ROWS", 700)
@@ -175,8 +175,10 @@ def test_hand_made_rows_are_planned_rejected_or_filtered_exactly_as_counted_by_h
     all_rows = rows[:2000] + made + rows[2000:] + repeats
     archive = write_archive(tmp_path / "gbif.zip", (header, all_rows), inat_core(rows))
 
-    summary, layout = _plan(tmp_path, archive)
+    with caplog.at_level("INFO", logger="distdl.plan"):
+        summary, layout = _plan(tmp_path, archive)
 
+    assert "uuids repeat across chunks, planning again" in caplog.text
     assert _by_reason(layout) == {"references_only": 2, "type": 3, "format": 1, "duplicate": 3}
     assert summary.filtered_rows == 9
     rejected = _rejected(layout)
