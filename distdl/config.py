@@ -143,6 +143,9 @@ class DownloaderParameters(_Strict):
     progress_interval: float = Field(
         60.0, gt=0, description="seconds between progress lines when not on a terminal"
     )
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of CAs trusted besides the system's (a site CA)"
+    )
 
     @field_validator("memory_per_rank", mode="before")
     @classmethod
@@ -310,6 +313,11 @@ def parse_config(data: object, base_dir: Path) -> Config:
     config.path_to_output = _expand(config.path_to_output, base_dir)
     if config.previous_output is not None:
         config.previous_output = _expand(config.previous_output, base_dir)
+    params = config.downloader_parameters
+    if params.ca_bundle is not None:
+        params.ca_bundle = _expand(params.ca_bundle, base_dir)
+        if not params.ca_bundle.is_file():
+            raise ConfigError(f"downloader_parameters.ca_bundle: no such file {params.ca_bundle}")
     return config
 
 

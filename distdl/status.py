@@ -12,7 +12,9 @@ rank 0 rewrites every few seconds (:mod:`distdl.runtime.progress`).
 - ``partitions``: {``planned``, ``done``, ``leased``, ``pending``} (leased: only while a
   run is active, from its state file);
 - ``rows``: {``planned``, ``stored``, ``successes``, ``errors``, ``errors_by_code``
-  ({code as text: rows}), ``rejected`` (at planning), ``ignored`` (ignored servers),
+  ({code as text: rows}), ``rejected`` (at planning), ``filtered`` ({``total``,
+  ``by_reason``}: input rows set aside while planning, from ``filtered.json``; total 0 for
+  older plans), ``ignored`` (ignored servers),
   ``unreadable_files`` (parquet files that do not read: damaged or foreign)};
 - ``hosts``: one object per planned server: ``server_name``, ``rows_planned``,
   ``rows_stored``, ``rows_left``, ``successes``, ``errors``, ``error_share``, and from the
@@ -53,9 +55,11 @@ from distdl.core.eta import (
     render_critical,
 )
 from distdl.core.urls import safe_dir_name
+from distdl.errors import InputError
 from distdl.io.checkpoint import Checkpoint
 from distdl.io.lock_file import read_lock
 from distdl.io.markers import partition_dirs, read_marker
+from distdl.io.profiles import read_profiles
 from distdl.layout import ERRORS_FILE, SUCCESSES_FILE, Layout
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.progress import STATE_INTERVAL, read_state
@@ -138,6 +142,15 @@ def _age(path: Path) -> float:
         return float("inf")
 
 
+def _unreachable_causes(layout: Layout) -> dict[str, str]:
+    """Why the last run gave up on hosts, as the profiles table keeps it."""
+    try:
+        profiles = read_profiles(layout.profiles_table)
+    except InputError:
+        return {}  # a broken hand-made table: the run says so; status shows the rest
+    return {name: p.unreachable_cause for name, p in profiles.items() if p.unreachable_cause}
+
+
 def _servers(layout: Layout) -> list[dict[str, Any]]:
     if not layout.servers_table.exists():
         return []
@@ -217,6 +230,7 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
     active = active and _age(layout.run_state) < STALE_STATE
     disk = scan_disk(layout)
     live_hosts = {host["server_name"]: host for host in (state or {}).get("hosts", [])}
+    causes = _unreachable_causes(layout)
     hosts, planned_partitions, ignored_rows = [], 0, 0
     rows_left: dict[str, int] = {}
     for server in _servers(layout):
@@ -227,7 +241,9 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
         name = server["server_name"]
         stored = disk.by_server.get(safe_dir_name(name), StoredRows())
         rows_left[name] = max(0, server["total_urls"] - stored.rows)
-        hosts.append(_host_json(name, server["total_urls"], stored, live_hosts.get(name)))
+        host = _host_json(name, server["total_urls"], stored, live_hosts.get(name))
+        host["unreachable"] = host["unreachable"] or causes.get(name)
+        hosts.append(host)
     done = sum(stored.partitions_done for stored in disk.by_server.values())
     leased = state["partitions"]["leased"] if active and state else 0
     if active and state:
@@ -260,6 +276,7 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
             "errors": errors,
             "errors_by_code": {str(code): n for code, n in disk.errors_by_code.most_common()},
             "rejected": disk.rejected,
+            "filtered": _filtered_rows(layout),
             "ignored": ignored_rows,
             "unreadable_files": len(disk.unreadable),
         },
@@ -268,6 +285,14 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
         "run": None if state is None else _run_json(state, active),
         "previous": previous_folders(layout),
     }
+
+
+def _filtered_rows(layout: Layout) -> dict[str, Any]:
+    """Rows the input layer set aside while planning (distdl.inputs.tally), by reason."""
+    from distdl.inputs.tally import read_filtered
+
+    counts = read_filtered(layout.urls) or {}
+    return {"total": counts.get("filtered", 0), "by_reason": counts.get("by_reason", {})}
 
 
 def _host_json(
@@ -322,6 +347,10 @@ def render_status(status: dict[str, Any], *, sort: str = "rows_left", limit: int
         f"{rows['errors']} errors), {rows['rejected']} rejected at planning, "
         f"{rows['ignored']} on ignored servers"
     )
+    filtered = rows["filtered"]
+    if filtered["total"]:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in filtered["by_reason"].items())
+        lines.append(f"  {filtered['total']} input rows set aside while planning: {reasons}")
     if rows["unreadable_files"]:
         lines.append(f"  {rows['unreadable_files']} parquet files could not be read")
     for code, count in rows["errors_by_code"].items():

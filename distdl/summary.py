@@ -86,6 +86,9 @@ def render_run(report: RunReport, totals: DatasetTotals, slowest: int = 5) -> st
                 f"  {name:<32} {span:7.1f} s  {tally.successes:>7} images  "
                 f"{tally.requests:>7} requests  {tally.throttled:>5} throttled"
             )
+    if report.unreachable:
+        lines.append(f"unreachable hosts (their rows are errors; {len(report.unreachable)}):")
+        lines += [f"  {name:<32} {why}" for name, why in sorted(report.unreachable.items())]
     return "\n".join(lines)
 
 

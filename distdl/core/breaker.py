@@ -20,15 +20,43 @@ timeout per URL: days for a partition of 10 000 URLs. The breaker turns that int
 Only connection failures and timeouts count (the caller decides): a 404 or a 500 is an
 answer, and proves the host is alive. Failures reported while open (requests that were
 already in flight) are ignored. Time is an argument; the breaker holds no clock.
+
+A breaker keeps the cause of the last failure (:class:`HostCause`: DNS, refused, timeout,
+TLS and the certificate error, an unreachable robots.txt, …), so a host given up on says
+why: in its rows (:func:`unreachable_row`), the profiles table, ``status`` and the summary.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from typing import Literal
 
+from distdl.core import codes
+
 BreakerState = Literal["closed", "open", "half_open", "dead"]
+
+
+@dataclass(frozen=True)
+class HostCause:
+    """Why a host does not answer: the error code of the failure, and its message."""
+
+    code: int
+    message: str
+
+
+def unreachable_row(cause: HostCause | None) -> tuple[int, str]:
+    """The error code and message of a row whose host was given up on.
+
+    ``HOST_UNREACHABLE`` with the cause in the message, except a TLS failure, which keeps
+    ``SSL_ERROR``: that host answers, but its certificate does not verify (a site CA for
+    ``ca_bundle``, an expired certificate), and a user must see that in the codes.
+    """
+    if cause is None:
+        return codes.HOST_UNREACHABLE, "host unreachable: circuit breaker gave up"
+    code = codes.SSL_ERROR if cause.code == codes.SSL_ERROR else codes.HOST_UNREACHABLE
+    return code, f"host unreachable: {cause.message}"
 
 
 class CircuitBreaker:
@@ -63,6 +91,12 @@ class CircuitBreaker:
         self._failed_probes = 0
         self._open_until: float | None = None  # None while closed
         self._probe_started: float | None = None
+        self._cause: HostCause | None = None
+
+    @property
+    def cause(self) -> HostCause | None:
+        """The last failure's cause (the one that killed the host, once dead)."""
+        return self._cause
 
     @property
     def failed_probes(self) -> int:
@@ -97,8 +131,11 @@ class CircuitBreaker:
             return True
         return False
 
-    def declare_dead(self) -> None:
-        """Another rank's breaker already gave up on this host: do not try it again."""
+    def declare_dead(self, cause: HostCause | None = None) -> None:
+        """Another rank's breaker already gave up on this host (or its robots.txt got no
+        answer): do not try it again."""
+        if not self._dead or self._cause is None:
+            self._cause = cause or self._cause
         self._dead = True
 
     def record_success(self, now: float) -> None:
@@ -110,9 +147,11 @@ class CircuitBreaker:
         self._open_until = None
         self._probe_started = None
 
-    def record_failure(self, now: float) -> None:
+    def record_failure(self, now: float, cause: HostCause | None = None) -> None:
         """A connection failure or timeout on this host."""
         state = self.state(now)
+        if state != "dead" and cause is not None:
+            self._cause = cause
         if state == "closed":
             self._failures += 1
             if self._failures >= self.threshold:

@@ -1,10 +1,11 @@
 """The per-host profiles table (CSV): budgets set by hand, measured, or learned.
 
 Columns: ``server_name, total_batches, total_urls, rate_limit, max_rate_limit, crawl_delay,
-latency_ms, status, learned_at``. Only ``server_name`` and ``rate_limit`` are required, so a
-user can write a two-column table by hand to set budgets. ``rate_limit`` is where a host starts (and
-what a run learned, written back at the end, with ``learned_at``); ``max_rate_limit`` is its
-ceiling.
+latency_ms, status, learned_at, unreachable_cause`` (why a host the last run gave up on
+did not answer: DNS, refused, timeout, TLS and the certificate error, robots.txt …).
+Only ``server_name`` and ``rate_limit`` are required, so a user can write a two-column
+table by hand to set budgets. ``rate_limit`` is where a host starts (and what a run learned,
+written back at the end, with ``learned_at``); ``max_rate_limit`` is its ceiling.
 
 A hand-written ``server_name`` may spell its server any way a URL may (``Bücher.de``,
 ``2130706433:8080``): it is read as the server key of :func:`distdl.core.urls.server_key`,
@@ -37,6 +38,7 @@ class HostProfile:
     latency_ms: float | None = None
     status: str | None = None
     learned_at: str | None = None  # set when rate_limit was learned by a download run
+    unreachable_cause: str | None = None  # why the last run gave up on the host
 
 
 _ORDER = [
@@ -49,6 +51,7 @@ _ORDER = [
     "latency_ms",
     "status",
     "learned_at",
+    "unreachable_cause",
 ]
 
 
@@ -110,6 +113,7 @@ def _profile(row: dict[str, str | None]) -> HostProfile:
         latency_ms=_number(row.get("latency_ms") or None),
         status=row.get("status") or None,
         learned_at=row.get("learned_at") or None,
+        unreachable_cause=row.get("unreachable_cause") or None,
     )
 
 
@@ -127,6 +131,7 @@ def write_profiles(path: Path, profiles: Iterable[HostProfile]) -> None:
             "latency_ms": pl.Float64,
             "status": pl.String,
             "learned_at": pl.String,
+            "unreachable_cause": pl.String,
         },
     ).select(_ORDER)
     buffer = io.StringIO()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from distdl.core.breaker import HostCause
 from distdl.io.atomic import atomic_write_text
 from distdl.layout import Layout
 
@@ -13,13 +14,23 @@ from distdl.layout import Layout
 UNREACHABLE_MAX_AGE = 3600.0  # seconds
 
 
-def save_robots(layout: Layout, server_name: str, status: int | None, text: str | None) -> None:
-    payload = {
+def save_robots(
+    layout: Layout,
+    server_name: str,
+    status: int | None,
+    text: str | None,
+    *,
+    cause: HostCause | None = None,
+) -> None:
+    """``cause``: the failure behind an unreachable answer (``status`` None)."""
+    payload: dict[str, object] = {
         "server_name": server_name,
         "status": status,
         "text": text,
         "fetched_at": time.time(),
     }
+    if status is None and cause is not None:
+        payload["cause"] = {"code": cause.code, "message": cause.message}
     atomic_write_text(layout.robots_file(server_name), json.dumps(payload) + "\n")
 
 
@@ -36,3 +47,13 @@ def load_robots(layout: Layout, server_name: str) -> RobotsAnswer | None:
     if payload.get("status") is None and age > UNREACHABLE_MAX_AGE:
         return None
     return payload.get("status"), payload.get("text")
+
+
+def load_robots_cause(layout: Layout, server_name: str) -> HostCause | None:
+    """Why the stored answer is "unreachable", when it says."""
+    try:
+        payload = json.loads(layout.robots_file(server_name).read_text(encoding="utf-8"))
+        cause = payload["cause"]
+        return HostCause(int(cause["code"]), str(cause["message"]))
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        return None

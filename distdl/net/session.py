@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 
 import aiohttp
@@ -45,6 +46,16 @@ def make_timeout(settings: FetchSettings) -> aiohttp.ClientTimeout:
     )
 
 
+def tls_context(settings: FetchSettings) -> ssl.SSLContext | bool:
+    """Verification always on: the system's CAs (``SSL_CERT_FILE``/``SSL_CERT_DIR`` are
+    honoured), plus ``ca_bundle`` when set (a site's own CA)."""
+    if settings.ca_bundle is None:
+        return True  # aiohttp's default verifying context
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(settings.ca_bundle))
+    return context
+
+
 def make_session(
     settings: FetchSettings, *, resolver: AbstractResolver | None = None
 ) -> aiohttp.ClientSession:
@@ -64,6 +75,7 @@ def make_session(
         keepalive_timeout=settings.keepalive_timeout,
         enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
         resolver=resolver,
+        ssl=tls_context(settings),
     )
     session = aiohttp.ClientSession(
         connector=connector,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from distdl.config import DownloaderParameters
 from distdl.net.headers import resolve_headers
@@ -32,6 +33,7 @@ class FetchSettings:
     connections_limit: int = DEFAULT_CONNECTIONS_LIMIT
     dns_cache_ttl: int = 300
     keepalive_timeout: float = 30.0
+    ca_bundle: Path | None = None  # CAs trusted besides the system's (SSL_CERT_FILE works too)
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict cannot change a frozen settings object.
@@ -57,4 +59,5 @@ class FetchSettings:
             max_redirects=params.max_redirects,
             headers=resolve_headers(params.header, params.contact),
             connections_limit=max(DEFAULT_CONNECTIONS_LIMIT, wanted_connections),
+            ca_bundle=params.ca_bundle,
         )

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from distdl.config import DownloaderParameters
+from distdl.core.breaker import HostCause
 from distdl.core.eta import LEARNING
 from distdl.core.host_profile import UNSEEN, judge_observed
 from distdl.core.throttle import Feedback, HostThrottle, ThrottleSettings
@@ -62,7 +63,7 @@ class HostBudgets:
         self._robots_caps: dict[str, float] = {}
         self._crawl_delays: dict[str, float | None] = {}
         self._seen: dict[str, Feedback] = {}
-        self._unreachable: set[str] = set()
+        self._unreachable: dict[str, str | None] = {}  # host -> why, when known
         for server in servers:
             self.add(server, now)
 
@@ -135,9 +136,9 @@ class HostBudgets:
         self._announced[server] = rate
         return rate
 
-    def mark_unreachable(self, server: str) -> None:
-        """A breaker gave up on the host (or its robots.txt got no answer)."""
-        self._unreachable.add(server)
+    def mark_unreachable(self, server: str, cause: HostCause | None = None) -> None:
+        """A breaker gave up on the host (or its robots.txt got no answer), for ``cause``."""
+        self._unreachable[server] = cause.message if cause is not None else None
 
     def limit_of(self, server: str) -> tuple[float, str]:
         """The most the host's budget may become, and what holds it (for the ETA: see
@@ -228,6 +229,10 @@ class HostBudgets:
         out: dict[str, Any] = {}
         if status is not None:
             out["status"] = status
+        if self._unreachable.get(server):
+            out["unreachable_cause"] = self._unreachable[server]
+        elif status is not None and status != "unreachable":
+            out["unreachable_cause"] = None  # it answers again: the old cause is history
         if latency is not None:
             out["latency_ms"] = round(latency * 1000, 1)
         if server in self._crawl_delays:

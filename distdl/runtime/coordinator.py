@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from distdl.core.breaker import HostCause
 from distdl.core.liveness import DEFAULT_SILENCE_LIMIT, HEARTBEAT_INTERVAL, Silence
 from distdl.core.scheduler import Lease, LeaseScheduler, RateChange
 from distdl.core.start_slots import HolderStart, StartSlots
@@ -102,6 +103,7 @@ class RunReport:
     seconds: float = 0.0
     stopped_by: int | None = None  # the signal that stopped the run, if one did
     dead_ranks: dict[int, str] = field(default_factory=dict)  # rank -> why it was declared dead
+    unreachable: dict[str, str] = field(default_factory=dict)  # host given up on -> why
 
     def add(self, server_name: str, stats: PartitionStats, now: float) -> None:
         self.partitions_completed += 1
@@ -142,7 +144,7 @@ class Coordinator:
         self._wanted: Counter[int] = Counter()
         self._report = RunReport()
         self._lease_hosts: dict[int, str] = {}
-        self._dead_hosts: set[str] = set()
+        self._dead_hosts: dict[str, HostCause | None] = {}  # host -> why, when known
         self._started = time.monotonic()
         self._alive = set(workers)  # neither stopped nor declared dead
         self._silence = Silence(workers, self._started)
@@ -312,7 +314,8 @@ class Coordinator:
         dead = lease.server_name in self._dead_hosts
         faults.hit("lease.granted")
         start_after = self._join(lease, now)
-        self._channel.send(worker, AssignPartition(lease, dead, start_after))
+        cause = self._dead_hosts.get(lease.server_name)
+        self._channel.send(worker, AssignPartition(lease, dead, start_after, cause))
 
     def _join(self, holder: Lease, now: float) -> float:
         """Start slots once ``holder`` (a lease or share) opened: the others' new slots are
@@ -361,7 +364,7 @@ class Coordinator:
             if not requeued:
                 self._report.failures.append(f"{host}: {message.cause}")
         elif isinstance(message, HostDeclaredDead):
-            self._abandon(message.server_name, source)
+            self._abandon(message.server_name, source, message.cause)
         elif isinstance(message, HostShareRequested):
             self._grant_share(source, message.server_name, now)
         elif isinstance(message, HostShareReleased):
@@ -381,15 +384,21 @@ class Coordinator:
         else:
             raise TypeError(f"coordinator got an unexpected message {message!r}")
 
-    def _abandon(self, host: str, reporter: int) -> None:
+    def _abandon(self, host: str, reporter: int, cause: HostCause | None) -> None:
         if host in self._dead_hosts:
             return
-        log.warning("rank %d gave up on %s: its remaining URLs become error rows", reporter, host)
-        self._dead_hosts.add(host)
-        self._budgets.mark_unreachable(host)
+        why = cause.message if cause is not None else "no cause known"
+        log.warning(
+            "rank %d gave up on %s (%s): its remaining URLs become error rows", reporter, host, why
+        )
+        self._dead_hosts[host] = cause
+        self._budgets.mark_unreachable(host, cause)
+        self._report.unreachable[host] = why
+        if self._progress is not None:
+            self._progress.host_unreachable(host, why)
         for worker in self._holders(host):
             if worker != reporter:
-                self._channel.send(worker, AbandonHost(host))
+                self._channel.send(worker, AbandonHost(host, cause))
 
     def _holders(self, host: str) -> list[int]:
         """The workers holding a lease or a share on the host."""
@@ -404,7 +413,8 @@ class Coordinator:
         log.debug("share %d: %s -> rank %d at %.2f req/s", share.lease_id, host, worker, share.rate)
         unreachable = host in self._dead_hosts
         start_after = self._join(share, now)
-        grant = GrantShare(host, share.lease_id, share.rate, unreachable, start_after)
+        cause = self._dead_hosts.get(host)
+        grant = GrantShare(host, share.lease_id, share.rate, unreachable, start_after, cause)
         self._channel.send(worker, grant)
 
     def _apply_robots(self, message: RobotsRead, now: float) -> None:

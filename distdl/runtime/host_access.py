@@ -27,11 +27,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from distdl.core.breaker import CircuitBreaker
+from distdl.core import codes
+from distdl.core.breaker import CircuitBreaker, HostCause
 from distdl.core.redirects import AddressPolicy, HopRefusal, came_from_public, hop_refusal
 from distdl.core.robots import RobotsRules
 from distdl.core.urls import classify_url
-from distdl.io.robots_store import RobotsAnswer, load_robots, save_robots
+from distdl.io.robots_store import RobotsAnswer, load_robots, load_robots_cause, save_robots
 from distdl.layout import Layout
 from distdl.net.addresses import AddressLookup
 from distdl.net.fetcher import Fetcher, FetchResult
@@ -147,8 +148,10 @@ class HostAccess:
 
     def _dead_reporter(self, server_name: str) -> Callable[[], None]:
         def report_dead() -> None:
-            log.warning("%s: circuit breaker gave up on the host", server_name)
-            self._channel.send(COORDINATOR, HostDeclaredDead(server_name))
+            cause = self.breaker(server_name).cause
+            why = cause.message if cause is not None else "no cause known"
+            log.warning("%s: circuit breaker gave up on the host: %s", server_name, why)
+            self._channel.send(COORDINATOR, HostDeclaredDead(server_name, cause))
 
         return report_dead
 
@@ -157,13 +160,14 @@ class HostAccess:
         dead = breaker.state(asyncio.get_running_loop().time()) == "dead"
         answer = load_robots(self._layout, server_name)
         requests = 0
+        failure = load_robots_cause(self._layout, server_name) if answer is not None else None
         if answer is None and not dead:
             # Never asked, or nobody answered long ago (this is also how --retry-errors -32
             # gives an unreachable host its second chance): ask now.
-            answer, requests = await self._read_robots(server_name, url, gate)
-            save_robots(self._layout, server_name, *answer)
+            answer, requests, failure = await self._read_robots(server_name, url, gate)
+            save_robots(self._layout, server_name, *answer, cause=failure)
         if answer is not None and answer[0] is None and not dead:
-            breaker.declare_dead()
+            breaker.declare_dead(_robots_cause(failure))
             self._dead_reporter(server_name)()
         status, text = answer or (None, None)
         # RFC 9309 forbids crawling a host whose robots.txt is unreachable; its rows become
@@ -186,8 +190,11 @@ class HostAccess:
 
     async def _read_robots(
         self, server_name: str, url: str, gate: HostGate
-    ) -> tuple[RobotsAnswer, int]:
+    ) -> tuple[RobotsAnswer, int, HostCause | None]:
+        """The answer, the requests it took, and the last failure on the way (the cause
+        when the answer is "unreachable")."""
         requests = 0
+        failure: HostCause | None = None
 
         async def paced(hop_url: str) -> FetchResult:
             nonlocal requests
@@ -200,6 +207,8 @@ class HostAccess:
             if result.ok or result.redirect_url is not None:
                 self._feedback.record_ok(server_name, result.elapsed)
             else:
+                nonlocal failure
+                failure = HostCause(result.error_code, result.error_msg)
                 self._feedback.record_failure(
                     server_name, result.error_code, result.elapsed, None, result.error_msg
                 )
@@ -209,7 +218,7 @@ class HostAccess:
             return await self.hop_refusal(result, hops, ROBOTS_MAX_REDIRECTS) is None
 
         answer = await fetch_robots(paced, url, may_follow)
-        return answer, requests
+        return answer, requests, failure
 
     # ---------------------------------------------------------------- redirect hops
 
@@ -269,7 +278,7 @@ class HostAccess:
             self._channel.send(COORDINATOR, HostShareReleased(message.lease_id))
             return
         if message.host_unreachable:
-            self.breaker(message.server_name).declare_dead()
+            self.breaker(message.server_name).declare_dead(message.cause)
         share.lease_id = message.lease_id
         rate = min(message.rate, self.rate_cap(message.server_name))
         share.gate = HostGate(rate, self._settings.max_in_flight, message.server_name, self.starts)
@@ -309,3 +318,10 @@ class HostAccess:
         share = self._shares.pop(server_name)
         assert share.lease_id is not None
         self._channel.send(COORDINATOR, HostShareReleased(share.lease_id))
+
+
+def _robots_cause(failure: HostCause | None) -> HostCause:
+    """Why a host whose robots.txt got no answer is unreachable (RFC 9309: not crawled)."""
+    if failure is None:  # no failed answer: its redirects were refused, or too many
+        return HostCause(codes.HOST_UNREACHABLE, "robots.txt did not lead to an answer")
+    return HostCause(failure.code, f"robots.txt: {failure.message}")

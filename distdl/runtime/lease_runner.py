@@ -28,7 +28,8 @@ image pipeline lags, requests wait instead of bodies piling up.
 
 URLs robots.txt disallows are never fetched. The host's circuit breaker holds requests back
 while the host does not answer, and once it gives up, every URL left for it becomes a
-HOST_UNREACHABLE row at once. Every request, hop and robots.txt read counts in the stats.
+HOST_UNREACHABLE row at once (SSL_ERROR for a TLS failure), its message saying why.
+Every request, hop and robots.txt read counts in the stats.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import Any
 import pyarrow as pa
 
 from distdl.core import codes
+from distdl.core.breaker import HostCause, unreachable_row
 from distdl.core.opt_out import is_opted_out
 from distdl.core.redirects import answer_refusal, came_from_public
 from distdl.core.retry import RetryPolicy
@@ -222,9 +224,7 @@ class LeaseRunner:
             self._add_error(item, codes.ROBOTS_DISALLOWED, "disallowed by robots.txt")
             return True
         if guards.breaker.state(asyncio.get_running_loop().time()) == "dead":
-            self._add_error(
-                item, codes.HOST_UNREACHABLE, "host unreachable: circuit breaker gave up"
-            )
+            self._add_error(item, *unreachable_row(guards.breaker.cause))
             return True
         return False
 
@@ -313,7 +313,7 @@ class LeaseRunner:
         now = asyncio.get_running_loop().time()
         if result.error_code in _HOST_FAILURES:
             was_dead = breaker.state(now) == "dead"
-            breaker.record_failure(now)
+            breaker.record_failure(now, HostCause(result.error_code, result.error_msg))
             if not was_dead and breaker.state(now) == "dead":
                 guards.on_dead()
         elif result.status > 0:

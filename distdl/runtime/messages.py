@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distdl.core.breaker import HostCause
 from distdl.core.scheduler import Lease
 from distdl.core.throttle import Feedback
 
@@ -18,6 +19,7 @@ class AssignPartition:
     lease: Lease
     host_unreachable: bool = False  # a breaker gave up on the host: write its rows, no fetch
     start_after: float = 0.0  # seconds before its first request (a start slot, see PauseHolder)
+    cause: HostCause | None = None  # why the host is unreachable, when it is
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class GrantShare:
     rate: float
     host_unreachable: bool = False
     start_after: float = 0.0  # seconds before its first request (a start slot, see PauseHolder)
+    cause: HostCause | None = None  # why the host is unreachable, when it is
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class AbandonHost:
     """Another rank's breaker declared the host dead: stop fetching from it."""
 
     server_name: str
+    cause: HostCause | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class HostFeedbackReported:
 @dataclass(frozen=True)
 class HostDeclaredDead:
     server_name: str
+    cause: HostCause | None = None  # the failure that made the breaker give up
 
 
 @dataclass(frozen=True)

@@ -316,7 +316,7 @@ class Worker:
                 return  # leased before rank 0 heard of the stop: the partition stays undone
             lease = message.lease
             if message.host_unreachable:
-                self._access.breaker(lease.server_name).declare_dead()
+                self._access.breaker(lease.server_name).declare_dead(message.cause)
             self._leases[lease.lease_id] = lease
             rate = min(lease.rate, self._access.rate_cap(lease.server_name))
             gate = HostGate(
@@ -335,7 +335,7 @@ class Worker:
         elif isinstance(message, ChangeRate):
             self._change_rate(message)
         elif isinstance(message, AbandonHost):
-            self._access.breaker(message.server_name).declare_dead()
+            self._access.breaker(message.server_name).declare_dead(message.cause)
         elif isinstance(message, Stop):
             self._begin_stop(message.signum)
             deadline = asyncio.get_running_loop().time() + message.settle_seconds

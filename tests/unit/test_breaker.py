@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from distdl.core.breaker import CircuitBreaker
+from distdl.core import codes
+from distdl.core.breaker import CircuitBreaker, HostCause, unreachable_row
 
 
 def _breaker(**kwargs: float) -> CircuitBreaker:
@@ -163,3 +164,29 @@ def test_jitter_differs_between_hosts() -> None:
 def test_rejects_nonsense(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(**bad)  # type: ignore[arg-type]
+
+
+def test_a_dead_breaker_keeps_the_cause_that_killed_it_and_rows_say_it() -> None:
+    breaker = CircuitBreaker(threshold=1, base_cooldown=1.0, max_probes=1, jitter=0.0)
+    tls = HostCause(codes.SSL_ERROR, "TLS certificate error: self-signed certificate")
+    breaker.record_failure(0.0, HostCause(codes.TIMEOUT, "connect timeout"))
+    assert breaker.allow_request(1.5)
+    breaker.record_failure(1.6, tls)
+    assert breaker.state(2.0) == "dead" and breaker.cause == tls
+    breaker.record_failure(3.0, HostCause(codes.CONNECTION_ERROR, "late"))  # already dead
+    assert breaker.cause == tls
+    assert unreachable_row(breaker.cause) == (
+        codes.SSL_ERROR,
+        "host unreachable: TLS certificate error: self-signed certificate",
+    )
+    refused = HostCause(codes.CONNECTION_ERROR, "connection refused")
+    expected = (codes.HOST_UNREACHABLE, "host unreachable: connection refused")
+    assert unreachable_row(refused) == expected
+    assert unreachable_row(None)[0] == codes.HOST_UNREACHABLE
+
+
+def test_declared_dead_by_another_rank_takes_its_cause() -> None:
+    breaker = CircuitBreaker()
+    dns = HostCause(codes.DNS_ERROR, "name not known")
+    breaker.declare_dead(dns)
+    assert breaker.state(0.0) == "dead" and breaker.cause == dns
