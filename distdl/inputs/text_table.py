@@ -48,41 +48,64 @@ def first_line_fields(opener: Opener, delimiter: str, quote: str, encoding: str)
 def stream_columns(
     opener: Opener, layout: TextLayout, wanted: list[str], where: str
 ) -> Iterator[pa.Table]:
-    """Tables of the ``wanted`` columns (in that order), about CHUNK_ROWS rows each."""
+    """Tables of the ``wanted`` columns (in that order), about CHUNK_ROWS rows each.
+
+    Quoted text is parsed fast first; if a quoted value spans lines, it is re-read in
+    multi-line mode (Arrow detects, never mis-parses, such a value), skipping the rows
+    already given.
+    """
+    yielded = 0
     try:
-        reader = pacsv.open_csv(
-            opener(),
-            read_options=pacsv.ReadOptions(
-                block_size=CSV_BLOCK_BYTES,
-                column_names=list(layout.names),
-                skip_rows=layout.header_lines,
-                encoding=_arrow_encoding(layout.encoding),
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=layout.delimiter,
-                quote_char=layout.quote or False,
-                newlines_in_values=bool(layout.quote),
-            ),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted,
-                column_types=dict.fromkeys(wanted, pa.string()),
-                strings_can_be_null=True,
-                null_values=[""],
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in reader:
-            pending.append(batch)
-            rows += batch.num_rows
-            if rows >= CHUNK_ROWS:
-                yield pa.Table.from_batches(pending).select(wanted)
-                pending, rows = [], 0
-        if pending:
-            yield pa.Table.from_batches(pending).select(wanted)
+        try:
+            for table in _parse(opener, layout, wanted, multiline=False):
+                yielded += table.num_rows
+                yield table
+        except pa.ArrowInvalid:
+            if not layout.quote:
+                raise
+            for table in _parse(opener, layout, wanted, multiline=True):
+                skip = min(yielded, table.num_rows)
+                yielded -= skip
+                if skip < table.num_rows:
+                    yield table.slice(skip)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(f"{where}: cannot read the input: {exc}") from None
+
+
+def _parse(
+    opener: Opener, layout: TextLayout, wanted: list[str], multiline: bool
+) -> Iterator[pa.Table]:
+    reader = pacsv.open_csv(
+        opener(),
+        read_options=pacsv.ReadOptions(
+            block_size=CSV_BLOCK_BYTES,
+            column_names=list(layout.names),
+            skip_rows=layout.header_lines,
+            encoding=_arrow_encoding(layout.encoding),
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=layout.delimiter,
+            quote_char=layout.quote or False,
+            newlines_in_values=multiline,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=wanted,
+            column_types=dict.fromkeys(wanted, pa.string()),
+            strings_can_be_null=True,
+            null_values=[""],
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= CHUNK_ROWS:
+            yield pa.Table.from_batches(pending).select(wanted)
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).select(wanted)
 
 
 def _arrow_encoding(encoding: str) -> str:
