@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -161,6 +162,19 @@ class DefaultScheduler(SchedulerToolBase):
 class PartitionResult:
     kept: pa.Table  # selection: a "uuid" column at least; images: the successes schema
     removed: pa.Table  # "uuid", "reason", and any other columns the tool explains with
+
+    @classmethod
+    def from_reasons(cls, rows: pa.Table, reasons: Mapping[str, str]) -> PartitionResult:
+        """Keep every row of ``rows`` but those whose uuid ``reasons`` maps to a reason."""
+        uuids = rows.column("uuid")
+        dropped = pc.is_in(uuids, value_set=pa.array(list(reasons), pa.string()))
+        removed = pa.table(
+            {
+                "uuid": pa.array(list(reasons), pa.string()),
+                "reason": pa.array(list(reasons.values()), pa.string()),
+            }
+        )
+        return cls(rows.filter(pc.invert(dropped)), removed)
 
 
 class RunnerToolBase(ToolsBase):

@@ -93,18 +93,14 @@ class ImageVerificationRunnerTool(MPIRunnerTool):
     def apply_filter(
         self, rows: pa.Table, filtering_df: pl.DataFrame, server_name: str, partition_id: int
     ) -> PartitionResult:
-        kept: list[str] = []
-        removed: dict[str, list[str]] = {"uuid": [], "reason": []}
+        reasons = {}
         for row in rows.select(list(self.columns)).to_pylist():
             problem = verification_problem(
                 row["image"], row["hashsum_resized"], row["resized_size"]
             )
-            if problem is None:
-                kept.append(row["uuid"])
-            else:
-                removed["uuid"].append(row["uuid"])
-                removed["reason"].append(problem)
-        return PartitionResult(pa.table({"uuid": pa.array(kept, pa.string())}), _removed(removed))
+            if problem is not None:
+                reasons[row["uuid"]] = problem
+        return PartitionResult.from_reasons(rows.select(["uuid"]), reasons)
 
 
 def verification_problem(
@@ -141,23 +137,18 @@ class ResizeRunnerTool(MPIRunnerTool):
     ) -> PartitionResult:
         longer_side = self.params.new_resize_size
         quality = self.config.downloader_parameters.jpeg_quality
+        reasons: dict[str, str] = {}
         images, sizes, hashes = [], [], []
-        keep: list[bool] = []
-        removed: dict[str, list[str]] = {"uuid": [], "reason": []}
         columns = rows.select(["uuid", "image", "resized_size", "hashsum_resized"]).to_pydict()
         for uuid, image, size, hashsum in zip(*columns.values(), strict=True):
             try:
-                smaller = None if image is None else downscaled(image, size, longer_side, quality)
+                if image is None:
+                    raise StoredImageError("no stored image")
+                smaller = downscaled(image, size, longer_side, quality)
             except StoredImageError as exc:
-                removed["uuid"].append(uuid)
-                removed["reason"].append(str(exc))
-                keep.append(False)
+                reasons[uuid] = str(exc)
                 continue
-            keep.append(image is not None)
-            if image is None:
-                removed["uuid"].append(uuid)
-                removed["reason"].append("no stored image")
-            elif smaller is None:
+            if smaller is None:  # already fits: the stored bytes stay as they are
                 images.append(image)
                 sizes.append(size)
                 hashes.append(hashsum)
@@ -165,17 +156,13 @@ class ResizeRunnerTool(MPIRunnerTool):
                 images.append(smaller[0])
                 sizes.append(list(smaller[1]))
                 hashes.append(md5_hex(smaller[0]))
-        kept = rows.filter(pa.array(keep, pa.bool_()))
-        kept = _replace(kept, "image", pa.array(images, pa.binary()))
+        result = PartitionResult.from_reasons(rows, reasons)
+        kept = _replace(result.kept, "image", pa.array(images, pa.binary()))
         kept = _replace(kept, "resized_size", pa.array(sizes, pa.list_(pa.int64())))
         kept = _replace(kept, "hashsum_resized", pa.array(hashes, pa.string()))
-        return PartitionResult(kept, _removed(removed))
+        return PartitionResult(kept, result.removed)
 
 
 def _replace(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
     index = table.schema.get_field_index(name)
     return table.set_column(index, table.schema.field(index), column)
-
-
-def _removed(columns: dict[str, list[str]]) -> pa.Table:
-    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from distdl import schema
-from distdl.errors import ToolError
+from distdl.errors import DistdlError, ToolError
 from distdl.io.markers import is_completed, write_marker
 from distdl.io.partition_writer import ParquetStreamWriter
 from distdl.layout import SUCCESSES_FILE
@@ -52,7 +52,16 @@ def run_partitions(runner: RunnerToolBase) -> dict[str, int]:
     for row in todo:
         ref = PartitionRef(row["server_name"], row["partition_id"])
         filtering = selected.get((ref.server_name, ref.partition_id), nothing)
-        kept, removed = _process(runner, ref, filtering)
+        try:
+            kept, removed = _process(runner, ref, filtering)
+        except DistdlError:
+            raise
+        except Exception as exc:  # a tool's bug: name the partition, keep the traceback
+            log.exception("%s: %s failed", context.folder.name, ref.subpath)
+            raise ToolError(
+                f"{context.folder.name}: partition {ref.subpath} failed: "
+                f"{type(exc).__name__}: {exc}; fix the cause and run the tool again"
+            ) from exc
         done["partitions"] += 1
         done["kept"] += kept
         done["removed"] += removed
