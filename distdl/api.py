@@ -1,4 +1,9 @@
-"""Composition root for library users and the CLI: run, resume, reset, status."""
+"""Composition root for library users and the CLI: run, resume, reset, status.
+
+The process that launches local MPI ranks imports only what launching needs: the network,
+image and table stacks are imported where they are used, in the ranks (a second saved before
+the first request).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,15 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from distdl.config import Config, load_config
 from distdl.core.stopping import DEFAULT_GRACE, stopped_line
 from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped
-from distdl.io.carry_over import requeue_error_partitions
 from distdl.io.checkpoint import Checkpoint
 from distdl.io.lock import OutputLock
 from distdl.layout import Layout
-from distdl.profile import write_profiles_table
 from distdl.reset import reset_output
-from distdl.runtime.coordinator import RunReport
-from distdl.runtime.download import remaining_partitions, run_in_process, run_rank
 from distdl.runtime.event_loop import run_loop
 from distdl.runtime.launch import RanksExit, default_rank_count, launch_local_ranks, stop_grace
 from distdl.runtime.logs import configure_logging
@@ -41,6 +42,9 @@ from distdl.stages import (
 )
 from distdl.status import plan_eta_text
 from distdl.summary import dataset_totals, render_run, render_totals, save_run_summary
+
+if TYPE_CHECKING:
+    from distdl.runtime.coordinator import RunReport
 
 log = logging.getLogger("distdl")
 T = TypeVar("T")
@@ -109,14 +113,19 @@ def _run_here(
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     if options.resume:
         require_started(checkpoint, str(config_path))
-    ensure_batched(config, layout, checkpoint, options.input_format, str(config_path))
     ranks = options.ranks or default_rank_count()
     if _wants_download(checkpoint, options) and ranks > 1:
-        # The ranks do the rest: rank 0 writes the profiles table, then all download.
+        # The ranks do the rest: rank 0 plans, writes the profiles table and coordinates.
+        # Launching before planning lets the other ranks start (seconds of imports) while
+        # rank 0 plans: the first request goes out that much sooner.
         ended = launch_local_ranks(ranks, _rank_argv(str(config_path), options), stop_grace())
         _check_ranks_exit(ended, layout, str(config_path))
         checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
         return _outcome(layout, checkpoint, None)
+    from distdl.profile import write_profiles_table
+    from distdl.runtime.download import run_in_process
+
+    ensure_batched(config, layout, checkpoint, options.input_format, str(config_path))
     if _wants("profiled", checkpoint, options):
         write_profiles_table(config, layout)
         checkpoint.mark_complete("profiled")
@@ -167,6 +176,8 @@ def _wants_download(checkpoint: Checkpoint, options: RunOptions) -> bool:
 def _requeue_errors(layout: Layout, checkpoint: Checkpoint, options: RunOptions) -> None:
     if not options.retry_errors or "downloaded" not in stages_until(options.until):
         return
+    from distdl.io.carry_over import requeue_error_partitions
+
     requeued = requeue_error_partitions(layout, options.retry_errors)
     if requeued:
         checkpoint.invalidate_from("downloaded")
@@ -174,6 +185,8 @@ def _requeue_errors(layout: Layout, checkpoint: Checkpoint, options: RunOptions)
 
 
 def _finish_download(layout: Layout, checkpoint: Checkpoint) -> None:
+    from distdl.runtime.download import remaining_partitions
+
     left = remaining_partitions(layout)
     if left:
         raise RankFailure(f"{len(left)} partitions are still not done; run `distdl resume` again")
@@ -204,7 +217,10 @@ def _on_rank0(comm: Any, action: Callable[[], T]) -> T:
             result = ("stopped", stop_signal_of(exc))
     outcome, value = comm.bcast(result, root=0)
     if outcome == "failed":
-        raise _ReplayedError(*value)
+        message, exit_code = value
+        if comm.Get_rank() != 0:  # rank 0 says it once, for every rank
+            raise AlreadyReported(exit_code)
+        raise _ReplayedError(message, exit_code)
     if outcome == "stopped":
         raise StopSignal(value)
     return value
@@ -246,6 +262,9 @@ def _run_mpi_stages(
             require_started(checkpoint, config_path)
         ensure_batched(config, layout, checkpoint, options.input_format, config_path)
         return _wants("profiled", checkpoint, options)
+
+    from distdl.profile import write_profiles_table
+    from distdl.runtime.download import run_rank
 
     def profile() -> None:
         write_profiles_table(config, layout)
@@ -302,6 +321,8 @@ def _run_mpi_stages(
 
 def _after_dead_ranks(layout: Layout, checkpoint: Checkpoint, config_path: str) -> str:
     """What is left after the survivors of a dead rank finished: maybe nothing."""
+    from distdl.runtime.download import remaining_partitions
+
     left = remaining_partitions(layout)
     if not left:
         checkpoint.mark_complete("downloaded")

@@ -6,7 +6,7 @@ A stage is recorded as complete in ``inner_checkpoint_file`` only after it has f
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from distdl.config import Config, input_settings
 from distdl.errors import StateError
@@ -15,7 +15,9 @@ from distdl.io.atomic import fsync_tree
 from distdl.io.checkpoint import STAGES as CHECKPOINT_STAGES
 from distdl.io.checkpoint import Checkpoint, input_fingerprint
 from distdl.layout import Layout
-from distdl.plan.planner import PlanSummary, plan_input
+
+if TYPE_CHECKING:  # planning imports polars: not needed by a process that only launches
+    from distdl.plan.planner import PlanSummary
 
 log = logging.getLogger("distdl.stages")
 
@@ -56,6 +58,8 @@ def ensure_batched(
         return None
     layout.root.mkdir(parents=True, exist_ok=True)
     checkpoint.record_fingerprint(fingerprint)
+    from distdl.plan.planner import plan_input
+
     summary = plan_input(config, layout, input_format)
     fsync_tree(layout.urls)  # the plan's files were written without fsync: flush before done
     checkpoint.mark_complete(

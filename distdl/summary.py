@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
@@ -14,7 +15,9 @@ from distdl.core.codes import describe
 from distdl.io.atomic import atomic_write_text
 from distdl.io.markers import partition_dirs, read_marker
 from distdl.layout import ERRORS_FILE, Layout
-from distdl.runtime.coordinator import RunReport
+
+if TYPE_CHECKING:  # the coordinator imports the table stack: not for a launching process
+    from distdl.runtime.coordinator import RunReport
 
 
 @dataclass
