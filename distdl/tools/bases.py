@@ -94,10 +94,14 @@ class FilterToolBase(ToolsBase):
             .join(counts, on=list(KEY_COLUMNS), how="left")
             .with_columns(pl.col("rows").fill_null(0).cast(pl.Int64))
             .sort(KEY_COLUMNS)
-            .collect()
+            .collect(engine="streaming")
         )
         selected = self.select(source.scan(["uuid", *self.columns]))
-        removed = _empty_removed() if selected is None else _checked_selection(selected.collect())
+        removed = (
+            _empty_removed()
+            if selected is None
+            else _checked_selection(selected.collect(engine="streaming"))
+        )
         folder = self.context.folder
         write_table(folder.partitions_table, partitions.to_arrow())
         write_table(folder.filter_table, removed.sort([*KEY_COLUMNS, "uuid"]).to_arrow())

@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 
@@ -60,13 +61,12 @@ def export_version(
 
 
 def batches(source: DatasetVersion) -> Iterator[pa.Table]:
-    """Every row of ``source`` with its ``server_name`` and ``partition_id``, a partition
-    at a time, in at most BATCH_ROWS rows per table."""
+    """Every row of ``source`` with its ``server_name`` (the real name, not the folder's)
+    and ``partition_id``, a partition at a time, in at most BATCH_ROWS rows per table."""
     for ref in source.partitions():
         table = source.read(ref)
-        table = table.append_column(
-            "server_name", pa.array([ref.server_name] * table.num_rows, pa.string())
-        )
+        server = unquote(ref.server_name)  # folder names percent-encode (safe_dir_name)
+        table = table.append_column("server_name", pa.array([server] * table.num_rows, pa.string()))
         table = table.append_column(
             "partition_id", pa.array([ref.partition_id] * table.num_rows, pa.int64())
         )
