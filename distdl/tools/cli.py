@@ -24,9 +24,15 @@ def register_tool_commands(
     def tools_command(
         config: Annotated[Path | None, typer.Argument(help="YAML config")] = None,
         tool: Annotated[str | None, typer.Argument(help="tool name (see --list)")] = None,
-        reset_filtering: Annotated[bool, typer.Option(help="redo every stage")] = False,
-        reset_scheduling: Annotated[bool, typer.Option(help="redo scheduling on")] = False,
-        reset_runners: Annotated[bool, typer.Option(help="redo every partition")] = False,
+        reset_filtering: Annotated[
+            bool, typer.Option("--reset-filtering", help="redo every stage")
+        ] = False,
+        reset_scheduling: Annotated[
+            bool, typer.Option("--reset-scheduling", help="redo scheduling on")
+        ] = False,
+        reset_runners: Annotated[
+            bool, typer.Option("--reset-runners", help="redo every partition")
+        ] = False,
         tool_name_override: Annotated[
             str | None, typer.Option(help="write the version as {tools_folder}/NAME")
         ] = None,

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 from tools_support import SMALL, Download
+from typer.testing import CliRunner
+
+from distdl.cli import app
 
 pytestmark = pytest.mark.timeout(120)
 BIN = Path(sys.executable).parent
@@ -25,11 +28,24 @@ def test_list_names_the_built_in_tools(tmp_path: Path) -> None:
 
 
 def test_an_unknown_tool_exits_8_listing_the_known_ones(download: Download) -> None:
-    failed = _run(
-        str(BIN / "distdl"), "tools", str(download.config), "blur", cwd=download.config.parent
+    failed = CliRunner().invoke(app, ["tools", str(download.config), "blur"])
+    assert failed.exit_code == 8
+    assert "unknown tool 'blur'" in failed.output and "size_based" in failed.output
+
+
+def test_reset_flags_and_a_version_name(download: Download) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["tools", str(download.config), "size_based", "--ranks", "1"])
+    assert first.exit_code == 0, first.output
+    table = download.output / "tools" / "size_based" / "filter_table.parquet"
+    before = table.stat().st_mtime_ns
+    again = runner.invoke(app, ["tools", str(download.config), "size_based", "--reset-filtering"])
+    assert again.exit_code == 0, again.output
+    assert f"{SMALL} removed" in again.output and table.stat().st_mtime_ns != before
+    both = runner.invoke(
+        app, ["tools", str(download.config), "size_based", "--reset-runners", "--reset-filtering"]
     )
-    assert failed.returncode == 8
-    assert "unknown tool 'blur'" in failed.stderr and "size_based" in failed.stderr
+    assert both.exit_code != 0
 
 
 def test_the_original_entry_point_and_flags(download: Download) -> None:
