@@ -23,6 +23,12 @@ per timeout.
 
 Bodies go to the child as raw bytes (no pickled copy); results come back pickled (the
 stored image: kilobytes to a few megabytes).
+
+What a decoder writes to its stderr (libtiff's C warnings such as ``TIFFFillStrip`` or
+``Using code not yet in table``, Pillow's Python warnings) never reaches the terminal: a
+thread of the rank reads it line by line and logs each line to the ``distdl.decoders``
+logger (the rank's log file only, see :mod:`distdl.runtime.logs`) with the URL of the image
+the decoder was working on.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from distdl.image.decoder_child import DEFAULT_WORK, Work
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 
 log = logging.getLogger("distdl.worker")
+decoder_log = logging.getLogger("distdl.decoders")  # the rank's log file, never the terminal
 
 _KILL_WAIT = 5.0  # seconds to reap a killed child
 # A decoder is no MPI process: without these, tools that find ranks by their environment
@@ -69,6 +76,7 @@ class _Child:
     """One decoder process and the rank's ends of its pipes."""
 
     def __init__(self, options: ImageOptions, work: Work) -> None:
+        self.label = ""  # the URL of the image it works on, for its stderr lines
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         try:
@@ -76,6 +84,7 @@ class _Child:
                 [sys.executable, "-c", _child_code()],
                 stdin=child_in,
                 stdout=child_out,
+                stderr=subprocess.PIPE,
                 start_new_session=True,
                 env={k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENV_PREFIXES)},
             )
@@ -88,10 +97,28 @@ class _Child:
             os.close(child_out)
         self._requests = Connection(to_child, readable=False)
         self._replies = Connection(from_child, writable=False)
+        self._stderr = threading.Thread(
+            target=self._log_stderr, name=f"decoder-{self.process.pid}-stderr", daemon=True
+        )
+        self._stderr.start()
         self._requests.send((options, work))
 
-    def run(self, data: bytes, timeout: float) -> ProcessedImage | ImageFailure | None:
-        """The child's answer for ``data``; None past ``timeout`` s; raises _ChildDied."""
+    def _log_stderr(self) -> None:
+        """Each line the child writes to its stderr, as one event in the rank's log."""
+        assert self.process.stderr is not None
+        with self.process.stderr:
+            for raw in self.process.stderr:
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                if line:
+                    where = f" ({self.label})" if self.label else ""
+                    decoder_log.warning("decoder %d%s: %s", self.process.pid, where, line)
+
+    def run(
+        self, data: bytes, timeout: float, label: str = ""
+    ) -> ProcessedImage | ImageFailure | None:
+        """The child's answer for ``data``; None past ``timeout`` s; raises _ChildDied.
+        ``label`` (its URL) tags what the child writes to its stderr meanwhile."""
+        self.label = label
         try:
             self._requests.send_bytes(data)
             if not self._replies.poll(timeout):
@@ -149,9 +176,10 @@ class DecoderPool:
         with self._lock:
             return [child.process.pid for child in self._children]
 
-    async def process(self, data: bytes) -> ProcessedImage | ImageFailure:
+    async def process(self, data: bytes, label: str = "") -> ProcessedImage | ImageFailure:
+        """``label`` (the image's URL) tags the lines the decoder writes to its stderr."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._process, data)
+        return await loop.run_in_executor(self._threads, self._process, data, label)
 
     def close(self) -> None:
         """Kill every decoder (a busy one's image is abandoned) and join the threads."""
@@ -162,11 +190,11 @@ class DecoderPool:
             child.stop()
         self._threads.shutdown(wait=True, cancel_futures=True)
 
-    def _process(self, data: bytes) -> ProcessedImage | ImageFailure:
+    def _process(self, data: bytes, label: str) -> ProcessedImage | ImageFailure:
         child = self._idle.get()
         replace = True  # unless the child answers in time
         try:
-            answer = child.run(data, self.timeout)
+            answer = child.run(data, self.timeout, label)
             if answer is None:
                 return ImageFailure(
                     codes.IMAGE_TIMEOUT,

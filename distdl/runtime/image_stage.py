@@ -15,6 +15,7 @@ The lease releases the reservation when the row is settled.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections import deque
 from typing import Protocol
 
@@ -24,13 +25,13 @@ from distdl.core.byte_size import format_byte_size
 from distdl.core.memory_budget import MemoryBudget
 from distdl.image.decode import ImageRejected
 from distdl.image.decoder_child import DEFAULT_WORK, Work
-from distdl.image.decoder_pool import DecoderPool
+from distdl.image.decoder_pool import DecoderPool, decoder_log
 from distdl.image.footprint import probe
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 
 
 class Decoders(Protocol):
-    async def process(self, data: bytes) -> ProcessedImage | ImageFailure: ...
+    async def process(self, data: bytes, label: str = "") -> ProcessedImage | ImageFailure: ...
 
     def close(self) -> None: ...
 
@@ -101,12 +102,18 @@ class ImageStage:
             if not waiter.done():
                 waiter.set_result(self._reserve())
 
-    async def process(self, body: bytes, reservation: Reservation) -> ProcessedImage | ImageFailure:
+    async def process(
+        self, body: bytes, reservation: Reservation, url: str = ""
+    ) -> ProcessedImage | ImageFailure:
         """Claim ``body``'s bytes and decoded footprint, then run the pipeline on it; refuse
-        (before decoding) what must not or could never be decoded within the budget."""
+        (before decoding) what must not or could never be decoded within the budget. ``url``
+        tags what a decoder writes to its stderr (the rank's log file)."""
         try:
-            footprint = probe(body, self._options.max_pixels, self._options.image_size)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")  # each image's own, with its URL
+                footprint = probe(body, self._options.max_pixels, self._options.image_size)
         except ImageRejected as rejected:
+            _log_warnings(caught, url)
             self.budget.record_claim(len(body))
             return ImageFailure(rejected.code, rejected.message)
         claim = len(body) + footprint.peak_bytes
@@ -121,9 +128,10 @@ class ImageStage:
                 f"{format_byte_size(len(body))} body) > memory_per_rank "
                 f"{format_byte_size(self.budget.capacity)}",
             )
+        _log_warnings(caught, url)
         self.budget.record_claim(claim)
         reservation.claim(claim)
-        return await self.decoders.process(body)
+        return await self.decoders.process(body, url)
 
     def close(self) -> None:
         self.decoders.close()
@@ -141,3 +149,10 @@ def open_image_stage(params: DownloaderParameters, work: Work = DEFAULT_WORK) ->
     budget = MemoryBudget(params.memory_per_rank, params.max_image_bytes)
     decoders = DecoderPool(params.cpu_per_worker, options, params.image_timeout, work)
     return ImageStage(budget, decoders, options)
+
+
+def _log_warnings(caught: list[warnings.WarningMessage], url: str) -> None:
+    """Pillow's warnings while reading a header (corrupt EXIF, truncated reads): the rank's
+    log file, one line each with the image's URL, never the terminal."""
+    for warning in caught:
+        decoder_log.warning("%s: %s: %s", url, warning.category.__name__, warning.message)

@@ -344,7 +344,7 @@ class LeaseRunner:
                 item, codes.OPTED_OUT, "X-Robots-Tag: " + ", ".join(result.x_robots_tag)
             )
             return
-        processed = await self._images.process(result.body or b"", reservation)
+        processed = await self._images.process(result.body or b"", reservation, result.url)
         if isinstance(processed, ImageFailure):
             self._add_error(item, processed.error_code, processed.error_msg)
         else:

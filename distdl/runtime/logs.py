@@ -3,7 +3,9 @@
 Each rank writes ``rank-<r>.log``: one event per line (a traceback's line breaks are
 escaped), rotated by size so a weeks-long run keeps at most ``LOG_BACKUPS + 1`` files of
 ``LOG_MAX_BYTES``. Python warnings (Pillow's DecompressionBombWarning, "Invalid APNG", …)
-go to the log file through the ``py.warnings`` logger, never to the terminal.
+go to the log file through the ``py.warnings`` logger, and what the image decoder processes
+write to their stderr (libtiff's C warnings) through ``distdl.decoders``: never to the
+terminal.
 
 Rank 0 shows INFO on stderr unless ``quiet`` (then warnings and errors only); other ranks
 show errors only. :func:`console_mode` says how rank 0 shows the run's progress: a live
@@ -26,6 +28,9 @@ _FORMAT = "%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s"
 LOG_MAX_BYTES = 64 * 1024 * 1024
 LOG_BACKUPS = 4
 TTY_ENV = "DISTDL_TTY"
+# The file only: noise a user can do nothing about at the terminal (Python warnings,
+# decoders' stderr), and the per-lease events (thousands over a run).
+FILE_ONLY_LOGGERS = ("py.warnings", "distdl.decoders", "distdl.events")
 
 _console_mode = QUIET
 
@@ -75,10 +80,11 @@ def configure_logging(
     _replace_handlers(logger, [file_handler, stream])
     logger.setLevel(level)
     logger.propagate = False
-    # Library warnings: the file only, one line each (never the terminal).
+    # Library warnings and what decoders write to stderr (libtiff): the file only.
     logging.captureWarnings(True)
-    _replace_handlers(logging.getLogger("py.warnings"), [file_handler])
-    logging.getLogger("py.warnings").propagate = False
+    for name in FILE_ONLY_LOGGERS:
+        _replace_handlers(logging.getLogger(name), [file_handler])
+        logging.getLogger(name).propagate = False
     _console_mode = QUIET
     if console and not quiet:
         _console_mode = LIVE if stderr_is_terminal() else PLAIN

@@ -82,6 +82,7 @@ from distdl.schema import successes_schema
 from distdl.testing import faults
 
 log = logging.getLogger("distdl.worker")
+events = logging.getLogger("distdl.events")  # one line per lease and partition: the file only
 
 COORDINATOR = 0
 FEEDBACK_INTERVAL = 0.25  # seconds: rank 0 must hear of a 429 burst well within a second
@@ -328,6 +329,13 @@ class Worker:
             if message.start_after > 0:
                 gate.resume_in(message.start_after)  # its start slot (core.start_slots)
             self._gates[lease.lease_id] = gate
+            events.info(
+                "lease host=%s partition=%d rows=%d rate=%.2f",
+                lease.server_name,
+                lease.partition_id,
+                lease.n_urls,
+                rate,
+            )
             task = asyncio.get_running_loop().create_task(self._run_lease(lease))
             self._tasks[lease.lease_id] = task
         elif isinstance(message, GrantShare):
@@ -409,6 +417,16 @@ class Worker:
             # hands the freed budget to someone else.
             self._send_feedback()
             if stats is not None:
+                events.info(
+                    "partition done host=%s partition=%d images=%d errors=%d requests=%d "
+                    "seconds=%.1f",
+                    lease.server_name,
+                    lease.partition_id,
+                    stats.successes,
+                    stats.errors,
+                    stats.requests,
+                    stats.seconds,
+                )
                 self._channel.send(COORDINATOR, PartitionCompleted(lease.lease_id, stats))
         finally:
             self._leases.pop(lease.lease_id, None)

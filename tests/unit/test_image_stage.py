@@ -27,7 +27,7 @@ class FakeDecoders:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def process(self, data: bytes) -> ProcessedImage | ImageFailure:
+    async def process(self, data: bytes, label: str = "") -> ProcessedImage | ImageFailure:
         self.seen.append(data)
         await self.gate.wait()
         return process_image(data, self.options)
