@@ -3,9 +3,11 @@
 A real ``occurrence.txt`` is hundreds of GB, so neither side is ever held whole: both are
 spilled to disk in buckets by a hash of the core id (Arrow IPC files in a work folder), then
 each bucket's image rows are joined with that bucket's occurrence rows. Memory is one bucket
-of each side; the number of buckets grows with the core file (one per
-:data:`CORE_BYTES_PER_BUCKET` of it). Image rows come out grouped by bucket, in input order
-within a bucket. An image whose occurrence is missing keeps null fields.
+of each side: there is one bucket per :data:`TEXT_BYTES_PER_BUCKET` of the larger file
+(``occurrence.txt`` or ``multimedia.txt``, uncompressed), and only the columns wanted are
+spilled, so a bucket holds far less than that. Joined rows come out in chunks of at most
+``CHUNK_ROWS``, grouped by bucket, in input order within a bucket. An image whose occurrence
+is missing keeps null fields.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import pyarrow.ipc as ipc
 from distdl.errors import InputError
 from distdl.inputs.mapping import KEY_COLUMN
 from distdl.inputs.sources import TableSource
+from distdl.plan.reader import CHUNK_ROWS
 
-CORE_BYTES_PER_BUCKET = 512 * 1024 * 1024
+TEXT_BYTES_PER_BUCKET = 128 * 1024 * 1024
 _SEED = 0x0CC
 
 
@@ -76,13 +79,13 @@ def join_occurrences(
     core: TableSource,
     fields: list[str],
     folder: Path,
-    core_bytes: int,
+    text_bytes: int,
 ) -> Iterator[pl.DataFrame]:
     """Image rows (with the ``__key`` column) plus ``fields`` from the core, bucket by bucket."""
     if core.key is None:
         raise InputError(f"{core.where}: meta.xml declares no <id> for the core: cannot join")
     core_fields_available(core, fields)
-    buckets = max(1, -(-core_bytes // CORE_BYTES_PER_BUCKET))
+    buckets = max(1, -(-text_bytes // TEXT_BYTES_PER_BUCKET))
     image_buckets = BucketFiles(folder / "images", buckets)
     core_buckets = BucketFiles(folder / "core", buckets)
     try:
@@ -98,7 +101,8 @@ def join_occurrences(
             core_buckets.add(keyed, KEY_COLUMN)
         core_buckets.close()
         for bucket in range(buckets):
-            yield from _joined_bucket(image_buckets, core_buckets, bucket, fields)
+            for joined in _joined_bucket(image_buckets, core_buckets, bucket, fields):
+                yield from joined.iter_slices(CHUNK_ROWS)
     finally:
         image_buckets.close()
         core_buckets.close()

@@ -116,11 +116,11 @@ class PreparedInput:
         fields = list(self.config.input_occurrence_fields)
         fields += [CORE_ROLES[role] for role in _roles(core_rules)]
         label = self.config.input_sampling.label if self.config.input_sampling else None
-        if label is not None and label not in self._image_columns():
+        if label is not None and label not in self.image_columns():
             fields.append(label)
         return list(dict.fromkeys(fields))
 
-    def _image_columns(self) -> set[str]:
+    def image_columns(self) -> set[str]:
         return {*TARGET_COLUMNS, *(name for name, _ in self.mapping.keep), *LICENCE_COLUMNS}
 
     def _joined(
@@ -136,8 +136,10 @@ class PreparedInput:
         core_fields_available(core, fields)
         assert self.work_folder is not None, "the planner gives a work folder"
         wanted = set(self.config.input_occurrence_fields)
-        core_bytes = archive.size(archive.meta.core.location)
-        for frame in join_occurrences(frames, core, fields, self.work_folder, core_bytes):
+        media = archive.meta.multimedia()
+        assert media is not None
+        text_bytes = max(archive.size(archive.meta.core.location), archive.size(media.location))
+        for frame in join_occurrences(frames, core, fields, self.work_folder, text_bytes):
             helpers = [pl.col(CORE_ROLES[r]).alias(HELPER_PREFIX + r) for r in _roles(core_rules)]
             frame = apply_filters(frame.with_columns(helpers), core_rules, self.tally.add)
             yield frame.drop([f for f in fields if f not in wanted and f in frame.columns])
@@ -175,4 +177,21 @@ def prepare_input(config: Config, input_format: str | None = None) -> PreparedIn
             f"{path}: carried column(s) {', '.join(clashing)} would overwrite distdl's own "
             "columns; leave them out of input_columns.keep / input_occurrence_fields"
         )
-    return PreparedInput(path, source, preset, mapping, config)
+    prepared = PreparedInput(path, source, preset, mapping, config)
+    _check_sampling_label(prepared)
+    return prepared
+
+
+def _check_sampling_label(prepared: PreparedInput) -> None:
+    sampling = prepared.config.input_sampling
+    if sampling is None or sampling.label is None:
+        return
+    known = prepared.image_columns() | set(prepared.config.input_occurrence_fields)
+    archive = prepared.source.archive
+    if archive is not None:
+        known |= set(archive_table(archive, archive.meta.core).names)
+    if sampling.label not in known:
+        raise InputError(
+            f"input_sampling.label: {sampling.label!r} is not a column of the planned rows "
+            f"(distdl's, input_columns.keep, or occurrence fields): {', '.join(sorted(known))}"
+        )
