@@ -48,7 +48,11 @@ Each rule: *signal in a window* → reaction. *Why.*
    host that stopped after such a cut; measured bursts of them otherwise (rule 1). *A CDN
    refusing a ramp with 403 must be answered before half its requests are refused.* When
    halving the rate halves the images served, the 403s become the host's usual share and
-   stop counting. *It forbids that content whatever the rate.*
+   stop counting. *It forbids that content whatever the rate.* The retries tell it sooner:
+   a URL answered 403 again after a pause is forbidden content, one served after a pause
+   was refused for speed; when repeats outnumber the URLs served later, the 403s so far are
+   the host's usual share, and a cut they caused is undone. *A museum that forbids 15 %
+   of its images must not be crawled at a fifth of its rate.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
    of the rate proves it) → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
    above. *Most hosts take the expected rate; past it a burst allowance may hide an
@@ -153,6 +157,9 @@ class ThrottleSettings:
     # A measured window with at least this many 403s, improbably many for the host, is a
     # burst of refusals (some CDNs forbid instead of throttling).
     forbidden_min: int = 3
+    # This many URLs answered 403 again on retry (and more than were served on retry) show
+    # that the host forbids content: one repeat could be a CDN still refusing.
+    forbidden_repeats: int = 2
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.max_rate:
@@ -178,7 +185,9 @@ class Feedback:
     rate_limited: int = 0  # 429, 420, 503 SlowDown: always about the rate
     server_errors: int = 0  # other 5xx: about the rate only when they come with load
     timeouts: int = 0
-    forbidden: int = 0  # 403
+    forbidden: int = 0  # 403 on a URL's first try (or after other failures)
+    forbidden_again: int = 0  # 403 on a URL already answered 403: forbidden content
+    served_after_forbidden: int = 0  # 2xx on a URL answered 403 before: it was a refusal
     other_errors: int = 0
     latency_sum: float = 0.0
     latency_count: int = 0
@@ -202,6 +211,7 @@ class Feedback:
             + self.server_errors
             + self.timeouts
             + self.forbidden
+            + self.forbidden_again
             + self.other_errors
         )
 
@@ -216,6 +226,8 @@ class Feedback:
             server_errors=self.server_errors + other.server_errors,
             timeouts=self.timeouts + other.timeouts,
             forbidden=self.forbidden + other.forbidden,
+            forbidden_again=self.forbidden_again + other.forbidden_again,
+            served_after_forbidden=self.served_after_forbidden + other.served_after_forbidden,
             other_errors=self.other_errors + other.other_errors,
             latency_sum=self.latency_sum + other.latency_sum,
             latency_count=self.latency_count + other.latency_count,
@@ -253,6 +265,15 @@ class _State:
     # The rate and 403 share at the first of a series of 403 cuts (no clean window between).
     forbidden_series_rate: float = 0.0
     forbidden_series_served: float = 0.0
+    # Before the first cut of a 403 series: (rate, ceiling, max_ok_rate, phase), restored
+    # when the retries show that the 403s were forbidden content.
+    before_403_cut: tuple[float, float, float, Phase] | None = None
+    # 403s on first tries and all answers so far; 403s repeated on retry (content) and URLs
+    # served on retry after a 403 (refusals).
+    forbidden_seen: int = 0
+    answers_seen: int = 0
+    forbidden_repeated: int = 0
+    forbidden_cleared: int = 0
     paused_until: float = -math.inf
     # The host's share of 5xx/timeouts by rate band: load is a share that grows with rate.
     failures: FailureBands = field(default_factory=lambda: FailureBands(0.02, 50.0))
@@ -324,6 +345,7 @@ class HostThrottle:
         state.since_refusal += feedback.total
         state.episode_ok += feedback.ok
         self._learn_latency(feedback)
+        self._learn_from_403_retries(feedback, now)
         if feedback.retry_after:
             # Retry-After on a refusal: the server said when to come back.
             self._pause_until(now + feedback.retry_after, now)
@@ -413,6 +435,8 @@ class HostThrottle:
         if not window.rate_limited and not self._forbidden_refusal_counts(window):
             self._start_window(now)
             return
+        if window.rate_limited:
+            state.before_403_cut = None  # the host throttles: what it was is no guide
         rate = state.rate
         quiet = state.since_refusal - window.total >= settings.quiet_answers
         lone = window.rate_limited + window.forbidden <= 1
@@ -479,6 +503,8 @@ class HostThrottle:
         state.refuses_with_403 = True  # until the 403s outlast the cuts
         if state.forbidden_series_rate == 0:
             state.forbidden_series_rate, state.forbidden_series_served = state.rate, served
+            if state.before_403_cut is None:
+                state.before_403_cut = (state.rate, state.ceiling, state.max_ok_rate, state.phase)
             return True
         halved = state.rate <= 0.5 * state.forbidden_series_rate
         measured = window.total >= self._settings.measure_answers
@@ -489,6 +515,32 @@ class HostThrottle:
         state.refuses_with_403 = False
         state.forbidden_series_rate = 0.0
         return False
+
+    def _learn_from_403_retries(self, feedback: Feedback, now: float) -> None:
+        """Retries of URLs answered 403 say what the 403s were (rule 7)."""
+        state = self._state
+        state.forbidden_seen += feedback.forbidden
+        state.answers_seen += feedback.total - feedback.forbidden_again
+        state.forbidden_repeated += feedback.forbidden_again
+        state.forbidden_cleared += feedback.served_after_forbidden
+        repeated, cleared = state.forbidden_repeated, state.forbidden_cleared
+        if repeated < self._settings.forbidden_repeats or repeated <= cleared:
+            return
+        # Forbidden content: its share so far is the host's usual one, and any cut its 403s
+        # caused is undone (the rate, the ceiling and the phase as they were).
+        share = state.forbidden_seen / max(state.answers_seen, 1)
+        state.usual_forbidden = max(state.usual_forbidden, share)
+        state.refuses_with_403 = False
+        state.forbidden_series_rate = 0.0
+        state.forbidden_repeated = state.forbidden_cleared = 0
+        if state.before_403_cut is not None:
+            rate, ceiling, max_ok_rate, phase = state.before_403_cut
+            state.before_403_cut = None
+            if rate > state.rate:
+                state.ceiling, state.max_ok_rate, state.phase = ceiling, max_ok_rate, phase
+                state.hold_until = now
+                self._set_rate(rate, now)
+                self._start_window(now)
 
     def _on_load(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings

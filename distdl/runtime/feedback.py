@@ -13,8 +13,17 @@ class FeedbackBook:
     def _add(self, server_name: str, seen: Feedback) -> None:
         self._by_host[server_name] = self._by_host.get(server_name, Feedback()).merged(seen)
 
-    def record_ok(self, server_name: str, latency: float) -> None:
-        self._add(server_name, Feedback(ok=1, latency_sum=latency, latency_count=1))
+    def record_ok(self, server_name: str, latency: float, *, after_forbidden: bool = False) -> None:
+        """``after_forbidden``: the URL's previous try was answered 403."""
+        self._add(
+            server_name,
+            Feedback(
+                ok=1,
+                served_after_forbidden=int(after_forbidden),
+                latency_sum=latency,
+                latency_count=1,
+            ),
+        )
 
     def record_failure(
         self,
@@ -23,8 +32,11 @@ class FeedbackBook:
         latency: float,
         retry_after: float | None,
         message: str = "",
+        *,
+        repeated: bool = False,
     ) -> None:
-        """One failed answer; ``message`` tells a 503 SlowDown from an ordinary 503."""
+        """One failed answer; ``message`` tells a 503 SlowDown from an ordinary 503;
+        ``repeated``: the URL's previous try failed with the same code."""
         signal = answer_signal(code, message)
         if signal is Signal.RATE_LIMITED:
             seen = Feedback(rate_limited=1, retry_after=retry_after)
@@ -33,7 +45,8 @@ class FeedbackBook:
         elif signal is Signal.TIMEOUT:
             seen = Feedback(timeouts=1)
         elif signal is Signal.FORBIDDEN:
-            seen = Feedback(forbidden=1)
+            # The same URL forbidden again after a pause: content, not a refusal.
+            seen = Feedback(forbidden_again=1) if repeated else Feedback(forbidden=1)
         else:
             seen = Feedback(other_errors=1)
         if code > 0 and signal is not Signal.TIMEOUT:

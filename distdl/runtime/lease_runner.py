@@ -104,6 +104,7 @@ class _Pending:
     index: int = field(default=0, compare=False)
     attempt: int = field(default=0, compare=False)
     hop: Hop | None = field(default=None, compare=False)  # None: the row's own URL
+    last_code: int = field(default=0, compare=False)  # how its last try failed, if it did
 
 
 class LeaseRunner:
@@ -336,7 +337,8 @@ class LeaseRunner:
         if not result.ok:
             self._handle_failure(item, route, result)
             return
-        self._feedback.record_ok(server, result.elapsed)
+        # Served after a 403: that 403 was a refusal, not forbidden content.
+        self._feedback.record_ok(server, result.elapsed, after_forbidden=item.last_code == 403)
         if self._policy.respect_opt_out and is_opted_out(
             list(result.x_robots_tag), self._policy.user_agent_token
         ):
@@ -378,19 +380,28 @@ class LeaseRunner:
             # Retry-After only delays its own URL (below): one fault is not an overload.
             route.gate.pause(retry_after)
         self._feedback.record_failure(
-            route.server_name, code, result.elapsed, retry_after, result.error_msg
+            route.server_name,
+            code,
+            result.elapsed,
+            retry_after,
+            result.error_msg,
+            repeated=code == item.last_code,
         )
         decision = self._policy.retry.decide(code, item.attempt, self._rng, retry_after)
         if decision.retry:
             loop_now = asyncio.get_running_loop().time()
-            self._requeue(item, loop_now + decision.delay, item.attempt + 1)
+            self._requeue(item, loop_now + decision.delay, item.attempt + 1, code)
         else:
             self._add_error(item, code, result.error_msg)
 
-    def _requeue(self, item: _Pending, not_before: float, attempt: int) -> None:
+    def _requeue(
+        self, item: _Pending, not_before: float, attempt: int, failed_with: int | None = None
+    ) -> None:
+        """``failed_with``: the code of the try that failed (default: as it was)."""
         self._order += 1
+        code = item.last_code if failed_with is None else failed_with
         heapq.heappush(
-            self._queue, _Pending(not_before, self._order, item.index, attempt, item.hop)
+            self._queue, _Pending(not_before, self._order, item.index, attempt, item.hop, code)
         )
         self._changed.set()
 

@@ -128,6 +128,45 @@ def test_a_host_that_forbids_content_whatever_the_rate_is_not_slowed_to_a_crawl(
     assert throttle.rate >= 10.0
 
 
+def _slow_start_cut_by_403s() -> tuple[HostThrottle, float, float]:
+    """A host in slow start answers two 403s together: cut as a CDN refusing the ramp.
+    Returns the throttle, the time, and the rate before the cut."""
+    throttle = HostThrottle(ThrottleSettings(start_rate=10.0), now=0.0)
+    now = 0.0
+    for _ in range(6):  # clean windows: the ramp goes up
+        now += 0.6
+        throttle.observe(Feedback(ok=int(throttle.rate * 0.6) + 2), now)
+    before = throttle.rate
+    now += 0.6
+    throttle.observe(Feedback(ok=2, forbidden=2), now)
+    assert throttle.rate < before  # taken for a refusal, as the rule says
+    return throttle, now, before
+
+
+def test_403s_repeated_on_retry_are_content_and_the_cut_they_caused_is_undone() -> None:
+    throttle, now, before = _slow_start_cut_by_403s()
+    now += 1.5  # the two URLs are retried after a pause: forbidden again
+    throttle.observe(Feedback(ok=3, forbidden_again=2), now)
+    assert throttle.rate == pytest.approx(before)
+    assert throttle.phase == "slow_start"  # the ramp goes on
+    for _ in range(20):  # 15% of its images stay forbidden: the ramp is not stopped again
+        now += 0.6
+        answers = int(throttle.rate * 0.6) + 4
+        forbidden = max(1, answers * 15 // 100)
+        throttle.observe(Feedback(ok=answers - forbidden, forbidden=forbidden), now)
+    assert throttle.rate > 2 * before
+
+
+def test_403s_served_on_retry_were_refusals_and_the_cut_stays() -> None:
+    throttle, now, before = _slow_start_cut_by_403s()
+    cut = throttle.rate
+    now += 1.5  # the two URLs are served after a pause: the CDN was refusing a ramp
+    throttle.observe(Feedback(ok=3, served_after_forbidden=2), now)
+    now += 1.5  # a later 403 repeated once is not yet a verdict against two served
+    throttle.observe(Feedback(ok=2, forbidden_again=1), now)
+    assert throttle.rate <= cut < before
+
+
 # --- 5xx: faults whatever the rate, and load ------------------------------------------------
 @pytest.mark.parametrize("limit", [15.0, 30.0])
 @pytest.mark.parametrize("share", [0.02, 0.05, 0.10])
