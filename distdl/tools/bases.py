@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -50,7 +50,6 @@ class ToolContext:
     input: DatasetVersion
     rank: int = 0
     world_size: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ToolsBase:

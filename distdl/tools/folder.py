@@ -21,7 +21,6 @@ after the stage finished, so a stage without its marker is simply done again.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,10 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distdl.io.atomic import atomic_write_text, publish, safe_rmtree, temp_path_for
-from distdl.io.markers import partition_dirs, read_marker
+from distdl.io.markers import partition_dirs
 from distdl.tools.versions import PartitionRef
-
-log = logging.getLogger("distdl.tools")
 
 Stage = Literal["filtered", "scheduled", "verified"]
 ResetStage = Literal["filtering", "scheduling", "runners"]
@@ -127,13 +124,6 @@ class ToolFolder:
     def remove_all(self) -> None:
         if self.root.exists():
             safe_rmtree(self.root, self._output_root)
-
-    def done_partitions(self) -> set[PartitionRef]:
-        return {
-            PartitionRef(server, partition_id)
-            for server, partition_id, folder in partition_dirs(self.root)
-            if read_marker(folder) is not None
-        }
 
 
 def read_marker_file(path: Path) -> dict[str, Any] | None:
