@@ -121,7 +121,8 @@ def _run_here(
         ended = launch_local_ranks(ranks, _rank_argv(str(config_path), options), stop_grace())
         _check_ranks_exit(ended, layout, str(config_path))
         checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
-        return _outcome(layout, checkpoint, None)
+        done = [stage for stage in STAGES if checkpoint.is_complete(stage)]
+        return RunOutcome(done, "")  # rank 0 printed the run's summary: one is enough
     from distdl.profile import write_profiles_table
     from distdl.runtime.download import run_in_process
 
@@ -360,6 +361,16 @@ def status(
     config = load_config(config_path)
     collected = collect_status(config, Layout.from_config(config))
     return json.dumps(collected, indent=2) if as_json else render_status(collected, sort=sort)
+
+
+def purge_previous(config_path: str | os.PathLike[str]) -> str:
+    """Remove what earlier resets moved aside (see :mod:`distdl.previous`), under the lock."""
+    from distdl.previous import purge_previous as purge
+
+    config = load_config(config_path)
+    layout = Layout.from_config(config)
+    with OutputLock(layout.root, f"distdl reset {config_path} --purge-previous"):
+        return purge(layout)
 
 
 def reset(config_path: str | os.PathLike[str], stage: Stage, *, delete_images: bool = False) -> str:

@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's panels label every flag `<bool>`
 )
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -166,19 +167,55 @@ app.command("resume", help="Like `run`, but refuses when nothing was started for
 )
 
 
+def _version(wanted: bool) -> None:
+    if wanted:
+        from distdl import __version__
+
+        out.print(f"distdl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Download huge image datasets from URL lists, politely, over MPI ranks."""
+
+
 @app.command("reset")
 def reset_command(
     config: ConfigArg,
-    stage: Annotated[StageName, typer.Option(help="invalidate this stage and every later one")],
+    stage: Annotated[
+        StageName | None, typer.Option(help="invalidate this stage and every later one")
+    ] = None,
     delete_images: Annotated[
-        bool, typer.Option(help="delete downloaded partitions instead of moving them aside")
+        bool,
+        typer.Option(
+            "--delete-images", help="delete downloaded partitions instead of moving them aside"
+        ),
+    ] = False,
+    purge_previous: Annotated[
+        bool,
+        typer.Option(
+            "--purge-previous", help="remove what earlier resets moved aside (.previous-* entries)"
+        ),
     ] = False,
 ) -> None:
-    """Invalidate a stage and the ones after it. Only ever touches path_to_output."""
+    """Invalidate a stage and the ones after it (what it moves aside, it says where), or
+    remove what earlier resets moved aside. Only ever touches path_to_output."""
+    from distdl.api import purge_previous as purge
     from distdl.api import reset
 
-    message = _guarded(lambda: reset(config, stage.value, delete_images=delete_images))
-    out.print(message or "nothing to reset", soft_wrap=True)
+    if stage is None and not purge_previous:
+        raise typer.BadParameter("give --stage, --purge-previous, or both")
+    if stage is not None:
+        message = _guarded(lambda: reset(config, stage.value, delete_images=delete_images))
+        out.print(message or "nothing to reset", soft_wrap=True)
+    if purge_previous:
+        out.print(_guarded(lambda: purge(config)), soft_wrap=True)
 
 
 class SortKey(str, Enum):
@@ -251,7 +288,9 @@ def main() -> None:
     app()
 
 
-legacy_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+legacy_app = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+)
 
 
 @legacy_app.command()

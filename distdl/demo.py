@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from distdl.api import RunOptions, run
+from distdl.core.text import plural
 from distdl.testing.fleet import HostSpec
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import REALISTIC, make_zipf_fleet, write_url_list, zipf_rows
@@ -68,8 +69,8 @@ def run_demo(
     return "\n".join(
         [
             f"demo folder: {root}",
-            f"{total} URLs on {hosts} simulated hosts with hidden limits "
-            f"{DEMO_LIMITS[0]:g}–{DEMO_LIMITS[1]:g} req/s, {ranks} ranks",
+            f"{plural(total, 'URL')} on {plural(hosts, 'simulated host')} with hidden limits "
+            f"{DEMO_LIMITS[0]:g}–{DEMO_LIMITS[1]:g} req/s, {plural(ranks, 'rank')}",
             outcome.summary,
             f"server side: {len(requests)} requests, {throttled} answered 429 "
             f"({100 * throttled / max(len(requests), 1):.2f}%); "

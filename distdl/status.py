@@ -32,7 +32,6 @@ rank 0 rewrites every few seconds (:mod:`distdl.runtime.progress`).
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from distdl.core.eta import (
     format_range,
     render_critical,
 )
+from distdl.core.text import plural
 from distdl.core.urls import safe_dir_name
 from distdl.errors import InputError
 from distdl.io.checkpoint import Checkpoint
@@ -61,6 +61,7 @@ from distdl.io.lock_file import read_lock
 from distdl.io.markers import partition_dirs, read_marker
 from distdl.io.profiles import read_profiles
 from distdl.layout import ERRORS_FILE, SUCCESSES_FILE, Layout
+from distdl.previous import previous_entries, size_of
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.progress import STATE_INTERVAL, read_state
 from distdl.stages import STAGES
@@ -157,29 +158,6 @@ def _servers(layout: Layout) -> list[dict[str, Any]]:
     return pq.read_table(layout.servers_table).to_pylist()
 
 
-def previous_folders(layout: Layout) -> list[dict[str, Any]]:
-    """What resets moved aside (``<name>.previous-<time>``), with their sizes."""
-    found = []
-    for path in sorted(layout.root.glob("**/*.previous-*")):
-        if any(".previous-" in parent.name for parent in path.parents):
-            continue
-        found.append({"path": str(path), "bytes": _size(path)})
-    return found
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                continue
-    return total
-
-
 def plan_eta(config: Config, layout: Layout, rows_left: dict[str, int], workers: int) -> Eta:
     """The range before (or between) runs: rows left ÷ the budgets the profiles table (or
     the defaults) give, on ``workers`` ranks."""
@@ -205,7 +183,7 @@ def plan_eta_text(config: Config, layout: Layout, workers: int) -> str:
     eta = plan_eta(config, layout, rows_left, workers)
     if not eta.critical:
         return "nothing left to download"
-    ranks = f"{workers} worker rank{'s' if workers != 1 else ''}"
+    ranks = plural(workers, "worker rank")
     lines = [f"download time on {ranks}: {format_range(eta)}; the hosts that decide it:"]
     lines += render_critical(eta)
     if not eta.settled:
@@ -283,7 +261,9 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
         "hosts": hosts,
         "eta": eta,
         "run": None if state is None else _run_json(state, active),
-        "previous": previous_folders(layout),
+        "previous": [
+            {"path": str(path), "bytes": size_of(path)} for path in previous_entries(layout)
+        ],
     }
 
 

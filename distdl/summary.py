@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 
 from distdl.core.codes import describe
+from distdl.core.text import plural
 from distdl.io.atomic import atomic_write_text
 from distdl.io.markers import partition_dirs, read_marker
 from distdl.layout import ERRORS_FILE, Layout
@@ -66,8 +67,9 @@ def dataset_totals(layout: Layout, *, with_codes: bool = False) -> DatasetTotals
 def render_run(report: RunReport, totals: DatasetTotals, slowest: int = 5) -> str:
     seconds = max(report.seconds, 1e-9)
     lines = [
-        f"this run: {report.partitions_completed} partitions, {report.successes} images, "
-        f"{report.errors} error rows in {report.seconds:.1f} s "
+        f"this run: {plural(report.partitions_completed, 'partition')}, "
+        f"{plural(report.successes, 'image')}, {plural(report.errors, 'error row')} "
+        f"in {report.seconds:.1f} s "
         f"({report.successes / seconds:.1f} img/s, "
         f"{report.bytes_downloaded / seconds / 1e6:.2f} MB/s)",
         f"requests: {report.requests}, answered 429/503: {report.throttled} "
@@ -98,12 +100,13 @@ def render_run(report: RunReport, totals: DatasetTotals, slowest: int = 5) -> st
 def render_totals(totals: DatasetTotals) -> list[str]:
     lines = [
         f"dataset: {totals.partitions_done}/{totals.partitions_planned} partitions done, "
-        f"{totals.successes} images, {totals.errors} download errors, "
+        f"{plural(totals.successes, 'image')}, {plural(totals.errors, 'download error')}, "
         f"{totals.rejected_rows} rejected at planning",
     ]
     if totals.ignored_servers:
         lines.append(
-            f"ignored: {totals.ignored_rows} rows on {totals.ignored_servers} servers "
+            f"ignored: {plural(totals.ignored_rows, 'row')} on "
+            f"{plural(totals.ignored_servers, 'server')} "
             "(listed in ignored_table; not scheduled)"
         )
     return lines

@@ -109,12 +109,14 @@ class OutputLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._previous_env: str | None = None
+        self._made_root = False  # the output folder did not exist before this lock
 
     # -- taking -------------------------------------------------------------------------
     def acquire(self) -> None:
         """Take the lock, or raise OutputLockedError naming the live holder."""
         if self._borrow():
             return
+        self._made_root = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + _TAKE_PATIENCE
         while time.monotonic() < deadline:
@@ -273,6 +275,9 @@ class OutputLock:
             self.lost = True
         os.close(self._fd)
         self._fd = None
+        if self._made_root:  # a start that failed before writing anything leaves nothing
+            with contextlib.suppress(OSError):
+                self.root.rmdir()  # only when empty
         if self._previous_env is None:
             os.environ.pop(TOKEN_ENV, None)
         else:

@@ -19,6 +19,7 @@ import logging
 import logging.handlers
 import os
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from distdl.layout import Layout
@@ -40,6 +41,20 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+
+
+class _RankFileHandler(logging.handlers.RotatingFileHandler):
+    """Opened (and its folder made) at the first event: a start that fails before anything
+    is logged (a missing input, a bad config) leaves no output folder behind."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=True
+        )
+
+    def _open(self) -> TextIO:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -68,10 +83,7 @@ def configure_logging(
     """Send the ``distdl`` loggers (and Python warnings) to ``rank-<r>.log``; rank 0
     (``console``) also shows INFO on stderr, or only warnings when ``quiet``."""
     global _console_mode
-    layout.logs.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.handlers.RotatingFileHandler(
-        layout.log_file(rank), maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
-    )
+    file_handler = _RankFileHandler(layout.log_file(rank))
     file_handler.setFormatter(OneLineFormatter(_FORMAT.format(rank=rank)))
     stream = _StderrHandler()
     stream.setLevel(logging.ERROR if not console else logging.WARNING if quiet else logging.INFO)

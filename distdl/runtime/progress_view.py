@@ -23,10 +23,6 @@ QUIET, PLAIN, LIVE = "quiet", "plain", "live"
 LIVE_HOSTS = 8  # rows of the hosts table on a terminal
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def eta_text(state: dict[str, Any]) -> str:
     eta = state["eta"]
     low, high = eta["low_s"], eta["high_s"]

@@ -228,6 +228,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         limit = self._settings.silence_limit
         self._silence = Silence([COORDINATOR], loop.time())
+        events.info("worker ready leases=%d", self._settings.leases_per_worker)
         self._channel.send(COORDINATOR, WorkRequested(self._settings.leases_per_worker))
         next_report = loop.time() + FEEDBACK_INTERVAL
         next_progress = loop.time() + PROGRESS_INTERVAL
