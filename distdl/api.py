@@ -13,6 +13,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from distdl.config import Config, load_config
@@ -384,3 +385,20 @@ def reset(config_path: str | os.PathLike[str], stage: Stage, *, delete_images: b
     command = f"distdl reset {config_path} --stage {stage}"
     with OutputLock(layout.root, command):
         return reset_output(layout, stage, delete_images=delete_images)
+
+
+def report(
+    config_path: str | os.PathLike[str], output: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write the HTML report of the output folder (default: ``logs_folder/report.html``);
+    returns its path. Reads only: takes no lock (see :mod:`distdl.report`)."""
+    from distdl.io.atomic import atomic_write_text
+    from distdl.report.data import gather
+    from distdl.report.html import render
+
+    config = load_config(config_path)
+    layout = Layout.from_config(config)
+    path = Path(output) if output is not None else layout.logs / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, render(gather(config, layout, str(layout.root))))
+    return path

@@ -243,6 +243,21 @@ def status_command(
         out.print(text, soft_wrap=True, markup=False)
 
 
+@app.command("report")
+def report_command(
+    config: ConfigArg,
+    output: Annotated[
+        Path | None, typer.Option(help="HTML file to write (default: logs_folder/report.html)")
+    ] = None,
+) -> None:
+    """One self-contained HTML file of plots (opens offline): throughput over time, the
+    critical hosts' budgets against their 429/5xx, error codes, image sizes, the ETA."""
+    from distdl.api import report
+
+    path = _guarded(lambda: report(config, output))
+    out.print(f"report: {path}", soft_wrap=True, markup=False)
+
+
 @app.command("doctor")
 def doctor_command(
     config: Annotated[

@@ -38,7 +38,8 @@ from distdl.runtime.coordinator import Coordinator, RunReport
 from distdl.runtime.image_stage import open_image_stage
 from distdl.runtime.lease_runner import LeasePolicy
 from distdl.runtime.logs import console_mode
-from distdl.runtime.progress import RunProgress, RunShape
+from distdl.runtime.metrics import METRICS_FILE, MetricsRecorder
+from distdl.runtime.progress import RunProgress, RunShape, StateSink
 from distdl.runtime.progress_view import progress_view
 from distdl.runtime.stop_signals import loop_stop_signals
 from distdl.runtime.worker import Worker, WorkerNetwork, WorkerSettings
@@ -80,7 +81,8 @@ def build_coordinator(
             rows_by_host.get(partition.server_name, 0) + partition.n_urls
         )
     shape = RunShape(len(workers), params.leases_per_worker, len(partitions))
-    sinks = progress_view(console_mode(), params.progress_interval)
+    sinks: list[StateSink] = [*progress_view(console_mode(), params.progress_interval)]
+    sinks.append(MetricsRecorder(layout.logs / METRICS_FILE))
     progress = RunProgress(layout.run_state, rows_by_host, shape, sinks, time.monotonic())
     return Coordinator(
         channel,
