@@ -77,10 +77,19 @@ def _makespan(times: list[float], slots: int) -> float:
 
 
 def estimate(
-    hosts: list[HostLoad], slots: int, *, requests_per_row: float = 1.0, top: int = 5
+    hosts: list[HostLoad],
+    slots: int,
+    *,
+    requests_per_row: float = 1.0,
+    top: int = 5,
+    rows_per_s: float | None = None,
 ) -> Eta:
     """The makespan range of ``hosts`` on ``slots`` concurrent leases, and the ``top`` hosts
-    of the critical path (longest at their budget now, first)."""
+    of the critical path (longest at their budget now, first).
+
+    ``rows_per_s``: the pace a running download keeps (over the last minute). The ranks
+    themselves may be what holds it (decoding, disk), which no budget shows: the high end
+    is then at least the rows left at that pace."""
     loaded = [h for h in hosts if h.rows_left > 0]
     highs = [_host_seconds(h.rows_left, h.rate, requests_per_row) for h in loaded]
     lows = [_host_seconds(h.rows_left, max(h.rate, h.best_rate), requests_per_row) for h in loaded]
@@ -91,7 +100,10 @@ def estimate(
         )
         for host, low, high in ranked[:top]
     )
-    return Eta(_makespan(lows, slots), _makespan(highs, slots), critical)
+    high = _makespan(highs, slots)
+    if rows_per_s:
+        high = max(high, sum(h.rows_left for h in loaded) / rows_per_s)
+    return Eta(_makespan(lows, slots), high, critical)
 
 
 def _finite(seconds: float) -> float | None:

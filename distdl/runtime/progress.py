@@ -123,7 +123,8 @@ class RunProgress:
         rates = self._throughput.rates()
         hosts = self._book.hosts
         loads = [self._load(name, host, budgets) for name, host in hosts.items()]
-        eta = estimate(loads, self._shape.workers * self._shape.leases_per_worker)
+        slots = self._shape.workers * self._shape.leases_per_worker
+        eta = estimate(loads, slots, rows_per_s=rates.rows_per_s or None)
         answers = totals.answers
         planned = self._shape.partitions_planned
         ranked = sorted(hosts.items(), key=lambda item: -item[1].rows_left)[:HOSTS_KEPT]

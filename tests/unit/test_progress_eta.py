@@ -105,3 +105,12 @@ def test_a_host_without_budget_never_ends_and_json_round_trips() -> None:
 )
 def test_durations_read_well(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_a_run_slower_than_its_budgets_raises_the_high_end_only() -> None:
+    hosts = [HostLoad("a", 600, 20.0, 40.0), HostLoad("b", 400, 20.0, 40.0)]
+    budgets_only = estimate(hosts, slots=8)
+    assert budgets_only.high == pytest.approx(30.0)
+    paced = estimate(hosts, slots=8, rows_per_s=5.0)  # decoding holds the ranks back
+    assert paced.high == pytest.approx(200.0) and paced.low == budgets_only.low
+    assert estimate(hosts, slots=8, rows_per_s=500.0).high == pytest.approx(30.0)
