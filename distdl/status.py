@@ -17,7 +17,8 @@ rank 0 rewrites every few seconds (:mod:`distdl.runtime.progress`).
   older plans), ``ignored`` (ignored servers),
   ``unreadable_files`` (parquet files that do not read: damaged or foreign)};
 - ``hosts``: one object per planned server: ``server_name``, ``rows_planned``,
-  ``rows_stored``, ``rows_left``, ``successes``, ``errors``, ``error_share``, and from the
+  ``rows_stored``, ``rows_left`` (while a run is active: as it counts them, rows settled but
+  not yet committed included), ``successes``, ``errors``, ``error_share``, and from the
   last run's state where it knows them ``budget`` (req/s), ``requests``, ``rate_limited``,
   ``server_errors``, ``latency_ms``, ``unreachable`` (the cause, or null);
 - ``eta``: {``low_s``, ``high_s`` (seconds, null: unknown), ``critical``: [{``server_name``,
@@ -25,6 +26,7 @@ rank 0 rewrites every few seconds (:mod:`distdl.runtime.progress`).
   ``limited_by``}], ``source``: ``run`` (the active run's) or ``plan`` (profiles table)};
 - ``run``: null, or the last state file's {``updated_at``, ``started_at``, ``elapsed_s``,
   ``ended`` (null while active, else finished/stopped/failed), ``active``, ``workers``,
+  ``rows`` {planned, settled, successes, errors: as that run counted them},
   ``rates`` {rows_per_s, images_per_s, bytes_per_s, requests_per_s, rate_limited_share},
   ``answers`` {requests, ok, rate_limited, server_errors, timeouts}, ``bytes``};
 - ``previous``: [{``path``, ``bytes``}]: folders a reset moved aside (``.previous-*``).
@@ -219,7 +221,8 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
         name = server["server_name"]
         stored = disk.by_server.get(safe_dir_name(name), StoredRows())
         rows_left[name] = max(0, server["total_urls"] - stored.rows)
-        host = _host_json(name, server["total_urls"], stored, live_hosts.get(name))
+        live = live_hosts.get(name) if active else None
+        host = _host_json(name, server["total_urls"], stored, live_hosts.get(name), live)
         host["unreachable"] = host["unreachable"] or causes.get(name)
         hosts.append(host)
     done = sum(stored.partitions_done for stored in disk.by_server.values())
@@ -276,14 +279,21 @@ def _filtered_rows(layout: Layout) -> dict[str, Any]:
 
 
 def _host_json(
-    name: str, planned: int, stored: StoredRows, live: dict[str, Any] | None
+    name: str,
+    planned: int,
+    stored: StoredRows,
+    last: dict[str, Any] | None,
+    running: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    live = live or {}
+    """``last``: the host in the last state file; ``running``: the same, while that run is
+    active (its rows left then count the rows settled but not yet committed)."""
+    live = last or {}
+    left = running["rows_left"] if running else max(0, planned - stored.rows)
     return {
         "server_name": name,
         "rows_planned": planned,
         "rows_stored": stored.rows,
-        "rows_left": max(0, planned - stored.rows),
+        "rows_left": left,
         "successes": stored.successes,
         "errors": stored.errors,
         "error_share": round(stored.errors / stored.rows, 4) if stored.rows else 0.0,
@@ -297,7 +307,8 @@ def _host_json(
 
 
 def _run_json(state: dict[str, Any], active: bool) -> dict[str, Any]:
-    keys = ("updated_at", "started_at", "elapsed_s", "ended", "workers", "rates", "answers")
+    keys = ("updated_at", "started_at", "elapsed_s", "ended", "workers", "rows", "rates")
+    keys += ("answers",)
     return {**{key: state.get(key) for key in keys}, "bytes": state.get("bytes"), "active": active}
 
 
@@ -339,9 +350,11 @@ def render_status(status: dict[str, Any], *, sort: str = "rows_left", limit: int
     if run is not None:
         rates = run["rates"]
         state = "running" if run["active"] else (run["ended"] or "interrupted")
+        settled = run["rows"]
         lines.append(
             f"last run: {state}, {format_duration(run['elapsed_s'])} "
-            f"(state of {run['updated_at']}): {rates['images_per_s']:.1f} img/s, "
+            f"(state of {run['updated_at']}): {settled['settled']} rows settled "
+            f"({settled['successes']} images), {rates['images_per_s']:.1f} img/s, "
             f"{rates['bytes_per_s'] / 1e6:.2f} MB/s, 429s {100 * rates['rate_limited_share']:.1f}%"
         )
     lines += render_eta(status["eta"])
@@ -349,7 +362,7 @@ def render_status(status: dict[str, Any], *, sort: str = "rows_left", limit: int
     if hosts:
         lines.append(f"hosts (of {len(hosts)}, by {sort.replace('_', ' ')}):")
         for host in hosts[:limit]:
-            budget = "-" if host["budget"] is None else f"{host['budget']:g}/s"
+            budget = "-" if host["budget"] is None else f"{host['budget']:.3g}/s"
             why = f"  unreachable: {host['unreachable']}" if host["unreachable"] else ""
             lines.append(
                 f"  {host['server_name']:<32} {host['rows_left']:>9} left {budget:>9} "

@@ -93,6 +93,7 @@ RUN_KEYS = {
     "ended": (str, type(None)),
     "active": bool,
     "workers": int,
+    "rows": {"planned": int, "settled": int, "successes": int, "errors": int},
     "rates": {
         "rows_per_s": (float, int),
         "images_per_s": (float, int),
