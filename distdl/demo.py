@@ -66,8 +66,10 @@ def run_demo(
         requests = fleet.requests
     throttled = sum(1 for r in requests if r.status == 429)
     bound = max(rows[s.name] / (s.rate_limit or 1) for s in specs)
+    # Launched ranks: rank 0 printed the run's summary itself (the outcome's is empty).
     return "\n".join(
-        [
+        line
+        for line in [
             f"demo folder: {root}",
             f"{plural(total, 'URL')} on {plural(hosts, 'simulated host')} with hidden limits "
             f"{DEMO_LIMITS[0]:g}–{DEMO_LIMITS[1]:g} req/s, {plural(ranks, 'rank')}",
@@ -78,4 +80,5 @@ def run_demo(
             f"(slowest host's URLs ÷ its hidden limit)",
             f"config: {config_path}",
         ]
+        if line
     )
