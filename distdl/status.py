@@ -59,7 +59,7 @@ from distdl.core.text import plural
 from distdl.core.urls import safe_dir_name
 from distdl.errors import InputError
 from distdl.io.checkpoint import Checkpoint
-from distdl.io.lock_file import read_lock
+from distdl.io.lock_file import process_gone, read_lock
 from distdl.io.markers import partition_dirs, read_marker
 from distdl.io.profiles import read_profiles
 from distdl.layout import ERRORS_FILE, SUCCESSES_FILE, Layout
@@ -206,8 +206,10 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     lock = read_lock(layout.root)
     state = read_state(layout.run_state)
+    # Active: locked, not ended, written lately, and (on this host) its process is alive.
     active = lock is not None and state is not None and state.get("ended") is None
     active = active and _age(layout.run_state) < STALE_STATE
+    active = active and not (lock is not None and lock.holder and process_gone(lock.holder))
     disk = scan_disk(layout)
     live_hosts = {host["server_name"]: host for host in (state or {}).get("hosts", [])}
     causes = _unreachable_causes(layout)

@@ -41,6 +41,11 @@ class RowCounts:
             self.successes + other.successes, self.errors + other.errors, self.bytes + other.bytes
         )
 
+    def minus(self, other: RowCounts) -> RowCounts:
+        return RowCounts(
+            self.successes - other.successes, self.errors - other.errors, self.bytes - other.bytes
+        )
+
 
 @dataclass
 class HostTotals:
@@ -66,44 +71,45 @@ class ProgressBook:
         self._hosts: dict[str, HostTotals] = {
             host: HostTotals(rows_planned=rows) for host, rows in rows_by_host.items()
         }
-        self._done: dict[str, RowCounts] = {}  # per host, from completed partitions
         self._open: dict[int, tuple[str, RowCounts]] = {}  # lease id -> (host, last report)
 
     def host(self, server_name: str) -> HostTotals:
         return self._hosts.setdefault(server_name, HostTotals())
 
     def lease_reported(self, lease_id: int, server_name: str, counts: RowCounts) -> None:
+        self._close(lease_id)
         self._open[lease_id] = (server_name, counts)
-        self._refresh(server_name)
+        self._shift(server_name, counts, +1)
 
     def lease_completed(
         self, lease_id: int, server_name: str, planned_rows: int, counts: RowCounts
     ) -> None:
         """The partition is done: all its ``planned_rows`` are settled, ``counts`` of them
         by this lease (the rest were carried over from an earlier run)."""
-        self._open.pop(lease_id, None)
-        self._done[server_name] = self._done.get(server_name, RowCounts()).plus(counts)
-        self.host(server_name).rows_done += planned_rows
-        self._refresh(server_name)
+        self._close(lease_id)
+        host = self.host(server_name)
+        host.settled = host.settled.plus(counts)
+        host.rows_done += planned_rows
 
     def lease_dropped(self, lease_id: int) -> None:
         """Failed, or its rank died, or a stop left it unfinished: it counts for nothing."""
-        dropped = self._open.pop(lease_id, None)
-        if dropped is not None:
-            self._refresh(dropped[0])
+        self._close(lease_id)
 
     def answers_seen(self, server_name: str, feedback: Feedback) -> None:
         host = self.host(server_name)
         host.answers = host.answers.merged(feedback)
 
-    def _refresh(self, server_name: str) -> None:
-        open_counts = [counts for host, counts in self._open.values() if host == server_name]
-        settled = self._done.get(server_name, RowCounts())
-        for counts in open_counts:
-            settled = settled.plus(counts)
+    def _close(self, lease_id: int) -> None:
+        """Take a lease's last report back out of its host's totals."""
+        closed = self._open.pop(lease_id, None)
+        if closed is not None:
+            self._shift(closed[0], closed[1], -1)
+
+    def _shift(self, server_name: str, counts: RowCounts, sign: int) -> None:
+        # Kept up to date report by report: rank 0 hears ~one per open lease per second.
         host = self.host(server_name)
-        host.settled = settled
-        host.open_rows = sum(counts.rows for counts in open_counts)
+        host.settled = host.settled.plus(counts) if sign > 0 else host.settled.minus(counts)
+        host.open_rows += sign * counts.rows
 
     @property
     def hosts(self) -> dict[str, HostTotals]:

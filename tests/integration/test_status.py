@@ -5,6 +5,7 @@ the state file moves with every row (not per partition); the `--json` schema."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -273,3 +274,29 @@ def test_until_profiled_prints_the_download_time_and_the_host_that_decides_it(
     assert slow in lines[start + 1] and "hand-set rate_limit" in lines[start + 1]
     assert quick in lines[start + 2] and "still learning" in lines[start + 2]
     assert outcome.completed_stages == ["batched", "profiled"]
+
+
+def test_status_of_a_killed_run_equals_its_files_and_says_it_is_not_running(
+    tmp_path: Path,
+) -> None:
+    thread = start_fleet(seed=12)
+    try:
+        config = prepare(tmp_path, thread)
+        hand_set(config, thread, 3.0)
+        process = start_run(config, 1)
+        layout = layout_of(config)
+        deadline = time.monotonic() + 60
+        while len(completed_partitions(layout.images)) < 3:  # the rejects' and two more
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGKILL)  # no chance to say it ended
+        process.communicate(timeout=30)
+    finally:
+        thread.stop()
+    doc = _status(config)
+    assert_status_schema(doc)
+    assert_status_matches_files(doc, layout)
+    assert doc["lock"] is not None  # left behind by the killed run
+    assert doc["run"]["ended"] is None and not doc["run"]["active"]
+    assert doc["eta"]["source"] == "plan" and doc["partitions"]["leased"] == 0
+    assert "last run: interrupted" in status_text(config)
