@@ -17,6 +17,7 @@ shorten the run, when they are at it.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -93,12 +94,12 @@ def estimate(
     loaded = [h for h in hosts if h.rows_left > 0]
     highs = [_host_seconds(h.rows_left, h.rate, requests_per_row) for h in loaded]
     lows = [_host_seconds(h.rows_left, max(h.rate, h.best_rate), requests_per_row) for h in loaded]
-    ranked = sorted(zip(loaded, lows, highs, strict=True), key=lambda item: -item[2])
+    ranked = heapq.nlargest(top, zip(loaded, lows, highs, strict=True), key=lambda item: item[2])
     critical = tuple(
         CriticalHost(
             host.server_name, host.rows_left, host.rate, host.best_rate, low, high, host.limited_by
         )
-        for host, low, high in ranked[:top]
+        for host, low, high in ranked
     )
     high = _makespan(highs, slots)
     if rows_per_s:

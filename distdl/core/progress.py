@@ -17,7 +17,7 @@ answer's kind through the hosts' feedback. :class:`ProgressBook` folds both:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from distdl.core.throttle import Feedback
 
@@ -71,6 +71,8 @@ class ProgressBook:
         self._hosts: dict[str, HostTotals] = {
             host: HostTotals(rows_planned=rows) for host, rows in rows_by_host.items()
         }
+        # The run's totals, kept as they change: summing 100k hosts every tick costs.
+        self._total = HostTotals(rows_planned=sum(rows_by_host.values()))
         self._open: dict[int, tuple[str, RowCounts]] = {}  # lease id -> (host, last report)
 
     def host(self, server_name: str) -> HostTotals:
@@ -87,17 +89,17 @@ class ProgressBook:
         """The partition is done: all its ``planned_rows`` are settled, ``counts`` of them
         by this lease (the rest were carried over from an earlier run)."""
         self._close(lease_id)
-        host = self.host(server_name)
-        host.settled = host.settled.plus(counts)
-        host.rows_done += planned_rows
+        for totals in (self.host(server_name), self._total):
+            totals.settled = totals.settled.plus(counts)
+            totals.rows_done += planned_rows
 
     def lease_dropped(self, lease_id: int) -> None:
         """Failed, or its rank died, or a stop left it unfinished: it counts for nothing."""
         self._close(lease_id)
 
     def answers_seen(self, server_name: str, feedback: Feedback) -> None:
-        host = self.host(server_name)
-        host.answers = host.answers.merged(feedback)
+        for totals in (self.host(server_name), self._total):
+            totals.answers = totals.answers.merged(feedback)
 
     def _close(self, lease_id: int) -> None:
         """Take a lease's last report back out of its host's totals."""
@@ -107,24 +109,19 @@ class ProgressBook:
 
     def _shift(self, server_name: str, counts: RowCounts, sign: int) -> None:
         # Kept up to date report by report: rank 0 hears ~one per open lease per second.
-        host = self.host(server_name)
-        host.settled = host.settled.plus(counts) if sign > 0 else host.settled.minus(counts)
-        host.open_rows += sign * counts.rows
+        for totals in (self.host(server_name), self._total):
+            change = totals.settled.plus if sign > 0 else totals.settled.minus
+            totals.settled = change(counts)
+            totals.open_rows += sign * counts.rows
 
     @property
     def hosts(self) -> dict[str, HostTotals]:
-        return dict(self._hosts)
+        """Every host's totals (the book's own: read, do not change them)."""
+        return self._hosts
 
     def totals(self) -> HostTotals:
         """The run as a whole, in the same shape as one host."""
-        total = HostTotals()
-        for host in self._hosts.values():
-            total.rows_planned += host.rows_planned
-            total.rows_done += host.rows_done
-            total.open_rows += host.open_rows
-            total.settled = total.settled.plus(host.settled)
-            total.answers = total.answers.merged(host.answers)
-        return total
+        return replace(self._total)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ state to the terminal view (:mod:`distdl.runtime.progress_view`).
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from distdl.runtime.messages import PartitionStats
 STATE_SCHEMA = "distdl.run-state/1"
 STATE_INTERVAL = 2.0  # seconds between writes of the state file
 HOSTS_KEPT = 50  # hosts in the state file (most rows left first): it stays small
+MAX_STATE_SHARE = 20  # the state may take at most 1/20 of rank 0's time
 
 
 class Budgets(Protocol):
@@ -102,11 +104,13 @@ class RunProgress:
     def tick(self, now: float, budgets: Budgets, holders: Holders, leased: int) -> None:
         if now < self._next_state:
             return
-        self._next_state = now + STATE_INTERVAL
         state = self.state(now, budgets, holders, leased, ended=None)
         write_state(self._path, state)
         for sink in self._sinks:
             sink.show(state, now)
+        # Rank 0's loop must stay responsive: with very many hosts, write less often.
+        spent = time.monotonic() - now
+        self._next_state = now + max(STATE_INTERVAL, MAX_STATE_SHARE * spent)
 
     def finish(self, now: float, budgets: Budgets, holders: Holders, ended: str) -> None:
         """The last state: ``ended`` is ``finished``, ``stopped`` or ``failed``."""
@@ -122,12 +126,12 @@ class RunProgress:
         self._throughput.add(Sample.of(totals, now))
         rates = self._throughput.rates()
         hosts = self._book.hosts
-        loads = [self._load(name, host, budgets) for name, host in hosts.items()]
+        loads = [self._load(name, host, budgets) for name, host in hosts.items() if host.rows_left]
         slots = self._shape.workers * self._shape.leases_per_worker
         eta = estimate(loads, slots, rows_per_s=rates.rows_per_s or None)
         answers = totals.answers
         planned = self._shape.partitions_planned
-        ranked = sorted(hosts.items(), key=lambda item: -item[1].rows_left)[:HOSTS_KEPT]
+        ranked = heapq.nlargest(HOSTS_KEPT, hosts.items(), key=lambda item: item[1].rows_left)
         return {
             "schema": STATE_SCHEMA,
             "updated_at": _iso(time.time()),

@@ -32,6 +32,8 @@ def test_rows_count_as_leases_report_them_not_only_when_partitions_complete() ->
     assert book.hosts["a"].rows_settled == 10
     assert book.totals().settled == RowCounts(7, 1, 8000)
     assert book.totals().rows_left == 140
+    hosts = book.hosts.values()  # the run's totals are kept as they change: they add up
+    assert book.totals().rows_settled == sum(host.rows_settled for host in hosts)
 
 
 def test_a_report_after_completion_or_for_an_unknown_lease_changes_nothing() -> None:
