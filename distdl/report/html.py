@@ -144,10 +144,34 @@ def image_sizes_figure(sides: list[int], megapixels: list[float]) -> go.Figure:
     return figure
 
 
-def critical_figure(eta: dict[str, Any]) -> go.Figure:
+def _busy_hours(points: list[Point]) -> float:
+    """From a host's first request to its last, in hours."""
+    busy = [point for point in points if point.counts.get("requests", 0) > 0]
+    if not busy:
+        return 0.0
+    return (busy[-1].start + busy[-1].span - busy[0].start) / 3600
+
+
+def finished_figure(hosts: dict[str, list[Point]]) -> go.Figure:
+    """Nothing is left: the hosts that set the run's length, by how long each was busy."""
+    spans = sorted(((_busy_hours(points), name) for name, points in hosts.items()), reverse=True)
+    spans = [(hours, name) for hours, name in spans if hours > 0][:HOSTS_PLOTTED]
+    if not spans:
+        return _empty(CRITICAL, "nothing left to download")
+    figure = go.Figure(go.Bar(x=[h for h, _ in spans], y=[n for _, n in spans], orientation="h"))
+    figure.update_layout(
+        title=f"{CRITICAL} (all done: how long each was downloaded)",
+        height=160 + 40 * len(spans),
+    )
+    figure.update_yaxes(autorange="reversed")
+    figure.update_xaxes(title_text="hours from its first request to its last")
+    return figure
+
+
+def critical_figure(eta: dict[str, Any], hosts: dict[str, list[Point]]) -> go.Figure:
     critical = eta["critical"]
     if not critical:
-        return _empty(CRITICAL, "nothing left to download")
+        return finished_figure(hosts)
     names = [host["server_name"] for host in critical]
     high = [(host["seconds_high"] or 0.0) / 3600 for host in critical]
     low = [(host["seconds_low"] or 0.0) / 3600 for host in critical]
@@ -198,7 +222,7 @@ def render(data: ReportData) -> str:
         host_rates_figure(data.hosts, [h["server_name"] for h in status["eta"]["critical"]]),
         error_codes_figure(status["rows"]["errors_by_code"]),
         image_sizes_figure(data.longer_sides, data.megapixels),
-        critical_figure(status["eta"]),
+        critical_figure(status["eta"], data.hosts),
     ]
     plots = "\n".join(
         f'<div class="plot">{figure.to_html(full_html=False, include_plotlyjs=False)}</div>'
