@@ -70,10 +70,10 @@ class PreparedInput:
             limits = thresholds(self._planned_rows(rules=rows, core_rules=core_rules), sampling)
             frames = self._sampled(frames, limits)
         for frame in frames:
-            licences = frame["license_id"].fill_null("unknown").value_counts()
-            self.licences.update(
-                dict(zip(*licences.to_dict(as_series=False).values(), strict=True))
-            )
+            for licence, rows_with_it in (
+                frame["license_id"].fill_null("unknown").value_counts().iter_rows()
+            ):
+                self.licences[licence] += rows_with_it
             yield frame.drop([c for c in frame.columns if c.startswith(HELPER_PREFIX)]).to_arrow()
 
     def _planned_rows(
