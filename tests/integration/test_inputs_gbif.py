@@ -379,3 +379,27 @@ def test_provenance_files_and_the_dataset_card_are_written(tmp_path: Path) -> No
 def test_a_sampling_label_that_is_no_planned_column_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"input_sampling\.label: 'rightsHolder' is not a column"):
         _plan(tmp_path, INAT_MULTIMEDIA, input_sampling={"label": "rightsHolder", "rows": 5})
+
+
+def test_status_shows_the_rows_set_aside_by_reason(tmp_path: Path) -> None:
+    from distdl.status import collect_status, render_status
+
+    one_each = {"label": "source_id", "max_per_label": 1}
+    config = parse_config(
+        {
+            "path_to_input": str(INAT_MULTIMEDIA),
+            "path_to_output": str(tmp_path / "out"),
+            "input_sampling": one_each,
+        },
+        tmp_path,
+    )
+    layout = Layout.from_config(config)
+    plan_input(config, layout)
+
+    status = collect_status(config, layout)
+
+    dropped = INAT_ROWS - INAT_OCCURRENCES
+    assert status["rows"]["filtered"] == {"total": dropped, "by_reason": {"sampling": dropped}}
+    assert f"{dropped} input rows set aside while planning: sampling {dropped}" in render_status(
+        status
+    )
