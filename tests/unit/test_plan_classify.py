@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import string
+
 import polars as pl
 import pytest
 from hypothesis import example, given, settings
@@ -123,12 +126,49 @@ def _reference(url: str | None) -> str | None:
     return classify_url(url).server_name
 
 
-@settings(max_examples=600, deadline=None)
-@given(batch=st.lists(urls() | st.text(max_size=30), min_size=1, max_size=20))
-@example(batch=["HTTP://Example.ORG.:0080/a", "https://a.b:443", "http://a.b:443/"])
-@example(batch=["http://Bücher.de./a", "http://xn--bcher-kva.de:80/b", "http://ａ.org/c"])
-@example(batch=["http://2130706433/a", "http://0x7f.1:80/b", "http://127.0.0.1./c"])
-def test_vectorised_classification_matches_the_reference(batch: list[str]) -> None:
+HOST_CHARACTERS = string.ascii_letters + string.digits + ".-"
+
+
+def _seeded_text(rng: random.Random, max_size: int) -> str:
+    """Any text: ASCII, controls, Latin-1, fullwidth forms, CJK, emoji (no surrogates)."""
+    ranges = [(0x20, 0x7E), (0x00, 0x1F), (0x80, 0xFF), (0xFF01, 0xFF5E), (0x4E00, 0x4E80)]
+    ranges.append((0x1F600, 0x1F64F))
+    size = rng.randint(0, max_size)
+    return "".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(size))
+
+
+def _seeded_ipv4_host(rng: random.Random) -> str:
+    forms = ["{:d}", "0{:o}", "0x{:x}", "0X{:X}", "{:02d}"]
+    parts = rng.randint(1, 5)
+    numbers = [rng.randint(0, 300) if rng.random() < 0.7 else rng.randint(0, 2**32)]
+    numbers += [rng.randint(0, 300) for _ in range(parts - 1)]
+    host = ".".join(rng.choice(forms).format(n) for n in numbers)
+    return host + rng.choice(["", "", ".", ".."])
+
+
+def _seeded_url(rng: random.Random) -> str:
+    """The same parts as the ``urls`` strategy, drawn by a seeded generator: thousands of
+    them cost less than a hundred hypothesis examples, so one batch can be large."""
+    host = rng.choice(
+        [
+            lambda: rng.choice(HOSTS),
+            lambda: "".join(rng.choices(HOST_CHARACTERS, k=rng.randint(1, 20))),
+            lambda: _seeded_ipv4_host(rng),
+            lambda: "".join(rng.choices(IDN_ALPHABET, k=rng.randint(1, 12))),
+        ]
+    )()
+    path = rng.choice(PATHS) if rng.random() < 0.5 else "/" + _seeded_text(rng, 12)
+    parts = [rng.choice(PADDING), rng.choice(SCHEMES), rng.choice(SEPARATORS)]
+    parts += [rng.choice(USERINFO), host, rng.choice(PORTS), path, rng.choice(PADDING)]
+    return "".join(parts)
+
+
+def _seeded_batch(seed: int, size: int) -> list[str]:
+    rng = random.Random(seed)
+    return [_seeded_url(rng) if rng.random() < 0.8 else _seeded_text(rng, 30) for _ in range(size)]
+
+
+def _assert_classified_as_the_reference(batch: list[str]) -> None:
     series = pl.Series(batch, dtype=pl.String)
     fast = fast_server_names(series).to_list()
     verdicts = classify_identifiers(series)
@@ -145,7 +185,33 @@ def test_vectorised_classification_matches_the_reference(batch: list[str]) -> No
         assert rejected.get(row) == (None if verdict.ok else verdict.error_code), url
 
 
-@settings(max_examples=600, deadline=None)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_large_seeded_batch_is_classified_as_the_reference_classifies_it(seed: int) -> None:
+    batch = _seeded_batch(seed, 8000)
+    assert len({_reference(url) for url in batch}) > 150  # many servers, not one repeated
+    _assert_classified_as_the_reference(batch)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_every_server_name_of_a_large_seeded_batch_keys_to_itself(seed: int) -> None:
+    names = {classify_url(url).server_name for url in _seeded_batch(seed, 8000)} - {None}
+    assert len(names) > 150
+    for name in names:
+        assert server_key(name) == name
+
+
+# Hypothesis looks where the seeded batches above do not (shrinking, mutations of what it
+# found); the batches give the breadth, at a small part of the cost of as many examples.
+@settings(max_examples=150, deadline=None)
+@given(batch=st.lists(urls() | st.text(max_size=30), min_size=1, max_size=20))
+@example(batch=["HTTP://Example.ORG.:0080/a", "https://a.b:443", "http://a.b:443/"])
+@example(batch=["http://Bücher.de./a", "http://xn--bcher-kva.de:80/b", "http://ａ.org/c"])
+@example(batch=["http://2130706433/a", "http://0x7f.1:80/b", "http://127.0.0.1./c"])
+def test_vectorised_classification_matches_the_reference(batch: list[str]) -> None:
+    _assert_classified_as_the_reference(batch)
+
+
+@settings(max_examples=150, deadline=None)
 @given(url=urls())
 def test_a_server_name_read_back_from_a_table_keys_to_itself(url: str) -> None:
     # Profiles tables store server names and are read back through server_key.
