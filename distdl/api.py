@@ -41,7 +41,6 @@ from distdl.stages import (
     require_started,
     stages_until,
 )
-from distdl.status import plan_eta_text
 from distdl.summary import dataset_totals, render_run, render_totals, save_run_summary
 
 if TYPE_CHECKING:
@@ -135,6 +134,8 @@ def _run_here(
     if not _wants("downloaded", checkpoint, options):
         outcome = _outcome(layout, checkpoint, None)
         if options.until == "profiled":  # what the download would take, before it starts
+            from distdl.status import plan_eta_text
+
             workers = max(1, ranks - 1)
             outcome.summary += "\n" + plan_eta_text(config, layout, workers)
         return outcome

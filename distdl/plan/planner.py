@@ -32,15 +32,15 @@ from distdl.errors import InputError, StateError
 from distdl.inputs.pipeline import PreparedInput, prepare_input
 from distdl.inputs.provenance import CardFacts, write_provenance
 from distdl.inputs.tally import write_filtered
-from distdl.layout import SERVERS_TABLE, URLS_FILE, Layout
+from distdl.layout import SERVERS_TABLE, Layout
 from distdl.plan.chunk import has_uuid, split_chunk
 from distdl.plan.duplicates import UuidHashes, confirm_duplicates
 from distdl.plan.ignored import read_ignored_servers
+from distdl.plan.partition_files import BATCH_SIZE_KEY
 from distdl.plan.partitioner import DEFAULT_MEMORY_BUDGET, Partitioner, ServerTotals
 from distdl.plan.reader import InputSource
 from distdl.plan.rejects import RejectWriter
 from distdl.plan.staging import create_staging_dir, discard_staging_dir, swap_into_place
-from distdl.schema import URLS
 
 log = logging.getLogger("distdl.plan")
 
@@ -53,8 +53,6 @@ SERVERS_SCHEMA = pa.schema(
         pa.field("ignored", pa.bool_(), nullable=False),
     ]
 )
-# Lets list_url_partitions size every partition without opening it.
-_BATCH_SIZE_KEY = b"distdl.batch_size"
 _PROGRESS_EVERY_ROWS = 10_000_000
 _HASHES_FOLDER = "_uuid_hashes"
 _JOIN_FOLDER = "_occurrence_join"
@@ -228,7 +226,7 @@ def _servers_table(totals: dict[str, ServerTotals], ignored: frozenset[str]) -> 
 
 
 def _write_servers_table(servers: pa.Table, path: Path, batch_size: int) -> None:
-    metadata = {_BATCH_SIZE_KEY: str(batch_size).encode()}
+    metadata = {BATCH_SIZE_KEY: str(batch_size).encode()}
     pq.write_table(servers.replace_schema_metadata(metadata), path)
 
 
@@ -257,41 +255,3 @@ def read_servers_table(layout: Layout) -> pl.DataFrame:
     except FileNotFoundError:
         raise StateError(f"no plan found at {layout.urls}: run the batched stage") from None
     return frame
-
-
-def list_url_partitions(layout: Layout) -> list[tuple[str, int, int]]:
-    """(server_name, partition_id, n_urls) of every partition of a non-ignored server."""
-    try:
-        servers = pq.read_table(layout.servers_table)
-    except FileNotFoundError:
-        raise StateError(f"no plan found at {layout.urls}: run the batched stage") from None
-    metadata = servers.schema.metadata or {}
-    batch_size = int(metadata[_BATCH_SIZE_KEY]) if _BATCH_SIZE_KEY in metadata else None
-    partitions: list[tuple[str, int, int]] = []
-    for row in servers.to_pylist():
-        if row["ignored"]:
-            continue
-        for pid in range(row["total_batches"]):
-            if batch_size is None:
-                n_urls = pq.read_metadata(_partition_file(layout, row["server_name"], pid)).num_rows
-            else:
-                n_urls = min(batch_size, row["total_urls"] - pid * batch_size)
-            partitions.append((row["server_name"], pid, n_urls))
-    return partitions
-
-
-def read_url_partition(layout: Layout, server_name: str, partition_id: int) -> pa.Table:
-    """The planned URLs of one partition, in input order: schema.URLS, then the columns the
-    input layer carries (``license_id``, ``is_license_full``, kept and occurrence columns)."""
-    path = _partition_file(layout, server_name, partition_id)
-    try:
-        table = pq.ParquetFile(path).read()
-    except FileNotFoundError:
-        raise StateError(f"planned partition {path} is missing: re-plan the input") from None
-    carried = [field for field in table.schema if field.name not in URLS.names]
-    order = [*URLS.names, *(field.name for field in carried)]
-    return table.select(order).cast(pa.schema([*URLS, *carried]))
-
-
-def _partition_file(layout: Layout, server_name: str, partition_id: int) -> Path:
-    return layout.url_partition_dir(server_name, partition_id) / URLS_FILE

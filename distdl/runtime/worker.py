@@ -50,7 +50,7 @@ from distdl.io.partition_writer import PartitionOutput
 from distdl.layout import Layout
 from distdl.net.addresses import AddressLookup
 from distdl.net.fetcher import Fetcher
-from distdl.plan.planner import read_url_partition
+from distdl.plan.partition_files import read_url_partition
 from distdl.runtime.channel import Channel, receive
 from distdl.runtime.feedback import FeedbackBook
 from distdl.runtime.host_access import AccessSettings, HostAccess, HostRoute

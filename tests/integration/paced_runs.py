@@ -17,7 +17,9 @@ from distdl.core.redirects import AddressPolicy, GlobalAddresses
 from distdl.layout import ERRORS_FILE
 from distdl.runtime.channel import QueueHub
 from distdl.runtime.coordinator import RunReport
-from distdl.runtime.download import build_coordinator, open_worker, run_in_process
+from distdl.runtime.coordinator_setup import build_coordinator
+from distdl.runtime.download import run_in_process
+from distdl.runtime.worker_setup import open_worker
 from distdl.testing.fleet import RequestRecord
 
 

@@ -16,14 +16,8 @@ from distdl.config import Config, parse_config
 from distdl.core import codes
 from distdl.errors import InputError, StateError
 from distdl.layout import COMPLETED_MARKER, ERRORS_FILE, URLS_FILE, Layout
-from distdl.plan.planner import (
-    PlanSummary,
-    list_url_partitions,
-    plan_input,
-    plan_source,
-    read_servers_table,
-    read_url_partition,
-)
+from distdl.plan.partition_files import list_url_partitions, read_url_partition
+from distdl.plan.planner import PlanSummary, plan_input, plan_source, read_servers_table
 from distdl.plan.reader import open_input
 from distdl.schema import ERRORS, URLS
 
