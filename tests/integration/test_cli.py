@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,23 @@ def _input(folder: Path, rows: list[str], header: str = "uuid,identifier,source_
 
 
 ROWS = [f"u{i},http://127.0.0.1:9/img/{i}.jpeg,s{i}" for i in range(7)] + ["bad,ftp://x/y,s"]
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ROWS planned once by `distdl run --until batched`: tests that start from a plan take
+    a copy (the config's paths are relative, so a copy stands alone)."""
+    folder = tmp_path_factory.mktemp("batched")
+    _input(folder, ROWS)
+    config = write_config(folder)
+    planned = distdl("run", config, "--until", "batched")
+    assert planned.returncode == 0, planned.stderr
+    return folder
+
+
+def _copy_of(template: Path, folder: Path) -> Path:
+    shutil.copytree(template, folder, dirs_exist_ok=True)
+    return folder / "config.yaml"
 
 
 def test_bad_config_exits_2_names_every_key_and_writes_nothing(tmp_path: Path) -> None:
@@ -99,11 +117,9 @@ def test_resume_refuses_when_nothing_was_started(tmp_path: Path) -> None:
 
 
 def test_reset_downloaded_keeps_images_unless_asked_and_stays_inside_output(
-    tmp_path: Path,
+    batched: Path, tmp_path: Path
 ) -> None:
-    _input(tmp_path, ROWS)
-    config = write_config(tmp_path)
-    assert distdl("run", config, "--until", "batched").returncode == 0
+    config = _copy_of(batched, tmp_path)
     layout = layout_of(config)
     fake = layout.images / "server_name=a.org" / "partition_id=0"
     fake.mkdir(parents=True)
@@ -126,10 +142,8 @@ def test_reset_downloaded_keeps_images_unless_asked_and_stays_inside_output(
     assert outside.read_text() == "keep me"
 
 
-def test_status_and_doctor(tmp_path: Path) -> None:
-    _input(tmp_path, ROWS)
-    config = write_config(tmp_path)
-    assert distdl("run", config, "--until", "batched").returncode == 0
+def test_status_and_doctor(batched: Path, tmp_path: Path) -> None:
+    config = _copy_of(batched, tmp_path)
     status = distdl("status", config)
     assert status.returncode == 0
     assert "batched     complete" in status.stdout
@@ -176,10 +190,8 @@ def _tree(*roots: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("delete", [True, False])
-def test_a_refused_reset_moves_nothing(tmp_path: Path, delete: bool) -> None:
-    _input(tmp_path, ROWS)
-    config = write_config(tmp_path)
-    assert distdl("run", config, "--until", "batched").returncode == 0
+def test_a_refused_reset_moves_nothing(batched: Path, tmp_path: Path, delete: bool) -> None:
+    config = _copy_of(batched, tmp_path)
     layout = layout_of(config)
     fake = layout.images / "server_name=a.org" / "partition_id=0"
     fake.mkdir(parents=True)
@@ -202,11 +214,9 @@ def test_a_refused_reset_moves_nothing(tmp_path: Path, delete: bool) -> None:
 
 
 def test_reset_refuses_a_partition_linked_out_of_the_output_before_touching_any(
-    tmp_path: Path,
+    batched: Path, tmp_path: Path
 ) -> None:
-    _input(tmp_path, ROWS)
-    config = write_config(tmp_path)
-    assert distdl("run", config, "--until", "batched").returncode == 0
+    config = _copy_of(batched, tmp_path)
     layout = layout_of(config)
     for name in ("a.org", "b.org"):
         (layout.images / f"server_name={name}").mkdir(parents=True)
