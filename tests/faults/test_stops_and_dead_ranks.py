@@ -175,6 +175,7 @@ def test_a_worker_killed_at_seeded_points_then_resume(
 
 
 @pytest.mark.slow
+@pytest.mark.mpi  # some seeds launch three ranks
 @pytest.mark.parametrize("seed", range(8))
 def test_stop_signals_at_seeded_moments_then_resume(
     planned: Path, fleet: FleetThread, tmp_path: Path, seed: int

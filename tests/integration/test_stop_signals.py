@@ -5,6 +5,7 @@ run` (in-process, or the parent of launched MPI ranks) and Ctrl-C typed in a rea
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -87,14 +88,14 @@ def _tmux(*args: str) -> str:
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
-@pytest.mark.parametrize("ranks", [1, 3])
+@pytest.mark.parametrize("ranks", [1, pytest.param(3, marks=pytest.mark.mpi)])
 def test_ctrl_c_typed_once_in_a_terminal_stops_the_run(
     planned: Path, fleet: FleetThread, tmp_path: Path, ranks: int
 ) -> None:
     """As a user would: the run in the foreground of a terminal, one Ctrl-C."""
     config = copy_of(planned, tmp_path)
     since = time.monotonic()
-    session = f"distdl-stop-{tmp_path.name}"
+    session = f"distdl-stop-{os.getpid()}-{tmp_path.name}"  # unique across xdist workers
     command = (
         f"{sys.executable} -m distdl run {config} --ranks {ranks}; echo DISTDL_EXIT=$?; sleep 600"
     )
