@@ -12,14 +12,13 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from distdl.config import Config, load_config
 from distdl.core.stopping import DEFAULT_GRACE, stopped_line
-from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped
+from distdl.errors import AlreadyReported, RankFailure, RunStopped
 from distdl.io.checkpoint import Checkpoint
 from distdl.io.lock import OutputLock
 from distdl.layout import Layout
@@ -33,6 +32,7 @@ from distdl.runtime.mpi_channel import (
     checked_world,
     launched_world_size,
 )
+from distdl.runtime.rank_zero import on_rank0
 from distdl.runtime.stop_signals import StopSignal, raising_stop_signals, stop_signal_of
 from distdl.stages import (
     STAGES,
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from distdl.runtime.coordinator import RunReport
 
 log = logging.getLogger("distdl")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -208,28 +207,6 @@ def _rank_argv(config_path: str, options: RunOptions) -> list[str]:
     return argv
 
 
-def _on_rank0(comm: Any, action: Callable[[], T]) -> T:
-    """Run ``action`` on rank 0 and share its result; a failure there fails every rank,
-    and a stop signal there stops every rank."""
-    result: tuple[str, Any] | None = None
-    if comm.Get_rank() == 0:
-        try:
-            result = ("ok", action())
-        except DistdlError as exc:
-            result = ("failed", (str(exc), exc.exit_code))
-        except (KeyboardInterrupt, StopSignal) as exc:
-            result = ("stopped", stop_signal_of(exc))
-    outcome, value = comm.bcast(result, root=0)
-    if outcome == "failed":
-        message, exit_code = value
-        if comm.Get_rank() != 0:  # rank 0 says it once, for every rank
-            raise AlreadyReported(exit_code)
-        raise _ReplayedError(message, exit_code)
-    if outcome == "stopped":
-        raise StopSignal(value)
-    return value
-
-
 def _run_as_mpi_rank(
     config: Config, layout: Layout, options: RunOptions, config_path: str
 ) -> RunOutcome:
@@ -246,7 +223,7 @@ def _run_as_mpi_rank(
             def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank
                 held.enter_context(lock)
 
-            _on_rank0(comm, take_lock)
+            on_rank0(comm, take_lock)
             return _run_mpi_stages(config, layout, options, config_path, comm)
     except (KeyboardInterrupt, StopSignal) as exc:
         signum = stop_signal_of(exc)
@@ -279,14 +256,14 @@ def _run_mpi_stages(
         # The downloading side's libraries (aiohttp, the image stack) load while rank 0
         # plans, instead of after: a second sooner to the first request.
         importlib.import_module("distdl.runtime.worker_setup")
-    if _on_rank0(comm, plan):
-        _on_rank0(comm, profile)
+    if on_rank0(comm, plan):
+        on_rank0(comm, profile)
 
     def requeue() -> bool:
         _requeue_errors(layout, checkpoint, options)
         return _wants("downloaded", checkpoint, options)
 
-    if not _on_rank0(comm, requeue):
+    if not on_rank0(comm, requeue):
         return _outcome(layout, checkpoint, None) if rank == 0 else RunOutcome([], "")
     channel = MpiChannel(comm)
     declared_dead = False
@@ -337,14 +314,6 @@ def _after_dead_ranks(layout: Layout, checkpoint: Checkpoint, config_path: str) 
         checkpoint.mark_complete("downloaded")
         return "the other ranks did all its work: every partition is done"
     return f"{len(left)} partitions left; continue with: distdl resume {config_path}"
-
-
-class _ReplayedError(DistdlError):
-    """A rank 0 failure, re-raised on every rank with rank 0's exit code."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def _outcome(layout: Layout, checkpoint: Checkpoint, report: RunReport | None) -> RunOutcome:

@@ -13,11 +13,9 @@ import contextlib
 import logging
 import os
 import signal
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from distdl.config import Config, load_config
 from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped, ToolError
@@ -26,6 +24,7 @@ from distdl.layout import Layout
 from distdl.runtime.launch import RanksExit, launch_local_ranks, stop_grace, was_launched_by_us
 from distdl.runtime.logs import configure_logging
 from distdl.runtime.mpi_channel import checked_world, launched_world_size
+from distdl.runtime.rank_zero import on_rank0, wait_for_all
 from distdl.runtime.stop_signals import StopSignal, raising_stop_signals, stop_signal_of
 from distdl.tools.bases import ToolContext
 from distdl.tools.pipeline import ToolOptions, describe, prepare, tool_folder, verify
@@ -33,8 +32,6 @@ from distdl.tools.plugins import load_tools
 from distdl.tools.registry import ToolClasses, tool_classes
 
 log = logging.getLogger("distdl.tools")
-T = TypeVar("T")
-_POLL = 0.01  # seconds between tests of a non-blocking barrier: a blocking one spins a core
 
 
 @dataclass(frozen=True)
@@ -171,13 +168,13 @@ def _run_as_mpi_rank(
             def prepare_version() -> None:
                 prepare(config, layout, classes, options, size)
 
-            _on_rank0(comm, take_lock)
-            _on_rank0(comm, prepare_version)
+            on_rank0(comm, take_lock)
+            on_rank0(comm, prepare_version)
             context = prepare_view(config, layout, classes, options, rank, size)
             mine = _guarded_share(classes, context)
-            _wait_for_all(comm)
+            wait_for_all(comm)
             outcomes = comm.gather(mine, root=0)
-            outcome = _on_rank0(comm, lambda: _judge(outcomes, classes, context))
+            outcome = on_rank0(comm, lambda: _judge(outcomes, classes, context))
     except (KeyboardInterrupt, StopSignal) as exc:
         signum = stop_signal_of(exc) or signal.SIGTERM
         raise RunStopped(signum, _stopped_line(options, config_path) if rank == 0 else "") from None
@@ -217,37 +214,3 @@ def _judge(
     if failures:
         raise RankFailure("; ".join(failures) + "; run the tool again to continue")
     return _finish(classes, context)
-
-
-def _wait_for_all(comm: Any) -> None:
-    request = comm.Ibarrier()
-    while not request.Test():
-        time.sleep(_POLL)
-
-
-def _on_rank0(comm: Any, action: Callable[[], T]) -> T:
-    """Run ``action`` on rank 0 and share its result; its failure or stop ends every rank."""
-    result: tuple[str, Any] | None = None
-    if comm.Get_rank() == 0:
-        try:
-            result = ("ok", action())
-        except DistdlError as exc:
-            result = ("failed", (str(exc), exc.exit_code))
-        except (KeyboardInterrupt, StopSignal) as exc:
-            result = ("stopped", stop_signal_of(exc))
-    _wait_for_all(comm)
-    status, value = comm.bcast(result, root=0)
-    if status == "failed":
-        message, exit_code = value
-        raise _ReplayedError(message if comm.Get_rank() == 0 else "", exit_code)
-    if status == "stopped":
-        raise StopSignal(value)
-    return value
-
-
-class _ReplayedError(DistdlError):
-    """A rank 0 failure on every rank, with rank 0's exit code; said by rank 0 only."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
