@@ -38,8 +38,12 @@ def _mid(point: Point) -> datetime:
     return _when(point.start + point.span / 2)
 
 
-def _per_second(points: list[Point], key: str, scale: float = 1.0) -> list[float]:
-    return [point.counts.get(key, 0.0) / point.span / scale for point in points]
+def _per_second(points: list[Point], key: str, scale: float = 1.0) -> list[float | None]:
+    """A series' rates; a point that covers no time (a series' opening sample) has none."""
+    return [
+        point.counts.get(key, 0.0) / point.span / scale if point.span > 0 else None
+        for point in points
+    ]
 
 
 def _empty(title: str, why: str) -> go.Figure:

@@ -16,7 +16,7 @@ from distdl.api import RunOptions, run
 from distdl.config import DownloaderParameters
 from distdl.core import codes
 from distdl.image.decoder_child import Work
-from distdl.runtime import download
+from distdl.runtime import worker_setup
 from distdl.runtime.image_stage import ImageStage, open_image_stage
 from distdl.testing.fleet import Fleet, HostSpec
 from distdl.testing.fleet_thread import FleetThread
@@ -37,7 +37,7 @@ def _with_work(monkeypatch: pytest.MonkeyPatch, work: Work) -> list[ImageStage]:
         opened.append(stage)
         return stage
 
-    monkeypatch.setattr(download, "open_image_stage", open_stage)
+    monkeypatch.setattr(worker_setup, "open_image_stage", open_stage)
     return opened
 
 
