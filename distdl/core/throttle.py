@@ -523,6 +523,8 @@ class HostThrottle:
         state.answers_seen += feedback.total - feedback.forbidden_again
         state.forbidden_repeated += feedback.forbidden_again
         state.forbidden_cleared += feedback.served_after_forbidden
+        if feedback.served_after_forbidden:
+            state.before_403_cut = None  # a 403 that was a refusal: the cut stands
         repeated, cleared = state.forbidden_repeated, state.forbidden_cleared
         if repeated < self._settings.forbidden_repeats or repeated <= cleared:
             return

@@ -165,6 +165,9 @@ def test_403s_served_on_retry_were_refusals_and_the_cut_stays() -> None:
     now += 1.5  # a later 403 repeated once is not yet a verdict against two served
     throttle.observe(Feedback(ok=2, forbidden_again=1), now)
     assert throttle.rate <= cut < before
+    now += 1.5  # forbidden content besides: its share is learned, the refused rate not restored
+    throttle.observe(Feedback(ok=2, forbidden_again=2), now)
+    assert throttle.rate <= cut < before
 
 
 # --- 5xx: faults whatever the rate, and load ------------------------------------------------
