@@ -47,8 +47,9 @@ Rules (the constants live just below this docstring):
    host's budget (``open_share``): a lease without a partition, counted in the invariant
    like any lease. A host never seen before is created with the default budget (the caller
    sets its real one first). The share is a fair slice ``B / (s + n_shares + 1)``, with
-   ``s = min(k_max, open leases + unleased partitions)``; when less than that is free, every
-   open lease and share of the host is scaled down to make room (decreases returned first).
+   ``s = min(k_max, open leases + unleased partitions)``; when less than that slice, plus a
+   slice for each of the ``s`` slots no lease holds yet, is free, every open lease and share
+   of the host is scaled down to make that room (decreases returned first).
    Shares do not count towards ``k_max`` and never hold a partition back: the fair share of
    a new lease also counts the shares (rule 3 with ``k + n_shares``). ``close_share`` tops
    the rest up again (rule 4); a dead worker's shares go with its leases.
@@ -287,10 +288,14 @@ class LeaseScheduler:
             return self._shares[existing], []
         slots = min(self._k_max(host), len(host.leases) + host.unleased)
         rate = host.budget / (slots + len(host.shares) + 1)
+        # Room stays for the partitions that may still open a lease (earlier shares were cut
+        # larger, when fewer held the host): a share never holds a partition back.
+        kept = rate * max(0, slots - len(host.leases))
         in_use = host.rate_in_use()
         changes: list[RateChange] = []
-        if host.budget - in_use < rate:
-            changes = self._rebalance(host, (host.budget - rate) / in_use, raise_rates=False)
+        if host.budget - in_use < rate + kept:
+            scale = (host.budget - rate - kept) / in_use
+            changes = self._rebalance(host, scale, raise_rates=False)
         share = Lease(self._next_lease_id, worker, server_name, SHARE_PARTITION, 0, rate)
         self._next_lease_id += 1
         self._shares[share.lease_id] = host.shares[share.lease_id] = share

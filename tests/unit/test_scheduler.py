@@ -409,6 +409,17 @@ def test_shares_never_hold_a_partition_back() -> None:
     assert sched.holders("museum") == [share, lease]
 
 
+def test_many_shares_still_leave_room_for_the_hosts_partition() -> None:
+    # Found by the property test: the first shares were cut large while they were few, and
+    # the third took the last of the budget, so the partition's lease could never open.
+    sched = scheduler(parts("museum", 1), {"museum": 4.0}, n_workers=3)
+    for worker in range(3):
+        sched.open_share(worker, "museum")
+    (lease,) = sched.acquire(0, 0.0, 1)
+    assert lease.rate > 0
+    assert sched.rate_in_use("museum") <= 4.0 + 1e-9
+
+
 def test_budget_changes_scale_shares_too() -> None:
     sched = scheduler([], {"cdn": 10.0})
     share, _ = sched.open_share(0, "cdn")
