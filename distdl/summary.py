@@ -50,16 +50,18 @@ def _scan_done(layout: Layout, totals: DatasetTotals, with_codes: bool) -> None:
 
 
 def dataset_totals(layout: Layout, *, with_codes: bool = False) -> DatasetTotals:
-    from distdl.plan.planner import read_servers_table
-
+    """What the output folder holds. pyarrow only: this also writes the line a stop prints,
+    and a stop may land in the middle of importing Polars."""
     totals = DatasetTotals()
     if layout.servers_table.exists():
-        servers = read_servers_table(layout)
-        ignored = servers.filter(servers["ignored"])
-        planned = servers.filter(~servers["ignored"])
-        totals.partitions_planned = int(planned["total_batches"].sum() or 0)
-        totals.ignored_servers = ignored.height
-        totals.ignored_rows = int(ignored["total_urls"].sum() or 0)
+        columns = ["ignored", "total_urls", "total_batches"]
+        servers = pq.read_table(layout.servers_table, columns=columns).to_pylist()
+        ignored = [row for row in servers if row["ignored"]]
+        totals.partitions_planned = sum(
+            row["total_batches"] for row in servers if not row["ignored"]
+        )
+        totals.ignored_servers = len(ignored)
+        totals.ignored_rows = sum(row["total_urls"] for row in ignored)
     _scan_done(layout, totals, with_codes)
     return totals
 
