@@ -129,4 +129,6 @@ def safe_dir_name(server_name: str) -> str:
             out.append(char)
         else:
             out.append(f"%{byte:02X}")
-    return "".join(out) or "%00"
+    # The empty name gets a lone "%": every other "%" is followed by two hex digits, so
+    # no other name maps there (NUL, for one, is "%00").
+    return "".join(out) or "%"

@@ -172,6 +172,10 @@ def test_safe_dir_name_never_escapes_and_never_collides_with_the_reserved_folder
     assert root in target.parents
 
 
+def test_the_empty_name_and_nul_get_different_folders() -> None:
+    assert safe_dir_name("") != safe_dir_name("\x00")  # found by the property below
+
+
 @given(st.text(max_size=30), st.text(max_size=30))
 def test_safe_dir_name_is_injective(a: str, b: str) -> None:
     if a != b:
