@@ -80,48 +80,23 @@ def host_rates_figure(hosts: dict[str, list[Point]], critical: list[str]) -> go.
     for row, name in enumerate(names, start=1):
         points = hosts[name]
         times = [_mid(point) for point in points]
-        budget = [point.gauges.get("budget") for point in points]
-        show = row == 1
-        figure.add_scatter(
-            x=times,
-            y=budget,
-            name="budget req/s",
-            row=row,
-            col=1,
-            line={"color": "#1f77b4"},
-            showlegend=show,
-            legendgroup="b",
-        )
-        figure.add_scatter(
-            x=times,
-            y=_per_second(points, "requests"),
-            name="requests/s",
-            row=row,
-            col=1,
-            line={"color": "#2ca02c"},
-            showlegend=show,
-            legendgroup="r",
-        )
-        figure.add_scatter(
-            x=times,
-            y=_per_second(points, "rate_limited"),
-            name="429/s",
-            row=row,
-            col=1,
-            line={"color": "#d62728"},
-            showlegend=show,
-            legendgroup="t",
-        )
-        figure.add_scatter(
-            x=times,
-            y=_per_second(points, "server_errors"),
-            name="5xx/s",
-            row=row,
-            col=1,
-            line={"color": "#ff7f0e"},
-            showlegend=show,
-            legendgroup="s",
-        )
+        series = [
+            ("budget req/s", [point.gauges.get("budget") for point in points], "#1f77b4", "b"),
+            ("requests/s", _per_second(points, "requests"), "#2ca02c", "r"),
+            ("429/s", _per_second(points, "rate_limited"), "#d62728", "t"),
+            ("5xx/s", _per_second(points, "server_errors"), "#ff7f0e", "s"),
+        ]
+        for label, values, color, group in series:
+            figure.add_scatter(
+                x=times,
+                y=values,
+                name=label,
+                row=row,
+                col=1,
+                line={"color": color},
+                showlegend=row == 1,
+                legendgroup=group,
+            )
     figure.update_layout(title=HOST_RATES, height=220 * len(names) + 120)
     return figure
 
