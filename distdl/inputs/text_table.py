@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from distdl.errors import InputError
-from distdl.plan.reader import CHUNK_ROWS, CSV_BLOCK_BYTES
+from distdl.plan.reader import CSV_BLOCK_BYTES, chunk_tables, text_columns
 
 HEADER_PROBE_BYTES = 1024 * 1024
 
@@ -88,24 +88,10 @@ def _parse(
             quote_char=layout.quote or False,
             newlines_in_values=multiline,
         ),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=wanted,
-            column_types=dict.fromkeys(wanted, pa.string()),
-            strings_can_be_null=True,
-            null_values=[""],
-            quoted_strings_can_be_null=False,
-        ),
+        convert_options=text_columns(wanted),
     )
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in reader:
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows >= CHUNK_ROWS:
-            yield pa.Table.from_batches(pending).select(wanted)
-            pending, rows = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending).select(wanted)
+    for table in chunk_tables(reader):
+        yield table.select(wanted)
 
 
 def _arrow_encoding(encoding: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -91,24 +91,10 @@ class InputSource:
             _open_stream(self.path),
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
             parse_options=_parse_options(self.fmt, multiline_values),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted,
-                column_types=dict.fromkeys(wanted, pa.string()),
-                strings_can_be_null=True,
-                null_values=[""],
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=text_columns(wanted),
         )
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        for batch in reader:
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            if pending_rows >= CHUNK_ROWS:
-                yield self._complete(pa.Table.from_batches(pending))
-                pending, pending_rows = [], 0
-        if pending:
-            yield self._complete(pa.Table.from_batches(pending))
+        for table in chunk_tables(reader):
+            yield self._complete(table)
 
     def _parquet_chunks(self) -> Iterator[pa.Table]:
         # Streamed reads keep one row group's compressed column chunks out of memory
@@ -183,3 +169,29 @@ def _parse_options(fmt: InputFormat, multiline_values: bool) -> pacsv.ParseOptio
     if fmt == "tsv":
         return pacsv.ParseOptions(delimiter="\t", quote_char=False)
     return pacsv.ParseOptions(delimiter=",", newlines_in_values=multiline_values)
+
+
+def text_columns(wanted: list[str]) -> pacsv.ConvertOptions:
+    """Read ``wanted`` as text: an empty unquoted field is null, a quoted ``""`` is not."""
+    return pacsv.ConvertOptions(
+        include_columns=wanted,
+        column_types=dict.fromkeys(wanted, pa.string()),
+        strings_can_be_null=True,
+        null_values=[""],
+        quoted_strings_can_be_null=False,
+    )
+
+
+def chunk_tables(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Streamed record batches regrouped into tables of at least ``CHUNK_ROWS`` rows (the
+    last one fewer): memory stays one chunk whatever the file's size."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= CHUNK_ROWS:
+            yield pa.Table.from_batches(pending)
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)

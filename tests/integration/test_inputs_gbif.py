@@ -170,7 +170,7 @@ def test_hand_made_rows_are_planned_rejected_or_filtered_exactly_as_counted_by_h
 ) -> None:
     # Small chunks: the repeats below sit in other chunks than their first occurrence.
     monkeypatch.setattr("distdl.inputs.text_table.CSV_BLOCK_BYTES", 64 * 1024)
-    monkeypatch.setattr("distdl.inputs.text_table.CHUNK_ROWS", 700)
+    monkeypatch.setattr("distdl.plan.reader.CHUNK_ROWS", 700)  # chunk_tables reads it
     passes: list[bool] = []
     needs_a_pass = planner._repeats_need_a_pass
 
