@@ -293,7 +293,7 @@ class LeaseScheduler:
         kept = rate * max(0, slots - len(host.leases))
         in_use = host.rate_in_use()
         changes: list[RateChange] = []
-        if host.budget - in_use < rate + kept:
+        if in_use > 0 and host.budget - in_use < rate + kept:
             scale = (host.budget - rate - kept) / in_use
             changes = self._rebalance(host, scale, raise_rates=False)
         share = Lease(self._next_lease_id, worker, server_name, SHARE_PARTITION, 0, rate)

@@ -420,6 +420,19 @@ def test_many_shares_still_leave_room_for_the_hosts_partition() -> None:
     assert sched.rate_in_use("museum") <= 4.0 + 1e-9
 
 
+@pytest.mark.parametrize("budget", [0.3, 3.3, 28.13, 149.7])  # 28.13 over 4 rounds up
+@pytest.mark.parametrize("n_partitions", [1, 3, 5])
+def test_a_share_on_a_host_nobody_holds_yet_needs_no_room_made(
+    budget: float, n_partitions: int
+) -> None:
+    # Nothing to scale down: the share and the kept slots are the whole budget, whatever
+    # the rounding of their sum (found by the property test as a division by zero).
+    sched = scheduler(parts("museum", n_partitions), {"museum": budget})
+    share, changes = sched.open_share(1, "museum")
+    assert changes == []
+    assert 0 < share.rate <= budget
+
+
 def test_budget_changes_scale_shares_too() -> None:
     sched = scheduler([], {"cdn": 10.0})
     share, _ = sched.open_share(0, "cdn")
