@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from slurm_jobs import clear_orphaned_mpich_segments, slurm_is_up
 from support import assert_exactly_once, layout_of, write_config
 
 from distdl.testing.fleet import HostSpec
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import write_url_list
 
-
-def _slurm_is_up() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
-        return False
-    try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "is UP" in ping.stdout
-
-
 # CI sets DISTDL_REQUIRE_SLURM=1 after starting a cluster, so there a missing Slurm fails.
-HAVE_SLURM = _slurm_is_up()
+HAVE_SLURM = slurm_is_up()
 pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(
@@ -45,6 +34,7 @@ def _sbatch(tmp_path: Path, body: str, ntasks: int) -> tuple[int, str]:
         f"#SBATCH --ntasks={ntasks}\n#SBATCH --time=00:05:00\n#SBATCH --output={output}\n"
         f"cd {tmp_path}\n{body}\n"
     )
+    clear_orphaned_mpich_segments()
     result = subprocess.run(
         ["sbatch", "--wait", str(script)], capture_output=True, text=True, timeout=280
     )

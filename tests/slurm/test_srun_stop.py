@@ -5,7 +5,6 @@ is noticed by rank 0, which gives its partitions to the others."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from slurm_jobs import clear_orphaned_mpich_segments, job_state, slurm_is_up
 from stop_harness import (
     assert_resumed_exactly_once,
     copy_of,
@@ -27,21 +27,10 @@ from distdl.io.checkpoint import Checkpoint
 from distdl.io.markers import completed_partitions
 from distdl.testing.fleet_thread import FleetThread
 
-
-def _slurm_is_up() -> bool:
-    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
-        return False
-    try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "is UP" in ping.stdout
-
-
 pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(
-        not _slurm_is_up() and os.environ.get("DISTDL_REQUIRE_SLURM") != "1",
+        not slurm_is_up() and os.environ.get("DISTDL_REQUIRE_SLURM") != "1",
         reason="no running Slurm here (CI starts one with shared/tools/slurm-up.sh)",
     ),
 ]
@@ -77,6 +66,7 @@ class Job:
             f"srun --mpi=pmi2 {sys.executable} -m distdl run {config}\n"
             "echo SRUN_EXIT=$?\n"
         )
+        clear_orphaned_mpich_segments()
         submitted = subprocess.run(
             ["sbatch", "--parsable", str(script)],
             capture_output=True,
@@ -114,7 +104,10 @@ def _wait_for_partitions(config: Path, job: Job, done: int) -> None:
     images = layout_of(config).images
     deadline = time.monotonic() + 120
     while len(completed_partitions(images)) < done:
-        assert time.monotonic() < deadline, job.output.read_text(errors="replace")
+        assert time.monotonic() < deadline, (
+            f"job {job.id} ({job_state(job.id)}) finished no partition in 120 s; "
+            f"its output: {job.output.read_text(errors='replace')!r}"
+        )
         time.sleep(0.05)
 
 
