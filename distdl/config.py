@@ -27,6 +27,7 @@ from pydantic import (
 
 from distdl.core.byte_size import format_byte_size, parse_byte_size
 from distdl.core.liveness import DEFAULT_SILENCE_LIMIT, MIN_SILENCE_LIMIT
+from distdl.core.proxies import normalize_proxy_url
 from distdl.errors import ConfigError
 
 LoggerLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -146,6 +147,11 @@ class DownloaderParameters(_Strict):
     ca_bundle: Path | None = Field(
         None, description="PEM file of CAs trusted besides the system's (a site CA)"
     )
+    proxy: str | Literal[False] | None = Field(
+        None,
+        description="proxy URL for every request (NO_PROXY still applies); false: none, even "
+        "if the environment names one; unset: HTTPS_PROXY/HTTP_PROXY/NO_PROXY decide",
+    )
 
     @field_validator("memory_per_rank", mode="before")
     @classmethod
@@ -173,6 +179,15 @@ class DownloaderParameters(_Strict):
                 f"set memory_per_rank to at least {need} bytes, or lower max_image_pixels "
                 "or max_image_bytes"
             )
+        return value
+
+    @field_validator("proxy", mode="before")
+    @classmethod
+    def _proxy_url(cls, value: object) -> object:
+        if value is True:
+            raise ValueError("true is not a proxy: give its URL, or false for none")
+        if isinstance(value, str):
+            return normalize_proxy_url(value)
         return value
 
     @field_validator("header")

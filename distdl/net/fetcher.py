@@ -11,6 +11,11 @@ to, so the caller follows them (see :mod:`distdl.runtime.lease_runner`). A 3xx w
 an http(s) URL with a valid host; a location that is not is ``INVALID_REDIRECT``. Every
 answer carries ``peer_ip``, the address it came from, for the caller's redirect safety check.
 
+A URL that ``settings.proxies`` sends through a forward proxy (:mod:`distdl.net.proxy`) is
+answered by the proxy's socket, and the client never learns the target's address: its
+``peer_ip`` is then the URL's host when that is an IP literal, else None (a name, resolved
+by the proxy alone; see :mod:`distdl.net.addresses`).
+
 A 2xx answer with an empty body is returned as a success with ``body == b""``: deciding
 that zero bytes are not an image (``UNDECODABLE``) is the image pipeline's job.
 
@@ -38,6 +43,8 @@ from yarl import URL
 
 from distdl.core import codes
 from distdl.core.urls import classify_url
+from distdl.net.addresses import literal_ip
+from distdl.net.proxy import proxied_request
 from distdl.net.session import PeerAwareResponse, make_timeout
 from distdl.net.settings import FetchSettings
 
@@ -96,22 +103,26 @@ class AiohttpFetcher:
 
     async def fetch(self, url: str) -> FetchResult:
         started = time.monotonic()
+        proxy_url = self._settings.proxies.proxy_for(url)
+        how = proxied_request(url, proxy_url, self._headers)
         try:
             async with self._session.get(
                 url,
-                headers=self._headers,
+                headers=how.headers,
+                proxy=how.proxy,
+                proxy_headers=how.proxy_headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                return await self._read_response(url, resp, started)
+                peer = literal_ip(url) if proxy_url is not None else _peer_ip(resp)
+                return await self._read_response(url, resp, started, peer)
         except Exception as exc:  # CancelledError is a BaseException: it propagates
             code, msg = map_exception(exc, self._settings)
             return _result(url, None, code, msg, None, started, peer=None)
 
     async def _read_response(
-        self, url: str, resp: aiohttp.ClientResponse, started: float
+        self, url: str, resp: aiohttp.ClientResponse, started: float, peer: str | None
     ) -> FetchResult:
-        peer = _peer_ip(resp)
         if not 200 <= resp.status < 300:
             error_body = await _read_error_body(resp)
             message = _status_message(resp, error_body)
@@ -302,6 +313,20 @@ def _map_timeout(exc: BaseException, settings: FetchSettings | None) -> _Mapped 
     return None
 
 
+def _map_proxy(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
+    # Before payload and connection errors: a refused tunnel is a ClientResponseError, and
+    # a proxy that cannot be reached a ClientConnectorError. Either way the target was not
+    # reached, which is what a connection error says to the host's breaker.
+    if isinstance(exc, ce.ClientHttpProxyError):
+        return codes.CONNECTION_ERROR, f"proxy refused the tunnel: HTTP {exc.status} {exc.message}"
+    if isinstance(exc, ce.ClientProxyConnectionError):
+        return (
+            codes.CONNECTION_ERROR,
+            f"cannot connect to proxy {exc.host}:{exc.port}: {exc.strerror}",
+        )
+    return None
+
+
 def _map_payload(exc: BaseException, settings: FetchSettings | None) -> _Mapped | None:
     if isinstance(exc, ce.ClientPayloadError | http_exceptions.HttpProcessingError):
         return codes.PAYLOAD_ERROR, f"bad response body: {exc}"
@@ -332,6 +357,7 @@ _MAPPERS: tuple[Callable[[BaseException, FetchSettings | None], _Mapped | None],
     _map_ssl,
     _map_dns,
     _map_timeout,
+    _map_proxy,
     _map_payload,
     _map_connection,
 )

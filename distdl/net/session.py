@@ -84,6 +84,9 @@ def make_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
         raise_for_status=False,
+        # The proxy variables are honoured, but read by distdl.core.proxies (NO_PROXY matched
+        # against server keys) and passed per request by the fetcher: aiohttp's trust_env
+        # would match NO_PROXY its own way and also send credentials from ~/.netrc.
         trust_env=False,
         response_class=PeerAwareResponse,
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from distdl.config import DownloaderParameters
+from distdl.core.proxies import DIRECT, ProxyChoice, choose_proxies
+from distdl.errors import ConfigError
 from distdl.net.headers import resolve_headers
 
 DEFAULT_CONNECTIONS_LIMIT = 256
@@ -22,6 +25,8 @@ class FetchSettings:
 
     ``headers`` is the resolved set sent with every request, User-Agent included.
     ``max_redirects`` is how many redirects are *followed* (0 = none).
+    ``proxies`` says which forward proxy each URL goes through (none by default; the
+    config and the environment decide in :meth:`from_config`).
     """
 
     connect_timeout: float = 10.0
@@ -34,6 +39,7 @@ class FetchSettings:
     dns_cache_ttl: int = 300
     keepalive_timeout: float = 30.0
     ca_bundle: Path | None = None  # CAs trusted besides the system's (SSL_CERT_FILE works too)
+    proxies: ProxyChoice = DIRECT
 
     def __post_init__(self) -> None:
         # A private copy, so a caller mutating its dict cannot change a frozen settings object.
@@ -47,7 +53,15 @@ class FetchSettings:
             raise ValueError("FetchSettings.max_redirects and dns_cache_ttl must be >= 0")
 
     @classmethod
-    def from_config(cls, params: DownloaderParameters) -> FetchSettings:
+    def from_config(
+        cls, params: DownloaderParameters, environ: Mapping[str, str] | None = None
+    ) -> FetchSettings:
+        """The settings of ``params``; the proxy variables are read from ``environ``
+        (``os.environ`` by default). ConfigError names a proxy variable that is unusable."""
+        try:
+            proxies = choose_proxies(params.proxy, os.environ if environ is None else environ)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         # The pool must never be the hidden bottleneck under the per-host caps that the
         # worker enforces: leases x in-flight requests per host can all be open at once.
         wanted_connections = params.leases_per_worker * params.max_in_flight_per_host
@@ -60,4 +74,5 @@ class FetchSettings:
             headers=resolve_headers(params.header, params.contact),
             connections_limit=max(DEFAULT_CONNECTIONS_LIMIT, wanted_connections),
             ca_bundle=params.ca_bundle,
+            proxies=proxies,
         )

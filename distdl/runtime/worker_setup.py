@@ -64,7 +64,7 @@ async def open_worker(
             network = WorkerNetwork(
                 fetcher=AiohttpFetcher(session, fetch_settings),
                 robots_fetcher=robots_fetcher(session, fetch_settings),
-                lookup=ResolverLookup(resolver),
+                lookup=ResolverLookup(resolver, fetch_settings.proxies),
             )
             yield Worker(
                 channel,
