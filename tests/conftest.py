@@ -5,6 +5,7 @@ runs, real-signal stops) run only when asked for: ``pytest -m slow`` for them al
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pytest
 
 # Shared test helpers live in tests/support.py.
 sys.path.insert(0, str(Path(__file__).parent))
+
+# A developer's proxy (HTTPS_PROXY, no_proxy, ALL_PROXY, ...) must not change what a test
+# sees: distdl honours these variables, and so do the processes the tests start. Cleared at
+# import, before any fixture; tests/integration/test_proxy.py sets its own.
+for _name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+    del os.environ[_name]
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

@@ -189,7 +189,9 @@ def _split_port(entry: str) -> tuple[str, int | None] | None:
     """``(host, port)`` of ``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6
     address; None when the port is not a number."""
     if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None
         port_text = rest.removeprefix(":") if rest else ""
     elif entry.count(":") == 1:
         host, _, port_text = entry.partition(":")

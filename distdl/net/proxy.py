@@ -10,11 +10,11 @@ where the proxy reads them: on the ``CONNECT`` for https, on the request itself 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from aiohttp import BasicAuth
 from yarl import URL
 
 PROXY_AUTHORIZATION = "Proxy-Authorization"
@@ -34,7 +34,9 @@ def _split_credentials(proxy_url: str) -> tuple[URL, str | None]:
     parsed = URL(proxy_url)
     if parsed.user is None:
         return parsed, None
-    authorization = BasicAuth(parsed.user, parsed.password or "").encode()
+    # Basic credentials (RFC 7617) in UTF-8, as curl sends them; yarl has percent-decoded them.
+    credentials = f"{parsed.user}:{parsed.password or ''}".encode()
+    authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
     return parsed.with_user(None), authorization
 
 
