@@ -58,8 +58,10 @@ Each rule: *signal in a window* → reaction. *Why.*
    above. *Most hosts take the expected rate; past it a burst allowance may hide an
    overshoot for longer.*
 9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
-   to it (in ratio). *A refusal on the way lowers the ceiling there: a bisection.*
-10. Clean for ``probe_answers`` and ``probe_seconds`` at the top → probe + ``probe_step``,
+   to it (in ratio; the last ``probe_step`` at once). *A refusal on the way lowers the
+   ceiling there: a bisection.*
+10. Clean for ``probe_answers`` (or ``probe_wait_seconds`` of answers on a slow host) and
+    ``probe_seconds`` at the top → probe + ``probe_step``,
     doubling while probes pass; clean ``raised_limit`` × above the ceiling for a period
     → the ceiling is forgotten; a probe refused at once doubles the wait for the next.
     *The limit may have risen; probes are rare and small, so they cost few 429s.*
@@ -138,6 +140,11 @@ class ThrottleSettings:
     # that a failed probe's 429 or two is well under 1% of the answers.
     probe_answers: int = 100
     probe_seconds: float = 5.0
+    # …but never more than this many seconds of answers: at 1 req/s, 100 answers are
+    # 100 s a probe, and a slow host whose limit came back after a drop would creep back
+    # over many minutes. A failed probe there costs one 429 in 20 answers, within the
+    # 10% a host may be refused.
+    probe_wait_seconds: float = 20.0
     probe_step: float = 0.05
     max_probe_step: float = 0.4
     # Clean for a probe period at this multiple of the ceiling, the limit was raised: the
@@ -592,7 +599,9 @@ class HostThrottle:
                 return
             # Halve the distance to the top, in ratio: a refusal on the way lowers the
             # ceiling to where it happened, so the search narrows like a bisection.
-            step = max(math.sqrt(top / state.rate), 1 + settings.probe_step / 5)
+            step = math.sqrt(top / state.rate)
+            if step < 1 + settings.probe_step:
+                step = top / state.rate  # the last bit in one step, not a 1% crawl
             self._set_rate(min(top, state.rate * step), now)
         elif self._probe_due(now):
             self._probe(now)
@@ -612,7 +621,8 @@ class HostThrottle:
             return False  # a share of a known limit: nothing to look for above it
         backoff = min(2**state.probe_failures, settings.max_probe_backoff)
         return (
-            state.clean_answers >= settings.probe_answers * backoff
+            state.clean_answers
+            >= min(settings.probe_answers, state.rate * settings.probe_wait_seconds) * backoff
             and now - state.clean_since >= settings.probe_seconds * backoff
         )
 

@@ -93,6 +93,36 @@ def test_follows_a_limit_that_drops_and_finds_it_again_when_it_recovers() -> Non
         assert stats.refused_share < 0.02
 
 
+def test_a_slow_host_whose_limit_came_back_is_regained_within_minutes_not_hours() -> None:
+    # At 1–2 req/s a probe waiting for 100 answers waits 100 s: the limit that came back
+    # at 60 s would be regained only after several such probes.
+    for seed in SEEDS:
+        host = HostModel(2.0, burst=0.3, seed=seed)
+        host.change_limit(at=20.0, limit=1.0)
+        host.change_limit(at=60.0, limit=2.0)
+        _, stats = _run(host, seconds=400.0)
+        assert stats.mean_rate(250.0, 400.0) >= 0.75 * 2.0
+        assert stats.refused_share < 0.05
+
+
+def test_recovery_below_the_ceiling_ends_in_one_step_not_a_crawl() -> None:
+    # Halving the distance to the top (in ratio) never reaches it: the last few percent
+    # are one step, and what follows are probes.
+    settings = ThrottleSettings(start_rate=10.0)
+    throttle = HostThrottle(settings, now=0.0, known=True)
+    now = 0.0
+    throttle.observe(Feedback(ok=5, rate_limited=5), now)  # measured: cut, ceiling set
+    top = settings.settle_share * throttle.ceiling
+    rates = [throttle.rate]
+    while throttle.rate < top and now < 600.0:
+        now += 0.25
+        throttle.observe(Feedback(ok=max(1, round(throttle.rate / 4))), now)
+        if throttle.rate != rates[-1]:
+            rates.append(throttle.rate)
+    assert throttle.rate == pytest.approx(top)
+    assert len(rates) <= 5
+
+
 def test_retry_after_on_a_refusal_pauses_the_whole_host() -> None:
     host = HostModel(10.0, burst=0.25, seed=0, retry_after=2.0)
     throttle, stats = _run(host)
