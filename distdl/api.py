@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distdl.cluster.environment import original_environment
 from distdl.config import Config, load_config
 from distdl.core.stopping import DEFAULT_GRACE, stopped_line
 from distdl.errors import AlreadyReported, RankFailure, RunStopped
@@ -24,7 +25,14 @@ from distdl.io.lock import OutputLock
 from distdl.layout import Layout
 from distdl.reset import reset_output
 from distdl.runtime.event_loop import run_loop
-from distdl.runtime.launch import RanksExit, default_rank_count, launch_local_ranks, stop_grace
+from distdl.runtime.job_deadline import job_deadline
+from distdl.runtime.launch import (
+    RanksExit,
+    default_rank_count,
+    launch_local_ranks,
+    stop_grace,
+    was_launched_by_us,
+)
 from distdl.runtime.logs import configure_logging
 from distdl.runtime.mpi_channel import (
     MpiChannel,
@@ -76,6 +84,8 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     """Raises RunStopped when SIGINT, SIGTERM or SIGUSR1 stopped it (gracefully)."""
     config = load_config(config_path)
     layout = Layout.from_config(config)
+    # The original tool's variables, for every rank and what users run from it.
+    os.environ.update(original_environment(config, config_path))
     world = launched_world_size()
     if world is not None and world > 1:
         return _run_as_mpi_rank(config, layout, options, str(config_path))
@@ -83,12 +93,23 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     configure_logging(layout, 0, level, console=True, quiet=options.quiet)
     signum: int | None = None
     try:
-        with raising_stop_signals(), OutputLock(layout.root, _lock_command(options, config_path)):
+        with (
+            raising_stop_signals(),
+            OutputLock(layout.root, _lock_command(options, config_path)),
+            _job_deadline(config, leads=True),
+        ):
             return _run_here(config, layout, options, config_path)
     except (KeyboardInterrupt, StopSignal) as exc:
         signum = stop_signal_of(exc)
     assert signum is not None
     raise RunStopped(signum, _stopped_line(layout, str(config_path)))
+
+
+def _job_deadline(config: Config, *, leads: bool) -> contextlib.AbstractContextManager[object]:
+    """In a Slurm job, the process that leads the run stops it ``slurm.stop_margin`` seconds
+    before the job's time limit (see :mod:`distdl.runtime.job_deadline`)."""
+    watch = job_deadline(config.slurm.stop_margin) if leads else None
+    return watch if watch is not None else contextlib.nullcontext()
 
 
 def _stopped_line(layout: Layout, config_path: str) -> str:
@@ -224,6 +245,8 @@ def _run_as_mpi_rank(
                 held.enter_context(lock)
 
             on_rank0(comm, take_lock)
+            # Ranks that `distdl run` launched are stopped by it: it holds the deadline.
+            held.enter_context(_job_deadline(config, leads=rank == 0 and not was_launched_by_us()))
             return _run_mpi_stages(config, layout, options, config_path, comm)
     except (KeyboardInterrupt, StopSignal) as exc:
         signum = stop_signal_of(exc)

@@ -258,6 +258,58 @@ def report_command(
     out.print(f"report: {path}", soft_wrap=True, markup=False)
 
 
+@app.command("submit")
+def submit_command(
+    config: ConfigArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the job script and sbatch commands only")
+    ] = False,
+    tools: Annotated[
+        str | None, typer.Option("--tools", help="submit this tool instead of the download")
+    ] = None,
+    nodes: Annotated[
+        int | None, typer.Option(min=1, help="nodes per job (default: max_nodes)")
+    ] = None,
+    ntasks_per_node: Annotated[
+        int | None,
+        typer.Option(min=1, help="MPI tasks per node (default: workers_per_node)"),
+    ] = None,
+) -> None:
+    """Submit a chain of Slurm jobs (num_downloads of them; num_workers for --tools), each
+    starting after the last ended and resuming where it stopped."""
+    from distdl.cluster.submit import build_chain, dry_run_text, submit_chain, submitted_text
+    from distdl.config import load_config
+    from distdl.layout import Layout
+
+    def submit() -> str:
+        loaded = load_config(config)
+        chain = build_chain(
+            loaded, config, tool=tools, nodes=nodes, ntasks_per_node=ntasks_per_node
+        )
+        if dry_run:
+            return dry_run_text(chain)
+        layout = Layout.from_config(loaded)
+        return submitted_text(chain, submit_chain(chain, layout), layout, str(config))
+
+    out.print(_guarded(submit), soft_wrap=True, markup=False, highlight=False)
+
+
+@app.command("env")
+def env_command(
+    config: ConfigArg,
+    tool: Annotated[
+        str | None, typer.Option("--tool", help="add the tool's OUTPUT_TOOLS_LOGS_FOLDER")
+    ] = None,
+) -> None:
+    """Print the original tool's environment variables (CONFIG_PATH, PATH_TO_OUTPUT,
+    OUTPUT_*, DOWNLOADER_*, TOOLS_*) as export lines: eval "$(distdl env CONFIG)"."""
+    from distdl.cluster.environment import export_lines, original_environment
+    from distdl.config import load_config
+
+    loaded = _guarded(lambda: load_config(config))
+    sys.stdout.write("\n".join(export_lines(original_environment(loaded, config, tool))) + "\n")
+
+
 @app.command("doctor")
 def doctor_command(
     config: Annotated[

@@ -96,10 +96,24 @@ def _nesting(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
 
 class DownloaderParameters(_Strict):
     # --- the original tool's keys -------------------------------------------------------
-    num_downloads: int = Field(1, ge=1, description="download passes over the failures")
-    max_nodes: int = Field(1, ge=1)
-    workers_per_node: int = Field(2, ge=1)
-    cpu_per_worker: int = Field(1, ge=1, description="image decoder processes per rank")
+    num_downloads: int = Field(
+        1,
+        ge=1,
+        description="jobs in a `distdl submit` chain, each resuming where the last stopped; "
+        "outside Slurm it does nothing",
+    )
+    max_nodes: int = Field(
+        1, ge=1, description="nodes of each `distdl submit` job; outside Slurm it does nothing"
+    )
+    workers_per_node: int = Field(
+        2,
+        ge=1,
+        description="MPI tasks per node of each `distdl submit` job (rank 0 of them "
+        "coordinates); outside Slurm it does nothing",
+    )
+    cpu_per_worker: int = Field(
+        1, ge=1, description="image decoder processes per rank (a submitted job's cpus-per-task)"
+    )
     header: bool | dict[str, str] | str = True
     image_size: int = Field(720, gt=0, description="longer side after resizing (downscale only)")
     logger_level: LoggerLevel = "INFO"
@@ -211,6 +225,42 @@ class ToolsParameters(_Strict):
     new_resize_size: int = Field(720, gt=0)
 
 
+class SlurmSettings(_Strict):
+    """How `distdl submit` runs jobs on a Slurm cluster: only what differs between sites.
+
+    A key left unset falls back to the environment (see :mod:`distdl.cluster.site`).
+    """
+
+    account: str | None = Field(None, description="sbatch --account (else $SBATCH_ACCOUNT)")
+    partition: str | None = Field(
+        None, description="sbatch --partition (else $SBATCH_PARTITION)"
+    )
+    time: str | None = Field(
+        None, description="each job's time limit, as sbatch --time takes it (else the site's)"
+    )
+    modules: list[str] | None = Field(
+        None, description="`module load`ed before srun (else $DISTDL_MODULES)"
+    )
+    virtualenv: Path | None = Field(
+        None, description="activated before srun (else $VIRTUAL_ENV, else this Python)"
+    )
+    mpi: str | None = Field(
+        None, description="srun --mpi plugin (else $DISTDL_SRUN_MPI, else pmi2)"
+    )
+    stop_margin: float = Field(
+        120.0,
+        ge=0,
+        description="seconds before its time limit at which a download job stops gracefully",
+    )
+    sbatch_options: list[str] = Field(
+        [], description="more sbatch options, as written after #SBATCH (--qos=long)"
+    )
+    pre_script: Path | None = Field(None, description="run by bash before srun, in the job")
+    post_script: Path | None = Field(
+        None, description="run by bash after srun, in the job, whatever srun's exit"
+    )
+
+
 InputPreset = Literal["gbif", "inaturalist", "csv"]
 
 
@@ -269,6 +319,7 @@ class Config(_Strict):
     input_filters: InputFilters = InputFilters()
     input_sampling: InputSampling | None = None
     previous_output: Path | None = None
+    slurm: SlurmSettings = SlurmSettings()
 
 
 INPUT_KEYS = (
@@ -328,6 +379,10 @@ def parse_config(data: object, base_dir: Path) -> Config:
     config.path_to_output = _expand(config.path_to_output, base_dir)
     if config.previous_output is not None:
         config.previous_output = _expand(config.previous_output, base_dir)
+    slurm = config.slurm
+    for key in ("virtualenv", "pre_script", "post_script"):
+        if getattr(slurm, key) is not None:
+            setattr(slurm, key, _expand(getattr(slurm, key), base_dir))
     params = config.downloader_parameters
     if params.ca_bundle is not None:
         params.ca_bundle = _expand(params.ca_bundle, base_dir)

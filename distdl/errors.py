@@ -11,6 +11,7 @@ bad input that stops a whole run, and for bugs.
       PartitionError   (5)      a partition failed as a whole (host, partition, cause)
       RankFailure      (6)      a rank died or raised; the run is failed, never "succeeds"
       LaunchError      (7)      no MPI launcher could be started
+        SubmitError             sbatch refused a job of a ``distdl submit`` chain
       ToolError        (8)
         ToolNotFoundError
       OutputLockedError (9)     another distdl run holds the output folder's lock
@@ -66,6 +67,10 @@ class RankFailure(DistdlError):
 
 class LaunchError(DistdlError):
     exit_code = 7
+
+
+class SubmitError(LaunchError):
+    """sbatch refused a job (its message is in ours), or printed no job id."""
 
 
 class RunStopped(DistdlError):

@@ -29,7 +29,11 @@ rank 0 rewrites every few seconds (:mod:`distdl.runtime.progress`).
   ``rows`` {planned, settled, successes, errors: as that run counted them},
   ``rates`` {rows_per_s, images_per_s, bytes_per_s, requests_per_s, rate_limited_share},
   ``answers`` {requests, ok, rate_limited, server_errors, timeouts}, ``bytes``};
-- ``previous``: [{``path``, ``bytes``}]: folders a reset moved aside (``.previous-*``).
+- ``previous``: [{``path``, ``bytes``}]: folders a reset moved aside (``.previous-*``);
+- ``slurm``: null, or the last ``distdl submit`` chain: {``kind`` (download/tools),
+  ``tool``, ``submitted_at``, ``jobs``: [{``id``, ``state``}]} (state from squeue, else
+  sacct; ``ENDED`` once squeue no longer lists it and sacct cannot say; null when neither
+  answers).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distdl.cluster.chain import chain_status, render_chain
 from distdl.config import Config
 from distdl.core.codes import describe
 from distdl.core.eta import (
@@ -269,6 +274,7 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
         "previous": [
             {"path": str(path), "bytes": size_of(path)} for path in previous_entries(layout)
         ],
+        "slurm": chain_status(layout),
     }
 
 
@@ -375,6 +381,8 @@ def render_status(status: dict[str, Any], *, sort: str = "rows_left", limit: int
         lines.append(f"moved aside by a reset: {previous['path']} ({size:.1f} MB)")
     if status["previous"]:
         lines.append("  remove them with: distdl reset CONFIG --purge-previous")
+    if status.get("slurm"):
+        lines += render_chain(status["slurm"])
     return "\n".join(lines)
 
 

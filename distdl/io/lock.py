@@ -31,6 +31,10 @@ The algorithm
   "stale" holder that was merely frozen and releases its lock at that very instant could
   slip through; the heartbeat of the run that lost would then report it.) A take-over is
   logged as a warning naming the previous holder.
+* **Slurm job chains.** A holder running in a Slurm job records its job id. A job of a
+  ``distdl submit`` chain starts only after the job before it ended (``afterany``), and
+  knows that job's id (``DISTDL_AFTER_JOB``): a lock that job left (killed at its time
+  limit, on another node whose processes this host cannot see) is taken over at once.
 * **Release** (on every exit, exceptions included): stop the heartbeat, delete the file if
   the path still names ours.
 
@@ -79,6 +83,8 @@ from distdl.io.lock_file import (
 log = logging.getLogger("distdl.lock")
 
 TOKEN_ENV = "DISTDL_LOCK_TOKEN"  # ranks started by the holder borrow its lock
+JOB_ENV = "SLURM_JOB_ID"  # recorded in the lock
+AFTER_JOB_ENV = "DISTDL_AFTER_JOB"  # the ended Slurm job this one follows in a chain
 HEARTBEAT_INTERVAL = 30.0  # seconds between two heartbeats of the holder
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a lock is taken over
 _TAKE_PATIENCE = 15.0  # seconds to keep trying while another process takes over
@@ -162,6 +168,7 @@ class OutputLock:
             heartbeat_at=now,
             command=self.command,
             token=secrets.token_hex(8),
+            job_id=os.environ.get(JOB_ENV) or None,
         )
         self._fd = fd
         try:
@@ -178,6 +185,9 @@ class OutputLock:
     def _stale_reason(self, state: LockState) -> str | None:
         if state.holder is not None and process_gone(state.holder):
             return f"its process {state.holder.pid} on this host is gone"
+        after = os.environ.get(AFTER_JOB_ENV)
+        if after and state.holder is not None and state.holder.job_id == after:
+            return f"its Slurm job {after} has ended: this job runs after it"
         if state.age > self.stale_after:
             return f"its last heartbeat is {state.age:.0f} s old"
         return None

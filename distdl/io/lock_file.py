@@ -40,6 +40,7 @@ class LockHolder:
     heartbeat_at: str
     command: str
     token: str
+    job_id: str | None = None  # the Slurm job of the holder, when it runs in one
 
     def to_bytes(self) -> bytes:
         # Fixed key order and fixed-width times: every heartbeat rewrites the same length.
@@ -50,12 +51,19 @@ class LockHolder:
         """The record, or None while it is being written (or when it is damaged)."""
         try:
             fields = json.loads(data)
-            return cls(**{name: fields[name] for name in cls.__dataclass_fields__})
-        except (ValueError, TypeError, KeyError):
+            # Records written before job ids were kept have none.
+            optional = {"job_id": fields.get("job_id")}
+            required = [name for name in cls.__dataclass_fields__ if name not in optional]
+            return cls(**{name: fields[name] for name in required}, **optional)
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
     def describe(self) -> str:
-        return f"`{self.command}` on host {self.host}, pid {self.pid}, started {self.started_at}"
+        job = f" (Slurm job {self.job_id})" if self.job_id else ""
+        return (
+            f"`{self.command}`{job} on host {self.host}, pid {self.pid}, "
+            f"started {self.started_at}"
+        )
 
 
 def process_gone(holder: LockHolder) -> bool:

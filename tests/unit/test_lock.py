@@ -225,3 +225,35 @@ def test_a_guard_left_by_a_taker_that_died_is_removed(tmp_path: Path) -> None:
     with OutputLock(tmp_path, "x") as lock:
         assert lock.took_over_from is not None and "node-4" in lock.took_over_from
     assert os.listdir(tmp_path) == []
+
+
+def test_a_lock_left_by_the_slurm_job_this_one_follows_is_taken_over_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The holder ran on another node (its process cannot be seen) with a fresh heartbeat:
+    # only the chain's knowledge that its job has ended makes it stale.
+    path = plant_lock(tmp_path, host="node-elsewhere", pid=4242)
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "job_id": "7001"}) + "\n")
+    monkeypatch.setenv("SLURM_JOB_ID", "7002")
+    monkeypatch.setenv("DISTDL_AFTER_JOB", "7000")  # another job: the lock stays theirs
+    with pytest.raises(OutputLockedError) as refused:
+        OutputLock(tmp_path, "distdl run a.yaml").acquire()
+    assert "Slurm job 7001" in str(refused.value)
+    monkeypatch.setenv("DISTDL_AFTER_JOB", "7001")
+    with OutputLock(tmp_path, "distdl run a.yaml") as lock:
+        assert lock.took_over_from is not None and "job 7001 has ended" in lock.took_over_from
+        assert json.loads(path.read_text())["job_id"] == "7002"
+
+
+def test_a_record_without_a_job_id_still_reads() -> None:
+    record = {
+        "host": "h",
+        "pid": 1,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "heartbeat_at": "2026-01-01T00:00:00+00:00",
+        "command": "distdl run",
+        "token": "t",
+    }
+    holder = LockHolder.parse(json.dumps(record).encode())
+    assert holder is not None and holder.job_id is None
