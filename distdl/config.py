@@ -232,9 +232,7 @@ class SlurmSettings(_Strict):
     """
 
     account: str | None = Field(None, description="sbatch --account (else $SBATCH_ACCOUNT)")
-    partition: str | None = Field(
-        None, description="sbatch --partition (else $SBATCH_PARTITION)"
-    )
+    partition: str | None = Field(None, description="sbatch --partition (else $SBATCH_PARTITION)")
     time: str | None = Field(
         None, description="each job's time limit, as sbatch --time takes it (else the site's)"
     )

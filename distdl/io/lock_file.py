@@ -61,8 +61,7 @@ class LockHolder:
     def describe(self) -> str:
         job = f" (Slurm job {self.job_id})" if self.job_id else ""
         return (
-            f"`{self.command}`{job} on host {self.host}, pid {self.pid}, "
-            f"started {self.started_at}"
+            f"`{self.command}`{job} on host {self.host}, pid {self.pid}, started {self.started_at}"
         )
 
 
