@@ -110,6 +110,7 @@ def run_one(seed: int) -> Outcome:
     kind, host, urls, default = draw(rng)
     limit = host.limit or host.knee or 1.0
     throttle = HostThrottle(ThrottleSettings(start_rate=default), now=0.0)
+    throttle.set_remaining(urls)  # rank 0 knows each host's URLs from the plan
     ideal = bound(kind, host, limit, urls)
     stats = simulate(
         throttle,

@@ -55,8 +55,9 @@ Each rule: *signal in a window* → reaction. *Why.*
    of its images must not be crawled at a fifth of its rate.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
    of the rate proves it) → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
-   above. *Most hosts take the expected rate; past it a burst allowance may hide an
-   overshoot for longer.*
+   above; no growth once the host's remaining URLs fit in ``growth_horizon`` at the next
+   rate. *Most hosts take the expected rate; past it a burst allowance may hide an
+   overshoot for longer; tiny hosts are not worth a fast ramp.*
 9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
    to it (in ratio; the last ``probe_step`` at once). *A refusal on the way lowers the
    ceiling there: a bisection.*
@@ -145,6 +146,11 @@ class ThrottleSettings:
     # over many minutes. A failed probe there costs one 429 in 20 answers, within the
     # 10% a host may be refused.
     probe_wait_seconds: float = 20.0
+    # Slow start grows no further once the host's remaining URLs would take less than this
+    # at the next rate: a host that is done within seconds anyway gains little from going
+    # faster, and each step up risks refusals at its crossing (a tiny host with a burst
+    # allowance lets the ramp run to 3× its limit before it refuses several at once).
+    growth_horizon: float = 10.0
     probe_step: float = 0.05
     max_probe_step: float = 0.4
     # Clean for a probe period at this multiple of the ceiling, the limit was raised: the
@@ -263,6 +269,7 @@ class _State:
     clean_answers: int = 0  # clean answers since the rate last changed
     clean_since: float = 0.0  # when the current clean stretch at this rate began
     probes_passed: int = 0  # probes in a row that passed while above the ceiling
+    remaining: float = math.inf  # URLs the host still has to serve, when rank 0 knows
     probe_failures: int = 0  # probes in a row refused at once
     probing: bool = False
     hold_until: float = -math.inf  # after a cut: answers to the old rate are dropped
@@ -350,6 +357,7 @@ class HostThrottle:
         state = self._state
         state.window = state.window.merged(feedback)
         state.since_refusal += feedback.total
+        state.remaining = max(0.0, state.remaining - feedback.ok)
         state.episode_ok += feedback.ok
         self._learn_latency(feedback)
         self._learn_from_403_retries(feedback, now)
@@ -591,7 +599,9 @@ class HostThrottle:
         state.clean_answers += window.total
         state.forbidden_series_rate = 0.0
         if state.phase == "slow_start":
-            self._set_rate(state.rate * self._growth(state.rate), now)
+            growth = self._growth(state.rate)
+            if state.remaining / (state.rate * growth) >= settings.growth_horizon:
+                self._set_rate(state.rate * growth, now)
             return
         top = self._top()
         if math.isfinite(top) and state.rate < top:
@@ -605,6 +615,10 @@ class HostThrottle:
             self._set_rate(min(top, state.rate * step), now)
         elif self._probe_due(now):
             self._probe(now)
+
+    def set_remaining(self, urls: float) -> None:
+        """How many URLs the host has left to serve (each OK answer counts one off)."""
+        self._state.remaining = urls
 
     def _top(self) -> float:
         """Where recovery heads: just under the ceiling, or rate_multiplier of that."""

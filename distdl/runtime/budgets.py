@@ -64,6 +64,7 @@ class HostBudgets:
         self._crawl_delays: dict[str, float | None] = {}
         self._seen: dict[str, Feedback] = {}
         self._unreachable: dict[str, str | None] = {}  # host -> why, when known
+        self._expected_urls: dict[str, int] = {}
         for server in servers:
             self.add(server, now)
 
@@ -87,6 +88,13 @@ class HostBudgets:
             self._throttles[server] = self._throttle_for(server, now)
             self._announced[server] = self._throttles[server].rate
         return self._throttles[server].rate
+
+    def expect_urls(self, urls_by_host: dict[str, int]) -> None:
+        """The URLs each host has left in this run: tiny hosts are not worth a fast ramp."""
+        self._expected_urls.update(urls_by_host)
+        for server, urls in urls_by_host.items():
+            if server in self._throttles:
+                self._throttles[server].set_remaining(urls)
 
     def _throttle_for(self, server: str, now: float) -> HostThrottle:
         base = self._base
@@ -132,6 +140,8 @@ class HostBudgets:
         if server not in self._throttles or rate_cap >= self._ceilings[server]:
             return None
         self._throttles[server] = self._throttle_for(server, now)
+        if server in self._expected_urls:
+            self._throttles[server].set_remaining(self._expected_urls[server])
         rate = self._throttles[server].rate
         self._announced[server] = rate
         return rate

@@ -49,6 +49,7 @@ def build_coordinator(
         rows_by_host[partition.server_name] = (
             rows_by_host.get(partition.server_name, 0) + partition.n_urls
         )
+    budgets.expect_urls(rows_by_host)
     shape = RunShape(len(workers), params.leases_per_worker, len(partitions))
     sinks: list[StateSink] = [*progress_view(console_mode(), params.progress_interval)]
     sinks.append(MetricsRecorder(layout.logs / METRICS_FILE))

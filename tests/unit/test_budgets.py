@@ -142,3 +142,20 @@ def test_an_unseen_row_is_a_guess_unless_its_ceiling_was_removed_by_hand(tmp_pat
         budgets.observe("edited.org", feedback, step * 0.5)
         assert budgets.rate("edited.org") <= 2.0 + 1e-9
     assert budgets.rate("guess.org") > 4.0  # learned past the guess
+
+
+def test_a_host_with_few_urls_left_is_not_ramped_like_a_big_one(tmp_path: Path) -> None:
+    layout, params = _setup(tmp_path, [])
+    hosts = ["tiny.org", "big.org", "robots.org"]
+    budgets = HostBudgets.from_profiles(layout, params, hosts, now=0.0)
+    budgets.expect_urls({"tiny.org": 12, "big.org": 100_000, "robots.org": 12})
+    # robots.txt rebuilds the controller: the host's URLs are still known to it.
+    budgets.apply_robots("robots.org", 40.0, None, 0.0)
+    for step in range(1, 40):
+        for host in hosts:
+            served = max(2, round(budgets.rate(host) * 0.5))  # the whole rate, used
+            budgets.observe(host, Feedback(ok=served), step * 0.5)
+    assert budgets.rate("big.org") >= 20.0
+    # Twelve URLs: done within seconds at a couple of requests a second.
+    assert budgets.rate("tiny.org") <= 3.0
+    assert budgets.rate("robots.org") <= 3.0

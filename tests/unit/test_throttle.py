@@ -29,6 +29,8 @@ def _run(
     **settings: float,
 ) -> tuple[HostThrottle, SimStats]:
     throttle = HostThrottle(ThrottleSettings(start_rate=start_rate, **settings), now=0.0)
+    if urls is not None:
+        throttle.set_remaining(urls)  # as rank 0 does from the plan
     stats = simulate(throttle, host, seconds, urls=urls, control_delay=DELAY)
     return throttle, stats
 
@@ -69,6 +71,18 @@ def test_a_tiny_host_is_never_stormed_whatever_the_default_rate(
         _, stats = _run(host, urls=40, seconds=200.0, start_rate=start_rate)
         assert stats.refused <= 2
         assert stats.max_in_window() <= 2 * limit + 1
+
+
+@pytest.mark.parametrize("start_rate", [3.0, 10.0])
+def test_a_tiny_host_with_a_burst_allowance_is_not_ramped_past_it(start_rate: float) -> None:
+    # A burst allowance hides the overshoot of a ramp until it drains; a host with a few
+    # dozen URLs is done at a modest rate, so its ramp stops before it gets there.
+    for seed, limit in itertools.product(SEEDS, [1.5, 2.5, 4.0]):
+        host = HostModel(limit, burst=2.0, seed=seed, jitter=0.005)
+        _, stats = _run(host, urls=40, seconds=200.0, start_rate=start_rate)
+        assert stats.refused <= 2
+        assert stats.time_to_finish is not None
+        assert stats.time_to_finish <= 40 / limit + 12.0
 
 
 def test_the_start_rate_is_reached_fast_and_passed_carefully() -> None:
