@@ -236,6 +236,8 @@ def _run_as_mpi_rank(
     rank = comm.Get_rank()
     level = config.downloader_parameters.logger_level
     configure_logging(layout, rank, level, console=rank == 0, quiet=options.quiet)
+    job = os.environ.get("SLURM_JOB_ID")
+    log.info("MPI rank %d of %d%s", rank, comm.Get_size(), f" in Slurm job {job}" if job else "")
     signum: int | None = None
     try:
         with raising_stop_signals(), contextlib.ExitStack() as held:
