@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distdl.cluster.environment import original_environment
-from distdl.config import Config, load_config
+from distdl.config import Config, load_config, proxy_choice
 from distdl.core.stopping import DEFAULT_GRACE, stopped_line
 from distdl.errors import AlreadyReported, RankFailure, RunStopped
 from distdl.io.checkpoint import Checkpoint
@@ -83,6 +83,7 @@ def download_images(config_path: str | os.PathLike[str], **options: object) -> R
 def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions()) -> RunOutcome:
     """Raises RunStopped when SIGINT, SIGTERM or SIGUSR1 stopped it (gracefully)."""
     config = load_config(config_path)
+    proxy_choice(config.downloader_parameters, os.environ)  # refuse an unusable proxy now
     layout = Layout.from_config(config)
     # The original tool's variables, for every rank and what users run from it.
     os.environ.update(original_environment(config, config_path))

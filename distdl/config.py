@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ from pydantic import (
 
 from distdl.core.byte_size import format_byte_size, parse_byte_size
 from distdl.core.liveness import DEFAULT_SILENCE_LIMIT, MIN_SILENCE_LIMIT
-from distdl.core.proxies import normalize_proxy_url
+from distdl.core.proxies import ProxyChoice, choose_proxies, normalize_proxy_url
 from distdl.errors import ConfigError
 
 LoggerLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -387,6 +388,16 @@ def parse_config(data: object, base_dir: Path) -> Config:
         if not params.ca_bundle.is_file():
             raise ConfigError(f"downloader_parameters.ca_bundle: no such file {params.ca_bundle}")
     return config
+
+
+def proxy_choice(params: DownloaderParameters, environ: Mapping[str, str]) -> ProxyChoice:
+    """Which proxy each request goes through: the ``proxy`` key, else the proxy variables
+    of ``environ`` (see :mod:`distdl.core.proxies`). ConfigError names a variable whose
+    proxy cannot be used, so a run refuses it before it starts any rank."""
+    try:
+        return choose_proxies(params.proxy, environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _expand(path: Path, base_dir: Path) -> Path:

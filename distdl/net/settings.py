@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distdl.config import DownloaderParameters
-from distdl.core.proxies import DIRECT, ProxyChoice, choose_proxies
-from distdl.errors import ConfigError
+from distdl.config import DownloaderParameters, proxy_choice
+from distdl.core.proxies import DIRECT, ProxyChoice
 from distdl.net.headers import resolve_headers
 
 DEFAULT_CONNECTIONS_LIMIT = 256
@@ -58,10 +57,7 @@ class FetchSettings:
     ) -> FetchSettings:
         """The settings of ``params``; the proxy variables are read from ``environ``
         (``os.environ`` by default). ConfigError names a proxy variable that is unusable."""
-        try:
-            proxies = choose_proxies(params.proxy, os.environ if environ is None else environ)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        proxies = proxy_choice(params, os.environ if environ is None else environ)
         # The pool must never be the hidden bottleneck under the per-host caps that the
         # worker enforces: leases x in-flight requests per host can all be open at once.
         wanted_connections = params.leases_per_worker * params.max_in_flight_per_host

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from distdl.api import RunOptions, run
 from distdl.config import DownloaderParameters, parse_config
 from distdl.core.proxies import DIRECT, choose_proxies, parse_no_proxy, redacted
 from distdl.errors import ConfigError
@@ -67,6 +68,18 @@ def test_an_unusable_environment_proxy_names_its_variable(value: str) -> None:
 def test_an_unusable_environment_proxy_is_a_config_error_at_rank_start() -> None:
     with pytest.raises(ConfigError, match="socks5:// proxies are not supported"):
         FetchSettings.from_config(DownloaderParameters(), {"https_proxy": "socks5://p:1080"})
+
+
+def test_a_run_refuses_an_unusable_proxy_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "urls.csv").write_text("uuid,identifier\nu1,http://127.0.1.9:9/x.jpg\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("path_to_input: urls.csv\npath_to_output: out\n")
+    monkeypatch.setenv("http_proxy", "socks5h://127.0.0.1:1080")
+    with pytest.raises(ConfigError, match="environment http_proxy: socks5h://"):
+        run(config, RunOptions(ranks=1))
+    assert not (tmp_path / "out").exists()
 
 
 # --- the config key ---------------------------------------------------------------------------
