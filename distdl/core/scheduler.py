@@ -240,6 +240,57 @@ class LeaseScheduler:
                 granted.append(lease)
         return granted
 
+    def deal(self, wanted: Mapping[int, int], now: float) -> list[Lease]:
+        """Deal leases one per worker per round, in ``wanted``'s order, until no worker that
+        still wants some (``wanted[worker]`` leases) gets one.
+
+        The same leases as calling ``acquire(worker, now, 1)`` round after round, but the
+        hosts are filtered and sorted once per deal, not once per worker: with hundreds of
+        workers and hosts, rank 0 deals after every event that may free a lease.
+        """
+        want = {worker: count for worker, count in wanted.items() if count > 0}
+        # Granting on one host changes no other host's priority or room: one order serves
+        # every round, and a host that cannot grant now drops out for the rest of the deal.
+        hosts = [host for host in self._by_priority() if self._may_grant(host, now)]
+        granted: list[Lease] = []
+        while want and hosts:
+            dealt = False
+            for worker in list(want):
+                lease = self._grant_first(hosts, worker, now)
+                if lease is None:
+                    continue
+                dealt = True
+                granted.append(lease)
+                want[worker] -= 1
+                if not want[worker]:
+                    del want[worker]
+            if not dealt:
+                break
+        return granted
+
+    def _may_grant(self, host: _Host, now: float) -> bool:
+        """Whether ``_grant`` could give anyone a lease on the host now (cheap checks)."""
+        limit = 1 if host.name in self._unverified else self._k_max(host)
+        return host.paused_until <= now and len(host.leases) < limit
+
+    def _grant_first(self, hosts: list[_Host], worker: int, now: float) -> Lease | None:
+        """A lease for ``worker`` on the first host of ``hosts`` it can get one on; hosts
+        found unable to grant anyone are removed from ``hosts``."""
+        held = self._held.get(worker, {})
+        index = 0
+        while index < len(hosts):
+            host = hosts[index]
+            if host.name in held:
+                index += 1
+                continue
+            lease = self._grant(host, worker, now)
+            if lease is not None:
+                if not self._may_grant(host, now) or not host.unleased:
+                    del hosts[index]
+                return lease
+            del hosts[index]  # no room for anyone: nothing in this deal changes that
+        return None
+
     def complete(self, lease_id: int) -> list[RateChange]:
         lease = self._close(lease_id)
         if lease is None:

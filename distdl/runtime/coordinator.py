@@ -32,11 +32,11 @@ worker ``Stop``; rank 0 then waits for their reports until the plan's wait deadl
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from distdl.core.breaker import HostCause
+from distdl.core.clock import Clock, MonotonicClock
 from distdl.core.liveness import DEFAULT_SILENCE_LIMIT, HEARTBEAT_INTERVAL, Silence
 from distdl.core.scheduler import Lease, LeaseScheduler, RateChange
 from distdl.core.start_slots import HolderStart, StartSlots
@@ -56,6 +56,7 @@ from distdl.runtime.messages import (
     HostShareReleased,
     HostShareRequested,
     LeaseProgressed,
+    Message,
     PartitionCompleted,
     PartitionFailed,
     PartitionStats,
@@ -76,6 +77,9 @@ log = logging.getLogger("distdl.coordinator")
 
 SAVE_INTERVAL = 60.0  # seconds between writes of the learned rates: a crash loses little
 SHUTDOWN_GRACE = 30.0  # seconds to wait for workers to stop after an abort
+# The frequent messages that never make room for a lease (a feedback report that raises a
+# budget says so itself).
+_FREES_NOTHING = (Heartbeat, LeaseProgressed, HostFeedbackReported)
 
 
 @dataclass
@@ -133,8 +137,11 @@ class Coordinator:
         silence_limit: float = DEFAULT_SILENCE_LIMIT,
         grace: float = DEFAULT_GRACE,
         progress: RunProgress | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """``progress``: where the live tally goes (state file, terminal); None: nowhere."""
+        """``progress``: where the live tally goes (state file, terminal); None: nowhere.
+        ``clock``: the time rank 0 decides by (a simulated one in benchmarks/scale_sim.py)."""
+        self._clock = clock or MonotonicClock()
         self._channel = channel
         self._progress = progress
         self._workers = list(workers)
@@ -145,13 +152,22 @@ class Coordinator:
         self._report = RunReport()
         self._lease_hosts: dict[int, str] = {}
         self._dead_hosts: dict[str, HostCause | None] = {}  # host -> why, when known
-        self._started = time.monotonic()
+        self._started = self._clock.now()
         self._alive = set(workers)  # neither stopped nor declared dead
         self._silence = Silence(workers, self._started)
         self._silence_limit = silence_limit
         self._grace = grace
         self._stop: StopPlan | None = None
         self._stop_sent: StopPlan | None = None
+        self._shutdown_sent = False
+        self._abort_deadline: float | None = None
+        self._next_save = self._started + SAVE_INTERVAL
+        self._next_heartbeat = self._started
+        # Dealing leases scans every host: it is done only after an event that may have made
+        # room (a request for work, a lease closed, a budget raised, a pause over), never
+        # merely because workers still want leases no host can give.
+        self._grant_due = True
+        self._grant_wakeup: float | None = None
 
     @property
     def report(self) -> RunReport:
@@ -164,7 +180,7 @@ class Coordinator:
     def request_stop(self, signum: int, *, again: bool | None = None) -> None:
         """A stop signal: stop leasing. A second signal hurries the stop: ``again`` says
         whether this is one (by default: whether a stop was already under way)."""
-        now = time.monotonic()
+        now = self._clock.now()
         if self._stop is None:
             log.warning("%s: stopping; requests in flight may finish", signal_name(signum))
             self._stop = StopPlan.begin(signum, now, self._grace)
@@ -180,54 +196,59 @@ class Coordinator:
         be given up: such a run never looks successful. A stopped run returns its report
         (``stopped_by`` set) once the workers reported or the grace is spent.
         """
-        shutdown_sent = False
-        next_save = time.monotonic() + SAVE_INTERVAL
-        next_heartbeat = time.monotonic()
-        abort_deadline: float | None = None
         while self._alive:
             messages = await receive(self._channel, timeout=0.02)
-            self._silence.tick(time.monotonic())
-            for source, message in messages:
-                self._silence.heard(source)
-                if source not in self._alive:
-                    continue  # declared dead: nothing it says counts any more
-                if isinstance(message, WorkerStopped):
-                    self._alive.discard(source)
-                    self._silence.forget(source)
-                    self._channel.send(source, Dismiss())  # the last message it gets
-                else:
-                    self._handle(source, message)
-            now = time.monotonic()
-            if now >= next_heartbeat:
-                self._send_heartbeats()
-                self._declare_silent_dead()
-                next_heartbeat = now + HEARTBEAT_INTERVAL
-            if self._stop is not None:
-                self._send_stop(now)
-                if now >= self._stop.wait_deadline:
-                    log.error("ranks %s did not stop in time", sorted(self._alive))
-                    break
+            if not self.step(messages):
+                break
+        return self._finish()
+
+    def step(self, messages: list[tuple[int, Message]]) -> bool:
+        """One pass of rank 0's loop: handle ``messages`` (source, message), then do what is
+        due (heartbeats, leases, stop, saves). False when the loop must end early (a stop or
+        an abort waited long enough)."""
+        self._silence.tick(self._clock.now())
+        for source, message in messages:
+            self._silence.heard(source)
+            if source not in self._alive:
+                continue  # declared dead: nothing it says counts any more
+            if isinstance(message, WorkerStopped):
+                self._alive.discard(source)
+                self._silence.forget(source)
+                self._channel.send(source, Dismiss())  # the last message it gets
             else:
-                if self._report.failures and abort_deadline is None:
-                    abort_deadline = now + SHUTDOWN_GRACE
-                    self._broadcast(Shutdown("abort"))
-                    shutdown_sent = True
-                if abort_deadline is not None and now > abort_deadline:
-                    break
-                if not shutdown_sent:
-                    self._grant()
-                    if self._scheduler.finished:
-                        self._broadcast(Shutdown())
-                        shutdown_sent = True
-            if self._progress is not None:
-                self._progress.tick(now, self._budgets, self._scheduler, len(self._lease_hosts))
-            if now >= next_save:
-                self._budgets.save()
-                next_save = now + SAVE_INTERVAL
+                self._handle(source, message)
+        now = self._clock.now()
+        if now >= self._next_heartbeat:
+            self._send_heartbeats()
+            self._declare_silent_dead()
+            self._next_heartbeat = now + HEARTBEAT_INTERVAL
+        if self._stop is not None:
+            self._send_stop(now)
+            if now >= self._stop.wait_deadline:
+                log.error("ranks %s did not stop in time", sorted(self._alive))
+                return False
+        else:
+            if self._report.failures and self._abort_deadline is None:
+                self._abort_deadline = now + SHUTDOWN_GRACE
+                self._broadcast(Shutdown("abort"))
+                self._shutdown_sent = True
+            if self._abort_deadline is not None and now > self._abort_deadline:
+                return False
+            if not self._shutdown_sent:
+                self._grant()
+                if self._scheduler.finished:
+                    self._broadcast(Shutdown())
+                    self._shutdown_sent = True
+        if self._progress is not None:
+            self._progress.tick(now, self._budgets, self._scheduler, len(self._lease_hosts))
+        if now >= self._next_save:
+            self._budgets.save()
+            self._next_save = now + SAVE_INTERVAL
+        return True
         return self._finish()
 
     def _finish(self) -> RunReport:
-        self._report.seconds = time.monotonic() - self._started
+        self._report.seconds = self._clock.now() - self._started
         self._report.failures.extend(
             f"partition {ref.server_name}/{ref.partition_id} given up after repeated failures"
             for ref in self._scheduler.given_up
@@ -238,7 +259,7 @@ class Coordinator:
         if self._progress is not None:
             ended = "stopped" if self._report.stopped_by is not None else "finished"
             ended = "failed" if self._report.failures else ended
-            self._progress.finish(time.monotonic(), self._budgets, self._scheduler, ended)
+            self._progress.finish(self._clock.now(), self._budgets, self._scheduler, ended)
         if self._report.failures:
             raise RankFailure("; ".join(self._report.failures))
         return self._report
@@ -278,6 +299,7 @@ class Coordinator:
         self._alive.discard(worker)
         self._silence.forget(worker)
         self._wanted.pop(worker, None)
+        self._grant_due = True
         self._channel.send(worker, Shutdown("declared dead"))  # should it wake up
         message = f"{why}: declared dead, its {len(released)} partitions leased to other ranks"
         log.error("%s", message)
@@ -286,16 +308,15 @@ class Coordinator:
     def _grant(self) -> None:
         """Deal leases one per worker per round, so the critical hosts (and the load) are
         spread over the ranks instead of all landing on the first one that asked."""
-        now = time.monotonic()
-        granted = True
-        while granted:
-            granted = False
-            for worker in self._workers:
-                if self._wanted[worker] <= 0:
-                    continue
-                for lease in self._scheduler.acquire(worker, now, 1):
-                    granted = True
-                    self._assign(worker, lease, now)
+        now = self._clock.now()
+        wakeup = self._grant_wakeup
+        if not self._grant_due and (wakeup is None or now < wakeup):
+            return
+        self._grant_due = False
+        wanted = {worker: self._wanted[worker] for worker in self._workers}
+        for lease in self._scheduler.deal(wanted, now):
+            self._assign(lease.worker, lease, now)
+        self._grant_wakeup = self._scheduler.next_wakeup(now)
 
     def _assign(self, worker: int, lease: Lease, now: float) -> None:
         self._wanted[worker] -= 1
@@ -338,7 +359,9 @@ class Coordinator:
             self._channel.send(change.worker, ChangeRate(change.lease_id, change.rate))
 
     def _handle(self, source: int, message: object) -> None:
-        now = time.monotonic()
+        now = self._clock.now()
+        if not isinstance(message, _FREES_NOTHING):
+            self._grant_due = True  # it may have made room for a lease: deal again
         if isinstance(message, WorkRequested):
             self._wanted[source] += message.free_slots
         elif isinstance(message, HostFeedbackReported):
@@ -433,13 +456,18 @@ class Coordinator:
             "feedback %s: %s -> budget %.2f req/s", host, message.feedback, self._budgets.rate(host)
         )
         holders = self._scheduler.holders(host)
+        budget_before = self._scheduler.budget(host)
         # Slots are spaced by the budget the host is about to have (a cut comes with pauses).
         budget = self._scheduler.budget(host) if decision.rate is None else decision.rate
         if decision.pause_seconds:
             until = now + decision.pause_seconds
             self._scheduler.pause_host(host, until)
+            self._grant_due = True  # the deal after it learns when the pause ends
             self._send_starts(host, self._slots.spread(host, holders, budget, now, until), now)
         elif message.feedback.rate_limited:
             self._send_starts(host, self._slots.spread(host, holders, budget, now), now)
         if decision.rate is not None:
+            # A raise may make room for a lease (a lower budget never does: every rate and
+            # the fair share scale down together).
+            self._grant_due = self._grant_due or decision.rate > budget_before
             self._send_rate_changes(self._scheduler.set_budget(host, decision.rate))

@@ -104,12 +104,13 @@ class RunProgress:
     def tick(self, now: float, budgets: Budgets, holders: Holders, leased: int) -> None:
         if now < self._next_state:
             return
+        began = time.monotonic()
         state = self.state(now, budgets, holders, leased, ended=None)
         write_state(self._path, state)
         for sink in self._sinks:
             sink.show(state, now)
         # Rank 0's loop must stay responsive: with very many hosts, write less often.
-        spent = time.monotonic() - now
+        spent = time.monotonic() - began
         self._next_state = now + max(STATE_INTERVAL, MAX_STATE_SHARE * spent)
 
     def finish(self, now: float, budgets: Budgets, holders: Holders, ended: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from dataclasses import replace
@@ -669,6 +670,53 @@ def test_politeness_and_exactly_once_under_random_operations(
         (p.server_name, p.partition_id) for p in partitions
     }
     assert all(sched.remaining_urls(host) == 0 for host in hosts)
+
+
+def _round_robin(sched: LeaseScheduler, wanted: dict[int, int], now: float) -> list[Lease]:
+    """What rank 0 did before ``deal``: ``acquire(worker, now, 1)`` round after round."""
+    want = dict(wanted)
+    out: list[Lease] = []
+    granted = True
+    while granted:
+        granted = False
+        for worker in want:
+            if want[worker] > 0:
+                for lease in sched.acquire(worker, now, 1):
+                    granted = True
+                    want[worker] -= 1
+                    out.append(lease)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(setups(), OPS, st.lists(st.integers(0, 3), min_size=1, max_size=6))
+def test_deal_gives_the_leases_of_round_robin_acquires(
+    setup: Setup, ops: list[tuple[str, int, float]], wants: list[int]
+) -> None:
+    sched, _, n_workers, _, _ = setup
+    model = Model(setup)
+    now = 0.0
+    for op, index, value in ops:
+        if op == "wait":
+            now += value / 10
+        step(model, op, index, value, now, n_workers)
+    wanted = {worker: wants[worker % len(wants)] for worker in range(n_workers + 1)}
+    twin = copy.deepcopy(sched)
+    assert sched.deal(wanted, now) == _round_robin(twin, wanted, now)
+    assert sched.deal(wanted, now) == _round_robin(twin, wanted, now)  # and once more
+
+
+def test_deal_spreads_one_round_over_the_workers_first() -> None:
+    sched = scheduler(parts("a", 4) + parts("b", 4), {"a": 100.0, "b": 10.0}, n_workers=3)
+    leases = sched.deal({1: 2, 2: 2, 3: 2}, now=0.0)
+    # Round one gives every worker a lease, the critical host "b" (40 s of work) first; it
+    # takes one lease, "a" three. Round two: only worker 1 does not hold "a" yet.
+    assert [(lease.worker, lease.server_name) for lease in leases] == [
+        (1, "b"),
+        (2, "a"),
+        (3, "a"),
+        (1, "a"),
+    ]
 
 
 # -------------------------------------------------------------- simulation
