@@ -92,6 +92,8 @@ def job_states(jobs: list[str], runner: Runner = run_command) -> dict[str, str |
     if not jobs:
         return states
     listed = runner(["squeue", "-h", "-j", ",".join(jobs), "-o", "%i %T"])
+    # Asked for one job Slurm has forgotten, squeue fails saying so: an answer all the same.
+    answered = listed.ok or "Invalid job id" in listed.stderr
     if listed.ok:
         states.update(parse_squeue(listed.stdout))
     missing = [job for job in jobs if states[job] is None]
@@ -101,7 +103,7 @@ def job_states(jobs: list[str], runner: Runner = run_command) -> dict[str, str |
         )
         if accounted.ok:
             states.update({k: v for k, v in parse_sacct(accounted.stdout).items() if k in states})
-        if listed.ok:  # squeue answered and no longer lists them: they ended
+        if answered:  # squeue no longer lists them: they ended
             for job in missing:
                 states[job] = states[job] or "ENDED"
     return states

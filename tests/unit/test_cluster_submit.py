@@ -300,6 +300,11 @@ def test_job_states_from_squeue_then_sacct_and_ids_alone_without_either(tmp_path
 
     assert job_states(["11", "12"], accounting_off) == {"11": "ENDED", "12": "RUNNING"}
 
+    def forgotten(argv: Sequence[str]) -> Completed:
+        return Completed(1, "", "slurm_load_jobs error: Invalid job id specified\n")
+
+    assert job_states(["11"], forgotten) == {"11": "ENDED"}
+
     def no_slurm(argv: Sequence[str]) -> Completed:
         return Completed(127, "", "not found")
 
