@@ -357,7 +357,9 @@ class HostThrottle:
         state = self._state
         state.window = state.window.merged(feedback)
         state.since_refusal += feedback.total
-        state.remaining = max(0.0, state.remaining - feedback.ok)
+        # More served than expected: the count was wrong, and says nothing any more.
+        left = state.remaining - feedback.ok
+        state.remaining = left if left >= 0 else math.inf
         state.episode_ok += feedback.ok
         self._learn_latency(feedback)
         self._learn_from_403_retries(feedback, now)

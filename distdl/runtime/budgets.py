@@ -96,6 +96,12 @@ class HostBudgets:
             if server in self._throttles:
                 self._throttles[server].set_remaining(urls)
 
+    def expect_redirects(self, server: str) -> None:
+        """Redirect hops reach the host: it serves URLs its plan never counted."""
+        self._expected_urls.pop(server, None)
+        if server in self._throttles:
+            self._throttles[server].set_remaining(math.inf)
+
     def _throttle_for(self, server: str, now: float) -> HostThrottle:
         base = self._base
         cap = self._robots_caps.get(server, math.inf)

@@ -431,6 +431,7 @@ class Coordinator:
         if not self._budgets.knows(host):
             log.info("%s: a redirect target never seen before; it gets a budget", host)
             self._send_rate_changes(self._scheduler.set_budget(host, self._budgets.add(host, now)))
+        self._budgets.expect_redirects(host)
         share, changes = self._scheduler.open_share(worker, host)
         self._send_rate_changes(changes)  # room first: the host never goes over its budget
         log.debug("share %d: %s -> rank %d at %.2f req/s", share.lease_id, host, worker, share.rate)

@@ -148,14 +148,28 @@ def test_a_host_with_few_urls_left_is_not_ramped_like_a_big_one(tmp_path: Path) 
     layout, params = _setup(tmp_path, [])
     hosts = ["tiny.org", "big.org", "robots.org"]
     budgets = HostBudgets.from_profiles(layout, params, hosts, now=0.0)
-    budgets.expect_urls({"tiny.org": 12, "big.org": 100_000, "robots.org": 12})
+    left = {"tiny.org": 30, "big.org": 100_000, "robots.org": 30}
+    budgets.expect_urls(left)
     # robots.txt rebuilds the controller: the host's URLs are still known to it.
     budgets.apply_robots("robots.org", 40.0, None, 0.0)
     for step in range(1, 40):
         for host in hosts:
-            served = max(2, round(budgets.rate(host) * 0.5))  # the whole rate, used
-            budgets.observe(host, Feedback(ok=served), step * 0.5)
+            served = min(left[host], max(2, round(budgets.rate(host) * 0.5)))  # all it may
+            left[host] -= served
+            if served:
+                budgets.observe(host, Feedback(ok=served), step * 0.5)
     assert budgets.rate("big.org") >= 20.0
-    # Twelve URLs: done within seconds at a couple of requests a second.
+    # Thirty URLs: done within seconds at a couple of requests a second.
     assert budgets.rate("tiny.org") <= 3.0
     assert budgets.rate("robots.org") <= 3.0
+
+
+def test_a_redirect_target_serves_urls_its_plan_never_counted(tmp_path: Path) -> None:
+    layout, params = _setup(tmp_path, [])
+    budgets = HostBudgets.from_profiles(layout, params, ["cdn.org"], now=0.0)
+    budgets.expect_urls({"cdn.org": 12})  # its own URLs; a resolver's redirects come too
+    budgets.expect_redirects("cdn.org")
+    for step in range(1, 40):
+        served = max(2, round(budgets.rate("cdn.org") * 0.5))
+        budgets.observe("cdn.org", Feedback(ok=served), step * 0.5)
+    assert budgets.rate("cdn.org") >= 20.0
