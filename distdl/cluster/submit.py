@@ -24,6 +24,7 @@ from distdl.cluster.environment import original_environment
 from distdl.cluster.script import render_script, setup_lines
 from distdl.cluster.site import Site, resolve_site
 from distdl.config import Config
+from distdl.core.text import plural
 from distdl.errors import ConfigError, StateError, SubmitError
 from distdl.io.atomic import atomic_write_text
 from distdl.io.lock import AFTER_JOB_ENV
@@ -127,7 +128,11 @@ def build_chain(
         if value:
             options[name] = value
     environment = original_environment(config, config_path, tool)
-    script = render_script(template, options, site.sbatch_options, setup_lines(site, environment))
+    try:
+        setup = setup_lines(site, environment)
+        script = render_script(template, options, site.sbatch_options, setup)
+    except ValueError as exc:
+        raise SubmitError(f"{template_file}: {exc}") from None
     config_arg = str(Path(config_path).resolve())
     return Chain(
         kind=kind,
@@ -151,7 +156,8 @@ def dry_run_text(chain: Chain) -> str:
         [
             f"# the job script, written to {chain.script_path}:",
             chain.script.rstrip("\n"),
-            f"# the sbatch commands ({chain.shape.jobs} {chain.kind} jobs, each after the last):",
+            f"# the sbatch commands ({plural(chain.shape.jobs, chain.kind + ' job')}, "
+            "each after the last):",
             *commands,
         ]
     )
@@ -196,7 +202,8 @@ def submit_chain(chain: Chain, layout: Layout, runner: Runner = run_command) -> 
 def submitted_text(chain: Chain, jobs: list[str], layout: Layout, config_path: str) -> str:
     arrow = " -> ".join(jobs)
     return (
-        f"submitted {len(jobs)} {chain.kind} jobs, each after the last (afterany): {arrow}\n"
+        f"submitted {plural(len(jobs), chain.kind + ' job')}, each after the last "
+        f"(afterany): {arrow}\n"
         f"  {chain.shape.nodes} nodes x {chain.shape.ntasks_per_node} tasks, "
         f"{chain.shape.cpus_per_task} CPUs per task; script {chain.script_path}\n"
         f"  output: {layout.logs}/slurm-{'tools-' if chain.tool else ''}<job id>.out; "
