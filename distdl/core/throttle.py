@@ -55,8 +55,8 @@ Each rule: *signal in a window* → reaction. *Why.*
    of its images must not be crawled at a fifth of its rate.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
    of the rate proves it) → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
-   above; no growth once the host's remaining URLs fit in ``growth_horizon`` at the next
-   rate. *Most hosts take the expected rate; past it a burst allowance may hide an
+   above; no growth once a host's last ``few_urls`` fit in ``growth_horizon`` at the
+   next rate. *Most hosts take the expected rate; past it a burst allowance may hide an
    overshoot for longer; tiny hosts are not worth a fast ramp.*
 9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
    to it (in ratio; the last ``probe_step`` at once). *A refusal on the way lowers the
@@ -146,10 +146,13 @@ class ThrottleSettings:
     # over many minutes. A failed probe there costs one 429 in 20 answers, within the
     # 10% a host may be refused.
     probe_wait_seconds: float = 20.0
-    # Slow start grows no further once the host's remaining URLs would take less than this
-    # at the next rate: a host that is done within seconds anyway gains little from going
-    # faster, and each step up risks refusals at its crossing (a tiny host with a burst
-    # allowance lets the ramp run to 3× its limit before it refuses several at once).
+    # A host with fewer than few_urls left stops its slow start once they would take less
+    # than growth_horizon seconds at the next rate. A ramp's crossing of the limit costs a
+    # few refusals (a burst allowance lets it run to 3× a tiny host's limit first), which
+    # are most of what a host of a few dozen URLs may be refused (2 answers); a host that
+    # is done within seconds anyway gains little from going faster. A bigger host has its
+    # share of refusals to spend and its ramp matters, so it grows as before.
+    few_urls: float = 100.0
     growth_horizon: float = 10.0
     probe_step: float = 0.05
     max_probe_step: float = 0.4
@@ -602,7 +605,8 @@ class HostThrottle:
         state.forbidden_series_rate = 0.0
         if state.phase == "slow_start":
             growth = self._growth(state.rate)
-            if state.remaining / (state.rate * growth) >= settings.growth_horizon:
+            few = state.remaining < settings.few_urls
+            if not few or state.remaining / (state.rate * growth) >= settings.growth_horizon:
                 self._set_rate(state.rate * growth, now)
             return
         top = self._top()
