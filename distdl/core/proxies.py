@@ -87,7 +87,7 @@ class ProxyChoice:
         A URL that is not a valid http(s) URL goes direct: the client then reports its own
         error for it, as it would without a proxy.
         """
-        scheme = url.partition(":")[0].lower()
+        scheme = url.lstrip().partition(":")[0].lower()
         proxy = self.https if scheme == "https" else self.http if scheme == "http" else None
         if proxy is None or not self.bypass:
             return proxy
