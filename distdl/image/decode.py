@@ -115,13 +115,34 @@ def draft(image: Image.Image, orientation: int, longer_side: int) -> None:
     ``image.size`` then tells the size it will decode to. Decodes no pixel."""
     # The final size comes from the header size alone, so drafting never changes it; the
     # draft only has to stay at or above it, which Image.draft guarantees.
-    displayed = target_size(oriented_size(image.size, orientation), longer_side)
-    stored_width, stored_height = oriented_size(displayed, orientation)
-    scale = min(image.width // stored_width, image.height // stored_height)
-    if scale >= 2 and min(stored_width, stored_height) >= _MIN_DRAFT_SIDE:
+    stored = _draft_request(image.size, orientation, longer_side)
+    if stored is not None:
         # Only a speed-up: if a damaged header upsets it, decode at full scale instead.
         with contextlib.suppress(Exception):
-            image.draft("RGB", (stored_width, stored_height))
+            image.draft("RGB", stored)
+
+
+def drafted_size(size: tuple[int, int], orientation: int, longer_side: int) -> tuple[int, int]:
+    """The size :func:`draft` leaves a JPEG of ``size`` at, without opening it: Pillow's
+    DCT scale is the largest of 8, 4, 2 that fits the request."""
+    stored = _draft_request(size, orientation, longer_side)
+    if stored is None:
+        return size
+    fits = min(size[0] // stored[0], size[1] // stored[1])
+    scale = next(s for s in (8, 4, 2, 1) if fits >= s)
+    return (size[0] + scale - 1) // scale, (size[1] + scale - 1) // scale
+
+
+def _draft_request(
+    size: tuple[int, int], orientation: int, longer_side: int
+) -> tuple[int, int] | None:
+    """The size to ask Image.draft for (the final size as stored), or None: no draft."""
+    displayed = target_size(oriented_size(size, orientation), longer_side)
+    stored_width, stored_height = oriented_size(displayed, orientation)
+    scale = min(size[0] // stored_width, size[1] // stored_height)
+    if scale >= 2 and min(stored_width, stored_height) >= _MIN_DRAFT_SIDE:
+        return stored_width, stored_height
+    return None
 
 
 def _load(image: Image.Image) -> None:

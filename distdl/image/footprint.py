@@ -26,7 +26,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from distdl.image.decode import DRAFTABLE, draft, open_image
+from PIL import Image
+
+from distdl.image.decode import DRAFTABLE, draft, drafted_size, open_image
+from distdl.image.jpeg_header import read_jpeg_header
 from distdl.image.orientation import read_orientation
 from distdl.image.resize import REDUCING_GAP, target_size
 
@@ -53,6 +56,11 @@ class Footprint:
 def probe(data: bytes, max_pixels: int, longer_side: int) -> Footprint:
     """The footprint of ``data``; raises :class:`~distdl.image.decode.ImageRejected` for
     bytes that are not an accepted image, or have more than ``max_pixels`` pixels."""
+    quick = _plain_jpeg(data, max_pixels, longer_side)
+    return quick if quick is not None else _probe_with_pillow(data, max_pixels, longer_side)
+
+
+def _probe_with_pillow(data: bytes, max_pixels: int, longer_side: int) -> Footprint:
     image = open_image(data, max_pixels)
     image_format = image.format or ""
     if image_format in DRAFTABLE:
@@ -62,6 +70,20 @@ def probe(data: bytes, max_pixels: int, longer_side: int) -> Footprint:
     final = target_size(image.size, longer_side)
     peak = peak_bytes(image.size, image.mode, final, transparent=transparent, fmt=image_format)
     return Footprint(image.size, image.mode, image_format, peak)
+
+
+def _plain_jpeg(data: bytes, max_pixels: int, longer_side: int) -> Footprint | None:
+    """What the Pillow path below gives, for a plain JPEG within the pixel limits, from its
+    markers alone (:mod:`distdl.image.jpeg_header`); None for every other body."""
+    header = read_jpeg_header(data)
+    if header is None:
+        return None
+    width, height = header.size
+    if width * height > min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels):
+        return None  # refused, or warned about, by the Pillow path with its own message
+    size = drafted_size(header.size, header.orientation, longer_side)
+    final = target_size(size, longer_side)
+    return Footprint(size, header.mode, "JPEG", peak_bytes(size, header.mode, final, fmt="JPEG"))
 
 
 def peak_bytes(

@@ -117,6 +117,7 @@ class Fleet:
         seed: int = 0,
         base_ip: str = "127.0.1.1",
         image_variants: int = 8,
+        images: ImageCache | None = None,
     ) -> None:
         self.specs: dict[str, HostSpec] = {}
         for spec in hosts:
@@ -128,7 +129,8 @@ class Fleet:
         self.seed = seed
         self.base_ip = base_ip
         self.requests: list[RequestRecord] = []
-        self._images = ImageCache(image_variants)
+        # ``images`` replaces the generated pictures (raw_bench.py serves real photos)
+        self._images = images if images is not None else ImageCache(image_variants)
         self._addresses: dict[str, tuple[str, int]] = {}
         self._running: list[RunningHost] = []
         host_ip(base_ip, max(0, len(self.specs) - 1))  # fail early if the range overflows
