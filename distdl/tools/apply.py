@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distdl.cluster.environment import original_environment
 from distdl.config import Config, load_config
 from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped, ToolError
 from distdl.io.lock import OutputLock
@@ -52,6 +53,9 @@ def apply_tools(config_path: str | os.PathLike[str], tool_name: str, **options: 
 def run_tool(config_path: str | os.PathLike[str], options: ToolOptions) -> ToolOutcome:
     config = load_config(config_path)
     layout = Layout.from_config(config)
+    # The original tool's variables (TOOLS_* among them), for every rank and its plugins.
+    version = options.tool_name_override or options.tool_name
+    os.environ.update(original_environment(config, config_path, version))
     load_tools(options.plugins)
     classes = tool_classes(options.tool_name)
     world = launched_world_size()
