@@ -453,19 +453,20 @@ class Coordinator:
         decision = self._budgets.observe(host, message.feedback, now)
         if self._progress is not None:
             self._progress.answers_seen(host, message.feedback)
-        log.debug(
-            "feedback %s: %s -> budget %.2f req/s", host, message.feedback, self._budgets.rate(host)
-        )
-        holders = self._scheduler.holders(host)
+        if log.isEnabledFor(logging.DEBUG):  # thousands of reports a second on big runs
+            rate = self._budgets.rate(host)
+            log.debug("feedback %s: %s -> budget %.2f req/s", host, message.feedback, rate)
         budget_before = self._scheduler.budget(host)
         # Slots are spaced by the budget the host is about to have (a cut comes with pauses).
-        budget = self._scheduler.budget(host) if decision.rate is None else decision.rate
+        budget = budget_before if decision.rate is None else decision.rate
         if decision.pause_seconds:
             until = now + decision.pause_seconds
             self._scheduler.pause_host(host, until)
             self._grant_due = True  # the deal after it learns when the pause ends
+            holders = self._scheduler.holders(host)
             self._send_starts(host, self._slots.spread(host, holders, budget, now, until), now)
         elif message.feedback.rate_limited:
+            holders = self._scheduler.holders(host)
             self._send_starts(host, self._slots.spread(host, holders, budget, now), now)
         if decision.rate is not None:
             # A raise may make room for a lease (a lower budget never does: every rate and

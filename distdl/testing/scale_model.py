@@ -74,7 +74,8 @@ class SimSettings:
     max_window: float = 60.0
     quantum: float = 0.5  # rank 0 handles what arrived within this long in one pass
     samples: tuple[float, ...] = (0.02, 0.3, 0.6)  # when to sample, as shares of the bound…
-    early_sample: float | None = 3600.0  # …and at this second: every host started, most leases
+    # …and at these seconds: when every host has started, most leases are open.
+    early_samples: tuple[float, ...] = (600.0, 3600.0)
     sample_seconds: float = 10.0
     seed: int = 0
 
@@ -221,8 +222,8 @@ class ScaleSim:
         for worker in self.workers:
             self._arrive(0.0, worker, WorkRequested(self.s.leases_per_worker))
         sample_at = sorted(share * bound for share in self.s.samples)
-        if self.s.early_sample is not None and self.s.samples:
-            sample_at = sorted([self.s.early_sample, *sample_at])
+        if self.s.samples:
+            sample_at = sorted([*self.s.early_samples, *sample_at])
         while self.events and self.done_at is None:
             now = self.events[0][0]
             if sample_at and now >= sample_at[0]:
