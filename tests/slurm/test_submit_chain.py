@@ -64,9 +64,8 @@ def _config(folder: Path, fleet: FleetThread) -> Path:
     data = yaml.safe_load(config.read_text())
     # The pre-script shows what users' scripts see: the original tool's variables.
     pre = folder / "pre.sh"
-    pre.write_text(
-        f'echo "$SLURM_JOB_ID $PATH_TO_OUTPUT $DOWNLOADER_BATCH_SIZE" >> {folder}/pre.txt\n'
-    )
+    line = "$SLURM_JOB_ID ${DISTDL_AFTER_JOB:-first} $PATH_TO_OUTPUT $DOWNLOADER_BATCH_SIZE"
+    pre.write_text(f'echo "{line}" >> {folder}/pre.txt\n')
     data["slurm"] = {"time": "1", "stop_margin": STOP_MARGIN, "pre_script": str(pre)}
     config.write_text(yaml.safe_dump(data))
     _hand_set(config, fleet)
@@ -129,7 +128,11 @@ def test_a_chain_of_two_jobs_stops_before_the_limit_and_finishes_exactly_once(
     assert_exactly_once(tmp_path / "urls.csv", layout)
     assert not visible_temp_files(layout.root)
     seen = (tmp_path / "pre.txt").read_text().splitlines()
-    assert seen == [f"{job} {layout.root} {BATCH_SIZE}" for job in jobs]
+    # ... and the second job knows the job it follows (whose output lock it may take over).
+    assert seen == [
+        f"{jobs[0]} first {layout.root} {BATCH_SIZE}",
+        f"{jobs[1]} {jobs[0]} {layout.root} {BATCH_SIZE}",
+    ]
     # Every rank of both jobs was in one world of TASKS ranks.
     for job in jobs:
         for rank in range(TASKS):
