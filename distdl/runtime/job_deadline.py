@@ -81,7 +81,7 @@ class JobDeadline:
                     self._on_deadline()
                 return
             # Read again well before the stop too: the limit may have been changed.
-            self._done.wait(min(wait, self._recheck) if wait > 1.0 else wait)
+            self._done.wait(min(wait, self._recheck))
 
     def __enter__(self) -> JobDeadline:
         self._thread = threading.Thread(target=self._watch, name="distdl-job-deadline", daemon=True)
