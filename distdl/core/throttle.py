@@ -148,12 +148,12 @@ class ThrottleSettings:
     probe_wait_seconds: float = 20.0
     # A host with fewer than few_urls left stops its slow start once they would take less
     # than growth_horizon seconds at the next rate. A ramp's crossing of the limit costs a
-    # few refusals (a burst allowance lets it run to 3× a tiny host's limit first), and a
-    # host of fewer than 50 requests may be refused 2 at most; one that is done within
-    # seconds anyway gains little from going faster. A bigger host may be refused 10% of
-    # its requests and its ramp matters (a small fault host is judged by its finish), so
-    # it grows as before.
-    few_urls: float = 50.0
+    # few refusals (a burst allowance lets it run to 3× a tiny host's limit first): a
+    # large share of what a host of under a hundred URLs may be refused (2 answers below
+    # 50 requests, 10% above), and one that is done within seconds anyway gains little
+    # from going faster. A bigger host has refusals to spend and its ramp matters, so it
+    # grows as before (benchmarks/README.md has the figures of both choices).
+    few_urls: float = 100.0
     growth_horizon: float = 10.0
     probe_step: float = 0.05
     max_probe_step: float = 0.4
