@@ -236,6 +236,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--img2dataset", type=Path, default=Path("/tmp/i2d-venv/bin/img2dataset"))
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
     parser.add_argument(
+        "--distdl-only",
+        action="store_true",
+        help="only the timed distdl run (for pairing two configs from outside, A B A B ...)",
+    )
+    parser.add_argument(
         "--param",
         action="append",
         default=[],
@@ -290,8 +295,9 @@ def main() -> None:
             i2d_folder.mkdir()
             urls = root / "distdl" / "urls.csv"
             i2d = run_img2dataset(args.img2dataset, urls, i2d_folder, cores)
-    bare_again, bare_cpu_again = bare_run(variants, args.images, cores, options)
-    bare, bare_cpu = min(bare, bare_again), min(bare_cpu, bare_cpu_again)
+    if not args.distdl_only:
+        bare_again, bare_cpu_again = bare_run(variants, args.images, cores, options)
+        bare, bare_cpu = min(bare, bare_again), min(bare_cpu, bare_cpu_again)
     report(args, figures, bare, bare_cpu, timed, i2d, profiled, breakdown)
     if not args.keep and args.folder is None:
         shutil.rmtree(root, ignore_errors=True)
@@ -310,14 +316,15 @@ def report(
     cores = int(str(figures["cores"]))
     if timed.stored != args.images:
         sys.exit(f"distdl stored {timed.stored} of {args.images} images")
-    bare_rate = args.images / bare
     e2e_rate = args.images / timed.end_to_end_s
     dl_rate = args.images / timed.download_s
+    bare_rate = args.images / bare if bare else e2e_rate  # --distdl-only: ratios of 1
     ms = 1000 / args.images
-    print(
-        f"bare loop ({cores} processes):   {bare:6.1f} s  {bare_rate:7.1f} img/s  "
-        f"CPU {bare_cpu * ms:.2f} ms/img"
-    )
+    if bare:
+        print(
+            f"bare loop ({cores} processes):   {bare:6.1f} s  {bare_rate:7.1f} img/s  "
+            f"CPU {bare_cpu * ms:.2f} ms/img"
+        )
     print(
         f"distdl end to end:           {timed.end_to_end_s:6.1f} s  {e2e_rate:7.1f} img/s  "
         f"{e2e_rate / bare_rate:.2f}x bare  CPU {timed.cpu_s * ms:.2f} ms/img "

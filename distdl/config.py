@@ -113,7 +113,10 @@ class DownloaderParameters(_Strict):
         "coordinates); outside Slurm it does nothing",
     )
     cpu_per_worker: int = Field(
-        1, ge=1, description="image decoder processes per rank (a submitted job's cpus-per-task)"
+        1,
+        ge=1,
+        description="CPUs per rank, two image decoder processes each (a submitted job's "
+        "cpus-per-task)",
     )
     header: bool | dict[str, str] | str = True
     image_size: int = Field(720, gt=0, description="longer side after resizing (downscale only)")

@@ -1,8 +1,8 @@
 """The image pipeline in child processes, one image at a time each, under a time limit.
 
 A thread cannot be stopped, so with a thread pool one pathological image could hold a
-rank's pipeline forever. Each of the rank's ``cpu_per_worker`` decoders is a child process
-instead; a thread of the rank hands it the body and waits for the answer at most
+rank's pipeline forever. Each of the rank's decoders (two per ``cpu_per_worker``) is a child
+process instead; a thread of the rank hands it the body and waits for the answer at most
 ``timeout`` seconds, then kills the child (SIGKILL) and starts a fresh one: that image
 becomes an ``IMAGE_TIMEOUT`` row and the other rows go on. A child that dies (a crash in a
 codec, the OOM killer) costs its image an ``UNDECODABLE`` row, and is replaced too.
@@ -34,6 +34,8 @@ the decoder was working on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import queue
@@ -54,6 +56,7 @@ log = logging.getLogger("distdl.worker")
 decoder_log = logging.getLogger("distdl.decoders")  # the rank's log file, never the terminal
 
 _KILL_WAIT = 5.0  # seconds to reap a killed child
+_PIPE_BYTES = 1024 * 1024
 # A decoder is no MPI process: without these, tools that find ranks by their environment
 # (PMI_RANK, ...) would take a decoder for its rank.
 _MPI_ENV_PREFIXES = ("PMI_", "PMIX_", "OMPI_")
@@ -72,6 +75,17 @@ class _ChildDied(Exception):
     pass
 
 
+def _widen(fd: int) -> None:
+    """Give a pipe room for a whole body (Linux: up to pipe-max-size, 1 MiB by default).
+
+    Through the default 64 KiB a 200 KB body goes in several writes, and between two of
+    them the rank's image thread must take the GIL back from a busy event loop (up to the
+    5 ms switch interval each time) while its decoder sits idle. One write, one wait.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # other systems, or a lower limit
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
 class _Child:
     """One decoder process and the rank's ends of its pipes."""
 
@@ -79,6 +93,8 @@ class _Child:
         self.label = ""  # the URL of the image it works on, for its stderr lines
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
+        _widen(to_child)
+        _widen(from_child)
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _child_code()],

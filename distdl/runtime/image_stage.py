@@ -141,13 +141,22 @@ class ImageStage:
         return Reservation(self)
 
 
+# Between two images a decoder's thread in the rank needs the GIL (to take the result, to
+# hand over the next body) and waits for a busy event loop to let go of it, up to the 5 ms
+# switch interval each time, while its decoder sits idle. A second decoder per CPU works
+# through those waits (benchmarks/README.md, raw_bench.py).
+DECODERS_PER_CPU = 2
+
+
 def open_image_stage(params: DownloaderParameters, work: Work = DEFAULT_WORK) -> ImageStage:
-    """The stage of a worker rank: its budget and ``cpu_per_worker`` decoder processes."""
+    """The stage of a worker rank: its budget and DECODERS_PER_CPU decoder processes per
+    ``cpu_per_worker``."""
     options = ImageOptions.from_config(params)
     # Before any answer has told what this rank's images weigh, a request reserves the
     # largest body allowed: a rank starts carefully (20 requests per GiB at the defaults).
     budget = MemoryBudget(params.memory_per_rank, params.max_image_bytes)
-    decoders = DecoderPool(params.cpu_per_worker, options, params.image_timeout, work)
+    processes = DECODERS_PER_CPU * params.cpu_per_worker
+    decoders = DecoderPool(processes, options, params.image_timeout, work)
     return ImageStage(budget, decoders, options)
 
 
