@@ -1,9 +1,27 @@
-"""What a worker saw on each host since its last report to rank 0."""
+"""What a worker saw on each host since its last report to rank 0.
+
+Answers that ask rank 0 to act (refusals, 5xx, timeouts, 403s) are reported at once; clean
+ones can wait for a less frequent report: rank 0 handles every report of every host of
+every worker, and at hundreds of ranks the clean ones were most of its load
+(``benchmarks/scale_sim.py``).
+"""
 
 from __future__ import annotations
 
 from distdl.core.signals import Signal, answer_signal
 from distdl.core.throttle import Feedback
+
+
+def needs_action(seen: Feedback) -> bool:
+    """Whether rank 0 should hear of these answers now rather than with the clean ones."""
+    return bool(
+        seen.rate_limited
+        or seen.server_errors
+        or seen.timeouts
+        or seen.forbidden
+        or seen.forbidden_again
+        or seen.served_after_forbidden
+    )
 
 
 class FeedbackBook:
@@ -54,6 +72,13 @@ class FeedbackBook:
             seen = seen.merged(Feedback(latency_sum=latency, latency_count=1))
         self._add(server_name, seen)
 
-    def drain(self) -> dict[str, Feedback]:
-        out, self._by_host = self._by_host, {}
+    def drain(self, *, clean_too: bool = True) -> dict[str, Feedback]:
+        """What to report, by host; without ``clean_too`` only the hosts whose answers
+        need action (the others keep adding up until a full drain)."""
+        if clean_too:
+            out, self._by_host = self._by_host, {}
+            return out
+        out = {host: seen for host, seen in self._by_host.items() if needs_action(seen)}
+        for host in out:
+            del self._by_host[host]
         return out

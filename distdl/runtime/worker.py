@@ -86,6 +86,9 @@ events = logging.getLogger("distdl.events")  # one line per lease and partition:
 
 COORDINATOR = 0
 FEEDBACK_INTERVAL = 0.25  # seconds: rank 0 must hear of a 429 burst well within a second
+# Seconds between reports of answers that ask nothing (all OK): rank 0 judges a host's rate
+# every 0.5 s at most, and its load grows with every report of every host of every rank.
+CLEAN_FEEDBACK_INTERVAL = 1.0
 PROGRESS_INTERVAL = 1.0  # seconds between reports of the rows each open lease settled
 
 
@@ -231,6 +234,7 @@ class Worker:
         events.info("worker ready leases=%d", self._settings.leases_per_worker)
         self._channel.send(COORDINATOR, WorkRequested(self._settings.leases_per_worker))
         next_report = loop.time() + FEEDBACK_INTERVAL
+        next_clean_report = loop.time() + CLEAN_FEEDBACK_INTERVAL
         next_progress = loop.time() + PROGRESS_INTERVAL
         next_heartbeat = loop.time()
         while True:
@@ -257,11 +261,16 @@ class Worker:
                 for task in self._tasks.values():
                     task.cancel()  # what is still in flight is dropped; settled rows are kept
             if loop.time() >= next_report:
-                self._send_feedback()
+                clean_too = loop.time() >= next_clean_report
+                self._send_feedback(clean_too=clean_too)
+                if clean_too:
+                    next_clean_report = loop.time() + CLEAN_FEEDBACK_INTERVAL
                 self._access.release_idle(loop.time())
                 next_report = loop.time() + FEEDBACK_INTERVAL
             if loop.time() >= next_progress:
-                self._send_progress()
+                if self._send_progress():
+                    # Rank 0 heard from this rank: a heartbeat would tell it nothing more.
+                    next_heartbeat = loop.time() + HEARTBEAT_INTERVAL
                 next_progress = loop.time() + PROGRESS_INTERVAL
             if loop.time() >= next_heartbeat:
                 self._channel.send(COORDINATOR, Heartbeat())
@@ -369,12 +378,14 @@ class Worker:
         else:
             self._access.change_rate(message.lease_id, message.rate)
 
-    def _send_progress(self) -> None:
+    def _send_progress(self) -> int:
+        """Report every open lease's progress; how many were reported."""
         for lease_id, runner in self._runners.items():
             self._channel.send(COORDINATOR, LeaseProgressed(lease_id, runner.progress()))
+        return len(self._runners)
 
-    def _send_feedback(self) -> None:
-        for server_name, feedback in self._feedback.drain().items():
+    def _send_feedback(self, *, clean_too: bool = True) -> None:
+        for server_name, feedback in self._feedback.drain(clean_too=clean_too).items():
             self._channel.send(COORDINATOR, HostFeedbackReported(server_name, feedback))
 
     async def _run_lease(self, lease: Lease) -> None:

@@ -38,6 +38,7 @@ from distdl.core.scheduler import Lease, LeaseScheduler, PartitionRef
 from distdl.core.throttle import Feedback, ThrottleSettings
 from distdl.runtime.budgets import HostBudgets
 from distdl.runtime.coordinator import Coordinator
+from distdl.runtime.feedback import needs_action
 from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
@@ -54,10 +55,11 @@ from distdl.runtime.messages import (
     Shutdown,
     WorkRequested,
 )
+from distdl.runtime.worker import CLEAN_FEEDBACK_INTERVAL, FEEDBACK_INTERVAL
 from distdl.testing.scale_cost import ProgressMirror, RankZeroCost, SampleWindow, deep_size
 from distdl.testing.scale_fleet import READ_TIMEOUT, ScaleFleet, sending_rate, window_answers
 
-REPORT_INTERVAL = 0.25  # the workers' feedback interval (worker.FEEDBACK_INTERVAL)
+REPORT_INTERVAL = FEEDBACK_INTERVAL  # a lease's window while rank 0 is sampled
 POLL = 0.005  # rank 0's loop comes round this often when messages keep arriving
 ERROR_ROWS_PER_SECOND = 50_000.0  # writing a dead host's rows as -32 errors
 
@@ -98,6 +100,8 @@ class _Lease:
     started: float
     next_tick: float
     window: _Window | None = None
+    unsent: Feedback = field(default_factory=Feedback)  # clean answers not yet reported
+    last_report: float = -math.inf  # of the clean ones
     settled: int = 0
     ok: int = 0
     requests: int = 0
@@ -309,14 +313,17 @@ class ScaleSim:
         self.sample = None
 
     def _beat(self, now: float) -> None:
-        """Once a second while sampling: each lease's progress, each worker's heartbeat."""
+        """Once a second while sampling: each lease's progress, idle workers' heartbeats."""
         if self.sample is None or now > self.sample.end:
             return
+        busy = set()
         for state in self.leases.values():
             stats = state.stats(now - state.started)
             self._arrive(now, state.lease.worker, LeaseProgressed(state.lease.lease_id, stats))
+            busy.add(state.lease.worker)
         for worker in self.workers:
-            self._arrive(now, worker, Heartbeat())
+            if worker not in busy:  # a worker that reported progress sends no heartbeat
+                self._arrive(now, worker, Heartbeat())
         self._push(now + 1.0, "beat", None)
 
     # ------------------------------------------------------------ virtual workers
@@ -414,13 +421,25 @@ class ScaleSim:
         state.ok += seen.ok
         state.requests += seen.total
         state.throttled += seen.throttled
-        if seen.total:
-            host = state.lease.server_name
-            self._arrive(now, state.lease.worker, HostFeedbackReported(host, seen))
+        self._report(state, seen, now)
         if state.settled >= state.lease.n_urls:
+            self._report(state, Feedback(), now, force=True)  # the worker's last report
             self._complete(state, now)
             return True
         return False
+
+    def _report(self, state: _Lease, seen: Feedback, now: float, *, force: bool = False) -> None:
+        """As the workers do: answers that need action at once, clean ones at most every
+        CLEAN_FEEDBACK_INTERVAL (they add up meanwhile)."""
+        state.unsent = state.unsent.merged(seen)
+        clean_due = now - state.last_report >= CLEAN_FEEDBACK_INTERVAL
+        if not state.unsent.total or not (force or clean_due or needs_action(state.unsent)):
+            return
+        host = state.lease.server_name
+        self._arrive(now, state.lease.worker, HostFeedbackReported(host, state.unsent))
+        state.unsent = Feedback()
+        if force or clean_due:
+            state.last_report = now
 
     def _schedule(self, state: _Lease, at: float) -> None:
         state.next_tick = at
