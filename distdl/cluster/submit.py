@@ -63,10 +63,11 @@ class Chain:
 
 
 def templates_folder(env: Mapping[str, str] = os.environ) -> Path:
-    """``slurm/`` of the source tree distdl runs from, or ``$DISTDL_SLURM_TEMPLATES``."""
+    """``$DISTDL_SLURM_TEMPLATES``, else the templates shipped with distdl (the source
+    tree's ``slurm/*.sbatch`` are links to them, so an installed wheel has them too)."""
     if env.get(TEMPLATES_ENV):
         return Path(env[TEMPLATES_ENV])
-    return Path(__file__).resolve().parents[2] / "slurm"
+    return Path(__file__).resolve().parent / "templates"
 
 
 def job_shape(

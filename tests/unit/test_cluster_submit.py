@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import distdl.cluster.submit
 from distdl.cluster.chain import (
     ChainRecord,
     chain_status,
@@ -24,7 +25,13 @@ from distdl.cluster.chain import (
 from distdl.cluster.commands import Completed
 from distdl.cluster.script import SETUP_MARKER, render_script
 from distdl.cluster.site import resolve_site
-from distdl.cluster.submit import build_chain, dry_run_text, parse_job_id, submit_chain
+from distdl.cluster.submit import (
+    build_chain,
+    dry_run_text,
+    parse_job_id,
+    submit_chain,
+    templates_folder,
+)
 from distdl.config import SlurmSettings, load_config
 from distdl.errors import ConfigError, StateError, SubmitError
 from distdl.io.lock import AFTER_JOB_ENV
@@ -318,3 +325,14 @@ def test_job_states_from_squeue_then_sacct_and_ids_alone_without_either(tmp_path
     assert status is not None
     assert status["jobs"] == [{"id": "11", "state": None}, {"id": "12", "state": None}]
     assert json.loads(record_path(layout).read_text())["jobs"] == ["11", "12"]
+
+
+def test_the_templates_ship_with_the_package_and_slurm_links_to_them() -> None:
+    # An installed wheel has no source tree: submit reads the package's copies, and the
+    # repository's slurm/*.sbatch (what users copy by hand) are the same files.
+    shipped = templates_folder({})
+    assert shipped.parent == Path(distdl.cluster.submit.__file__).resolve().parent
+    for name in ("distdl.sbatch", "tools.sbatch"):
+        assert SETUP_MARKER in (shipped / name).read_text()
+        assert (REPO_TEMPLATES / name).resolve() == (shipped / name).resolve()
+    assert templates_folder({"DISTDL_SLURM_TEMPLATES": "/site/t"}) == Path("/site/t")
