@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distdl.cluster.environment import original_environment
+from distdl.cluster.environment import exported, original_environment
 from distdl.config import Config, load_config, proxy_choice
 from distdl.core.stopping import DEFAULT_GRACE, stopped_line
 from distdl.errors import AlreadyReported, RankFailure, RunStopped
@@ -86,7 +86,13 @@ def run(config_path: str | os.PathLike[str], options: RunOptions = RunOptions())
     proxy_choice(config.downloader_parameters, os.environ)  # refuse an unusable proxy now
     layout = Layout.from_config(config)
     # The original tool's variables, for every rank and what users run from it.
-    os.environ.update(original_environment(config, config_path))
+    with exported(original_environment(config, config_path)):
+        return _run_with_environment(config, layout, options, config_path)
+
+
+def _run_with_environment(
+    config: Config, layout: Layout, options: RunOptions, config_path: str | os.PathLike[str]
+) -> RunOutcome:
     world = launched_world_size()
     if world is not None and world > 1:
         return _run_as_mpi_rank(config, layout, options, str(config_path))

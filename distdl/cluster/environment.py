@@ -13,17 +13,22 @@ Names as the original set them (``main.py``/``tools/main.py``):
   ``True``; a whole number without ``.0``; unset is empty; a mapping is JSON);
 * ``ACCOUNT``: ``slurm.account``, when set.
 
+``DOWNLOADER_PROXY`` (distdl's own key) is the proxy URL without its user and password:
+those stay in the config file, out of job scripts and ``distdl env``'s output.
+
 The original's ``DISTRIBUTED_DOWNLOADER_PATH`` (its source folder, for its scripts) has no
 counterpart and is not set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from distdl.config import Config
 
@@ -60,9 +65,40 @@ def original_environment(
     ):
         for key, value in section.model_dump(mode="json").items():
             env[f"{prefix}{key.upper()}"] = _text(value)
+    if env.get("DOWNLOADER_PROXY"):
+        env["DOWNLOADER_PROXY"] = _without_credentials(env["DOWNLOADER_PROXY"])
     if config.slurm.account:
         env["ACCOUNT"] = config.slurm.account
     return env
+
+
+def _without_credentials(url: str) -> str:
+    """A proxy URL as scripts may see it: a password never leaves the config file."""
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextlib.contextmanager
+def exported(env: Mapping[str, str]) -> Iterator[None]:
+    """These variables in ``os.environ`` for the block (the ranks it launches inherit
+    them); the caller's environment as it was afterwards (a notebook calling
+    ``download_images`` twice, with two configs, must not see the first one's)."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def export_lines(env: Mapping[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distdl.cluster.environment import original_environment
+from distdl.cluster.environment import exported, original_environment
 from distdl.config import Config, load_config
 from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped, ToolError
 from distdl.io.lock import OutputLock
@@ -55,7 +55,13 @@ def run_tool(config_path: str | os.PathLike[str], options: ToolOptions) -> ToolO
     layout = Layout.from_config(config)
     # The original tool's variables (TOOLS_* among them), for every rank and its plugins.
     version = options.tool_name_override or options.tool_name
-    os.environ.update(original_environment(config, config_path, version))
+    with exported(original_environment(config, config_path, version)):
+        return _run_tool_with_environment(config, layout, options, config_path)
+
+
+def _run_tool_with_environment(
+    config: Config, layout: Layout, options: ToolOptions, config_path: str | os.PathLike[str]
+) -> ToolOutcome:
     load_tools(options.plugins)
     classes = tool_classes(options.tool_name)
     world = launched_world_size()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from distdl.cluster.environment import export_lines, original_environment
+from distdl.cluster.environment import export_lines, exported, original_environment
 from distdl.config import load_config
 
 
@@ -50,3 +52,26 @@ def test_export_lines_read_back_by_bash_give_the_same_values() -> None:
     script = "\n".join(export_lines(env)) + '\nprintf "%s|" "$A" "$B" "$C" "$D"\n'
     shown = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
     assert shown.stdout == 'plain|with space|it\'s $HOME `x` "q"||'
+
+
+def test_a_proxy_password_never_reaches_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    data = {
+        "path_to_input": "urls.csv",
+        "path_to_output": "out",
+        "downloader_parameters": {"proxy": "http://ana:s3cret@proxy.site.example:3128"},
+    }
+    path.write_text(yaml.safe_dump(data))
+    env = original_environment(load_config(path), path)
+    assert env["DOWNLOADER_PROXY"] == "http://proxy.site.example:3128"
+    assert not any("s3cret" in line for line in export_lines(env))
+
+
+def test_exported_gives_the_callers_environment_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH_TO_OUTPUT", "/theirs")
+    monkeypatch.delenv("CONFIG_PATH", raising=False)
+    with exported({"PATH_TO_OUTPUT": "/ours", "CONFIG_PATH": "/ours/config.yaml"}):
+        assert os.environ["PATH_TO_OUTPUT"] == "/ours"
+        assert os.environ["CONFIG_PATH"] == "/ours/config.yaml"
+    assert os.environ["PATH_TO_OUTPUT"] == "/theirs"
+    assert "CONFIG_PATH" not in os.environ
