@@ -108,7 +108,8 @@ def describe(fleet: ScaleFleet, result: SimResult, wall: float, ranks: int) -> N
     cost = result.cost
     for sample in cost.samples:
         print(
-            f"rank 0 at {sample.at / result.bound:.2f} x bound: {sample.open_leases} leases "
+            f"rank 0 at {_duration(sample.at)} ({sample.at / result.bound:.3f} x bound): "
+            f"{sample.open_leases} leases "
             f"open, {sample.messages_per_second:,.0f} msg/s in "
             f"({sample.bytes_per_message_in:.0f} B pickled each), "
             f"{sample.messages_out_per_second:,.0f} msg/s out "
@@ -171,7 +172,7 @@ def main() -> None:
                 print(sweep_row(urls, args.hosts, args.ranks, args.seed), flush=True)
         for ranks in SWEEP_RANKS:
             if ranks != args.ranks:
-                print(sweep_row(SWEEP_URLS[0], args.hosts, ranks, args.seed), flush=True)
+                print(sweep_row(args.urls, args.hosts, ranks, args.seed), flush=True)
     fleet, result, wall = run(args.urls, args.hosts, args.ranks, args.seed, **windows)
     describe(fleet, result, wall, args.ranks)
     worst = result.cost.worst

@@ -209,3 +209,20 @@ def _binomial(n: int, p: float, rng: random.Random) -> int:
         return sum(rng.random() < p for _ in range(n))
     draw = round(rng.gauss(n * p, math.sqrt(n * p * (1 - p))))
     return min(n, max(0, draw))
+
+
+def scaled_answers(seen: Feedback, share: float, ok_and_missing: int) -> Feedback:
+    """The part of a window's answers that came before its lease's last URL settled."""
+    missing = min(ok_and_missing, round(seen.other_errors * share))
+    count = max(1, round(seen.latency_count * share))
+    return Feedback(
+        ok=ok_and_missing - missing,
+        rate_limited=round(seen.rate_limited * share),
+        forbidden=round(seen.forbidden * share),
+        server_errors=round(seen.server_errors * share),
+        other_errors=missing,
+        latency_sum=seen.latency_sum / max(seen.latency_count, 1) * count,
+        latency_count=count,
+        retry_after=seen.retry_after,
+        server_retry_after=seen.server_retry_after,
+    )

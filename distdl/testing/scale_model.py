@@ -36,8 +36,6 @@ from typing import Any
 from distdl.core.clock import FakeClock
 from distdl.core.scheduler import Lease, LeaseScheduler, PartitionRef
 from distdl.core.throttle import Feedback, ThrottleSettings
-from distdl.runtime.budgets import HostBudgets
-from distdl.runtime.coordinator import Coordinator
 from distdl.runtime.feedback import needs_action
 from distdl.runtime.messages import (
     AbandonHost,
@@ -57,7 +55,14 @@ from distdl.runtime.messages import (
 )
 from distdl.runtime.worker import CLEAN_FEEDBACK_INTERVAL, FEEDBACK_INTERVAL
 from distdl.testing.scale_cost import ProgressMirror, RankZeroCost, SampleWindow, deep_size
-from distdl.testing.scale_fleet import READ_TIMEOUT, ScaleFleet, sending_rate, window_answers
+from distdl.testing.scale_fleet import (
+    READ_TIMEOUT,
+    ScaleFleet,
+    scaled_answers,
+    sending_rate,
+    window_answers,
+)
+from distdl.testing.scale_rank0 import RecordingOutbox, SimCoordinator, UnsavedBudgets
 
 REPORT_INTERVAL = FEEDBACK_INTERVAL  # a lease's window while rank 0 is sampled
 POLL = 0.005  # rank 0's loop comes round this often when messages keep arriving
@@ -108,7 +113,7 @@ class _Lease:
     throttled: int = 0
 
     def stats(self, seconds: float) -> PartitionStats:
-        errors = self.lease.n_urls - self.ok
+        errors = self.settled - self.ok  # error rows (404s, or a dead host's -32s)
         return PartitionStats(self.ok, errors, self.requests, self.throttled, seconds=seconds)
 
 
@@ -119,62 +124,11 @@ class SimResult:
     completed: Counter[tuple[str, int]]  # (host, partition) -> completions seen
     urls_completed: int
     finish_by_host: dict[str, float]
-    messages_to_rank0: int
     cost: RankZeroCost = field(default_factory=RankZeroCost)
 
     @property
     def ratio(self) -> float:
         return self.makespan / self.bound if self.bound else math.inf
-
-
-class _UnsavedBudgets(HostBudgets):
-    """Rank 0 saves the learned rates every minute; in a simulated run of days that is
-    thousands of files. The cost of one save is measured once, at the end, instead."""
-
-    def save(self) -> None:
-        pass
-
-    def measured_save(self) -> float:
-        started = time.process_time()
-        super().save()
-        return time.process_time() - started
-
-
-class _SimCoordinator(Coordinator):
-    """The coordinator, heartbeating only while a sample measures it: between samples the
-    virtual workers report in long windows, never die, and nothing listens for heartbeats
-    (hundreds of ranks heartbeated every simulated second of a run of days would take hours)."""
-
-    measuring = False
-
-    def _send_heartbeats(self) -> None:
-        if self.measuring:
-            super()._send_heartbeats()
-
-    def _declare_silent_dead(self) -> None:
-        if self.measuring:
-            super()._declare_silent_dead()
-
-
-class _Outbox:
-    """Rank 0's channel: records what it sends; pickles it (as MPI would) while sampling."""
-
-    rank = 0
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, Message]] = []
-        self.pickling = False
-        self.bytes = 0
-        self.count = 0
-
-    def send(self, dest: int, message: Message) -> None:
-        if self.pickling:
-            self.bytes += len(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-            self.count += 1
-        self.sent.append((dest, message))
-
-    def poll(self) -> list[tuple[int, Message]]:
-        return []
 
 
 class ScaleSim:
@@ -183,7 +137,7 @@ class ScaleSim:
         self.s = settings
         self.rng = random.Random(settings.seed)
         self.clock = FakeClock()
-        self.outbox = _Outbox()
+        self.outbox = RecordingOutbox()
         self.workers = list(range(1, settings.ranks))
         partitions = [
             PartitionRef(host, index, min(settings.batch_size, urls - index * settings.batch_size))
@@ -191,7 +145,7 @@ class ScaleSim:
             for index in range(math.ceil(urls / settings.batch_size))
         ]
         base = ThrottleSettings(start_rate=settings.start_rate, max_rate=settings.max_rate)
-        self.budgets = _UnsavedBudgets(workdir / "profiles.csv", {}, base, fleet.hosts, 0.0)
+        self.budgets = UnsavedBudgets(workdir / "profiles.csv", {}, base, fleet.hosts, 0.0)
         self.scheduler = LeaseScheduler(
             partitions,
             self.budgets.initial_budgets(),
@@ -199,7 +153,7 @@ class ScaleSim:
             n_workers=len(self.workers),
             unverified=fleet.hosts,
         )
-        self.coordinator = _SimCoordinator(
+        self.coordinator = SimCoordinator(
             self.outbox,
             self.workers,
             self.scheduler,
@@ -215,7 +169,6 @@ class ScaleSim:
         self.seq = itertools.count()
         self.completed: Counter[tuple[str, int]] = Counter()
         self.finish_by_host: dict[str, float] = {}
-        self.messages = 0
         self.done_at: float | None = None
         self.sample: SampleWindow | None = None
         self.cost = RankZeroCost()
@@ -249,9 +202,7 @@ class ScaleSim:
         urls = sum(self._n_urls(key) for key in self.completed)
         self.cost.peak_bytes = max(self.cost.peak_bytes, deep_size(self.coordinator))
         self.cost.save_cpu = self.budgets.measured_save()
-        return SimResult(
-            makespan, bound, self.completed, urls, self.finish_by_host, self.messages, self.cost
-        )
+        return SimResult(makespan, bound, self.completed, urls, self.finish_by_host, self.cost)
 
     def _n_urls(self, key: tuple[str, int]) -> int:
         host, index = key
@@ -262,7 +213,6 @@ class ScaleSim:
 
     def _arrive(self, at: float, source: int, message: Message) -> None:
         """A message on its way to rank 0, handled in the pass after ``at``."""
-        self.messages += 1
         sampling = self.sample is not None and at <= self.sample.end
         quantum = POLL if sampling else self.s.quantum
         due = math.ceil(at / quantum) * quantum
@@ -361,11 +311,13 @@ class ScaleSim:
         host = state.lease.server_name
         spec = self.fleet.hosts[host]
         if state.unreachable:
+            state.settled = state.lease.n_urls  # every row an error row, nothing fetched
             self._complete(state, now + state.lease.n_urls / ERROR_ROWS_PER_SECOND)
         elif spec.mode != "normal":
             # Its robots.txt gets no answer: the lease gives the host up, its rows become -32.
             given_up = now + (READ_TIMEOUT if spec.mode == "black_hole" else 0.0)
             self._arrive(given_up, state.lease.worker, HostDeclaredDead(host))
+            state.settled = state.lease.n_urls
             self._complete(state, given_up)
         else:
             self._open_window(state, now)
@@ -403,7 +355,7 @@ class ScaleSim:
         settled = seen.ok + seen.other_errors
         if settled >= left > 0:  # its last URLs settle within this window
             share = left / settled
-            seen = _scaled(seen, share, left)
+            seen = scaled_answers(seen, share, left)
             seconds *= share
         state.window = _Window(now, seconds, seen)
         self._schedule(state, now + seconds)
@@ -416,7 +368,7 @@ class ScaleSim:
         seen = window.seen
         if share < 1.0:
             settled = window.seen.ok + window.seen.other_errors
-            seen = _scaled(seen, share, math.floor(settled * share))
+            seen = scaled_answers(seen, share, math.floor(settled * share))
         state.settled += seen.ok + seen.other_errors
         state.ok += seen.ok
         state.requests += seen.total
@@ -458,23 +410,6 @@ class ScaleSim:
 
 def _pickled(data: Any) -> bytes:
     return data if isinstance(data, bytes) else pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-
-
-def _scaled(seen: Feedback, share: float, ok_and_missing: int) -> Feedback:
-    """The part of a window's answers that came before its lease's last URL settled."""
-    missing = min(ok_and_missing, round(seen.other_errors * share))
-    count = max(1, round(seen.latency_count * share))
-    return Feedback(
-        ok=ok_and_missing - missing,
-        rate_limited=round(seen.rate_limited * share),
-        forbidden=round(seen.forbidden * share),
-        server_errors=round(seen.server_errors * share),
-        other_errors=missing,
-        latency_sum=seen.latency_sum / max(seen.latency_count, 1) * count,
-        latency_count=count,
-        retry_after=seen.retry_after,
-        server_retry_after=seen.server_retry_after,
-    )
 
 
 def simulate_fleet(fleet: ScaleFleet, settings: SimSettings) -> SimResult:
