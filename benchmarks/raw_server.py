@@ -11,6 +11,7 @@ id (:func:`raw_corpus.tagged`), so there every body is distinct too.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -103,6 +104,7 @@ class NginxHost:
         if self._process is not None:
             self._process.terminate()
             self._process.wait(10)
+        shutil.rmtree(self._prefix, ignore_errors=True)
 
     def url(self, image_id: int) -> str:
         name = self._files[image_id % len(self._files)]
