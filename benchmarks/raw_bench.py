@@ -76,10 +76,6 @@ class Host(Protocol):
 
     def cpu_seconds(self) -> float: ...
 
-    def __enter__(self) -> Host: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
 
 # -- the bare loop ------------------------------------------------------------------------
 
@@ -271,7 +267,11 @@ def main() -> None:
     package = Path(distdl.__file__).parent
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
 
-    bare, bare_cpu = bare_run(variants, args.images, cores, options)
+    if args.distdl_only:
+        args.no_profile, args.img2dataset = True, Path("/nonexistent")
+        bare, bare_cpu = 0.0, 0.0
+    else:
+        bare, bare_cpu = bare_run(variants, args.images, cores, options)
     host: FleetHost | NginxHost = (
         NginxHost(folder) if args.server == "nginx" else FleetHost(variants)
     )
@@ -318,29 +318,35 @@ def report(
         sys.exit(f"distdl stored {timed.stored} of {args.images} images")
     e2e_rate = args.images / timed.end_to_end_s
     dl_rate = args.images / timed.download_s
-    bare_rate = args.images / bare if bare else e2e_rate  # --distdl-only: ratios of 1
+    bare_rate = args.images / bare if bare else 0.0  # 0: --distdl-only, no bare loop
+
+    def versus(rate: float) -> str:
+        return f"  {rate / bare_rate:.2f}x bare" if bare_rate else ""
+
     ms = 1000 / args.images
-    if bare:
+    if bare_rate:
         print(
             f"bare loop ({cores} processes):   {bare:6.1f} s  {bare_rate:7.1f} img/s  "
             f"CPU {bare_cpu * ms:.2f} ms/img"
         )
+        figures.update(
+            bare_s=round(bare, 2),
+            bare_cpu_ms_per_image=round(bare_cpu * ms, 3),
+            end_to_end_ratio=round(e2e_rate / bare_rate, 3),
+            download_ratio=round(dl_rate / bare_rate, 3),
+        )
     print(
-        f"distdl end to end:           {timed.end_to_end_s:6.1f} s  {e2e_rate:7.1f} img/s  "
-        f"{e2e_rate / bare_rate:.2f}x bare  CPU {timed.cpu_s * ms:.2f} ms/img "
+        f"distdl end to end:           {timed.end_to_end_s:6.1f} s  {e2e_rate:7.1f} img/s"
+        f"{versus(e2e_rate)}  CPU {timed.cpu_s * ms:.2f} ms/img "
         f"(+ server {timed.server_cpu_s * ms:.2f})"
     )
     print(
-        f"distdl download stage:       {timed.download_s:6.1f} s  {dl_rate:7.1f} img/s  "
-        f"{dl_rate / bare_rate:.2f}x bare"
+        f"distdl download stage:       {timed.download_s:6.1f} s  {dl_rate:7.1f} img/s"
+        f"{versus(dl_rate)}"
     )
     figures.update(
-        bare_s=round(bare, 2),
-        bare_cpu_ms_per_image=round(bare_cpu * ms, 3),
         distdl_end_to_end_s=round(timed.end_to_end_s, 2),
         distdl_download_s=round(timed.download_s, 2),
-        end_to_end_ratio=round(e2e_rate / bare_rate, 3),
-        download_ratio=round(dl_rate / bare_rate, 3),
         distdl_cpu_ms_per_image=round(timed.cpu_s * ms, 3),
         server_cpu_ms_per_image=round(timed.server_cpu_s * ms, 3),
     )
@@ -354,7 +360,7 @@ def report(
         )
         figures.update(img2dataset_s=round(seconds, 2), img2dataset_fetched=fetched)
         figures["distdl_vs_img2dataset"] = round(e2e_rate / rate, 3)
-    else:
+    elif not args.distdl_only:
         print(f"img2dataset: not found at {args.img2dataset} (see img2dataset_compare.py)")
     if profiled is not None and breakdown is not None:
         print(
