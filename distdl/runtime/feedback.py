@@ -3,13 +3,21 @@
 Answers that ask rank 0 to act (refusals, 5xx, timeouts, 403s) are reported at once; clean
 ones can wait for a less frequent report: rank 0 handles every report of every host of
 every worker, and at hundreds of ranks the clean ones were most of its load
-(``benchmarks/scale_sim.py``).
+(``benchmarks/scale_sim.py``). Except on a host whose rate just changed: rank 0 is judging
+the new rate (a slow start grows on each clean window), and a once-a-second report would
+halve the pace of every ramp.
 """
 
 from __future__ import annotations
 
+import math
+
 from distdl.core.signals import Signal, answer_signal
 from distdl.core.throttle import Feedback
+
+# Seconds after a rate change during which a host's clean answers go out with every report:
+# the controller judges a window of 0.5 s once answers to the new rate come back.
+JUDGING_SECONDS = 2.0
 
 
 def needs_action(seen: Feedback) -> bool:
@@ -27,6 +35,11 @@ def needs_action(seen: Feedback) -> bool:
 class FeedbackBook:
     def __init__(self) -> None:
         self._by_host: dict[str, Feedback] = {}
+        self._judged_until: dict[str, float] = {}
+
+    def rate_changed(self, server_name: str, now: float) -> None:
+        """Rank 0 set a new rate for the host: its clean answers are wanted at once."""
+        self._judged_until[server_name] = now + JUDGING_SECONDS
 
     def _add(self, server_name: str, seen: Feedback) -> None:
         self._by_host[server_name] = self._by_host.get(server_name, Feedback()).merged(seen)
@@ -72,13 +85,18 @@ class FeedbackBook:
             seen = seen.merged(Feedback(latency_sum=latency, latency_count=1))
         self._add(server_name, seen)
 
-    def drain(self, *, clean_too: bool = True) -> dict[str, Feedback]:
+    def drain(self, *, clean_too: bool = True, now: float = math.inf) -> dict[str, Feedback]:
         """What to report, by host; without ``clean_too`` only the hosts whose answers
-        need action (the others keep adding up until a full drain)."""
+        need action or whose rate changed within ``JUDGING_SECONDS`` before ``now`` (the
+        others keep adding up until a full drain)."""
         if clean_too:
             out, self._by_host = self._by_host, {}
             return out
-        out = {host: seen for host, seen in self._by_host.items() if needs_action(seen)}
+        out = {
+            host: seen
+            for host, seen in self._by_host.items()
+            if needs_action(seen) or self._judged_until.get(host, -math.inf) > now
+        }
         for host in out:
             del self._by_host[host]
         return out

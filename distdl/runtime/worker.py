@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import traceback
 from dataclasses import dataclass, field
@@ -262,7 +263,7 @@ class Worker:
                     task.cancel()  # what is still in flight is dropped; settled rows are kept
             if loop.time() >= next_report:
                 clean_too = loop.time() >= next_clean_report
-                self._send_feedback(clean_too=clean_too)
+                self._send_feedback(clean_too=clean_too, now=loop.time())
                 if clean_too:
                     next_clean_report = loop.time() + CLEAN_FEEDBACK_INTERVAL
                 self._access.release_idle(loop.time())
@@ -339,6 +340,8 @@ class Worker:
             if message.start_after > 0:
                 gate.resume_in(message.start_after)  # its start slot (core.start_slots)
             self._gates[lease.lease_id] = gate
+            # A new lease's first answers judge its rate, as after a change.
+            self._feedback.rate_changed(lease.server_name, asyncio.get_running_loop().time())
             events.info(
                 "lease host=%s partition=%d rows=%d rate=%.2f",
                 lease.server_name,
@@ -375,6 +378,7 @@ class Worker:
         if gate is not None and lease is not None:
             # Rank 0 may not have heard the host's robots.txt yet: its cap holds regardless.
             gate.set_rate(min(message.rate, self._access.rate_cap(lease.server_name)))
+            self._feedback.rate_changed(lease.server_name, asyncio.get_running_loop().time())
         else:
             self._access.change_rate(message.lease_id, message.rate)
 
@@ -384,8 +388,9 @@ class Worker:
             self._channel.send(COORDINATOR, LeaseProgressed(lease_id, runner.progress()))
         return len(self._runners)
 
-    def _send_feedback(self, *, clean_too: bool = True) -> None:
-        for server_name, feedback in self._feedback.drain(clean_too=clean_too).items():
+    def _send_feedback(self, *, clean_too: bool = True, now: float = math.inf) -> None:
+        drained = self._feedback.drain(clean_too=clean_too, now=now)
+        for server_name, feedback in drained.items():
             self._channel.send(COORDINATOR, HostFeedbackReported(server_name, feedback))
 
     async def _run_lease(self, lease: Lease) -> None:

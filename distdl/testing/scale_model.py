@@ -36,7 +36,7 @@ from typing import Any
 from distdl.core.clock import FakeClock
 from distdl.core.scheduler import Lease, LeaseScheduler, PartitionRef
 from distdl.core.throttle import Feedback, ThrottleSettings
-from distdl.runtime.feedback import needs_action
+from distdl.runtime.feedback import JUDGING_SECONDS, needs_action
 from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
@@ -107,6 +107,7 @@ class _Lease:
     window: _Window | None = None
     unsent: Feedback = field(default_factory=Feedback)  # clean answers not yet reported
     last_report: float = -math.inf  # of the clean ones
+    judged_until: float = -math.inf  # rate new: clean answers go out at once
     settled: int = 0
     ok: int = 0
     requests: int = 0
@@ -282,6 +283,7 @@ class ScaleSim:
             lease = message.lease
             start = now + message.start_after
             state = _Lease(lease, lease.rate, start, message.host_unreachable, start, start)
+            state.judged_until = start + JUDGING_SECONDS
             self.lease_host[lease.lease_id] = lease.server_name
             self.leases[lease.lease_id] = self.by_host[lease.server_name][lease.lease_id] = state
             self._push(start, "tick", lease.lease_id)
@@ -289,6 +291,7 @@ class ScaleSim:
             state = self.leases[message.lease_id]
             self._restart(state, now)
             state.rate = message.rate
+            state.judged_until = now + JUDGING_SECONDS
         elif isinstance(message, PauseHolder) and message.lease_id in self.leases:
             state = self.leases[message.lease_id]
             self._restart(state, now)
@@ -382,9 +385,9 @@ class ScaleSim:
 
     def _report(self, state: _Lease, seen: Feedback, now: float, *, force: bool = False) -> None:
         """As the workers do: answers that need action at once, clean ones at most every
-        CLEAN_FEEDBACK_INTERVAL (they add up meanwhile)."""
+        CLEAN_FEEDBACK_INTERVAL (they add up meanwhile) unless the rate is new."""
         state.unsent = state.unsent.merged(seen)
-        clean_due = now - state.last_report >= CLEAN_FEEDBACK_INTERVAL
+        clean_due = now - state.last_report >= CLEAN_FEEDBACK_INTERVAL or now < state.judged_until
         if not state.unsent.total or not (force or clean_due or needs_action(state.unsent)):
             return
         host = state.lease.server_name

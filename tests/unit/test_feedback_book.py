@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from distdl.runtime.feedback import FeedbackBook
+from distdl.runtime.feedback import JUDGING_SECONDS, FeedbackBook
 
 
 def test_clean_answers_wait_for_a_full_report_and_refusals_do_not() -> None:
@@ -25,3 +25,17 @@ def test_server_errors_timeouts_and_403s_are_reported_at_once() -> None:
     book.record_failure("c.org", 403, 0.1, retry_after=None)
     book.record_failure("d.org", 404, 0.1, retry_after=None)  # content, not the host's load
     assert sorted(book.drain(clean_too=False)) == ["a.org", "b.org", "c.org"]
+
+
+def test_clean_answers_to_a_new_rate_go_out_at_once_for_a_while() -> None:
+    # Rank 0 grows a slow start on each clean window: holding them for a second would
+    # halve the pace of every ramp.
+    book = FeedbackBook()
+    book.rate_changed("ramping.org", now=10.0)
+    book.record_ok("ramping.org", 0.1)
+    book.record_ok("settled.org", 0.1)
+    assert list(book.drain(clean_too=False, now=10.25)) == ["ramping.org"]
+    book.record_ok("ramping.org", 0.1)
+    later = 10.0 + JUDGING_SECONDS + 0.25
+    assert book.drain(clean_too=False, now=later) == {}  # settled again: once a second
+    assert sorted(book.drain()) == ["ramping.org", "settled.org"]
