@@ -1,7 +1,7 @@
 """Adaptive per-host request rate, built from what servers do.
 
 Rank 0 owns one :class:`HostThrottle` per host. Workers report what they saw on the host
-(:class:`Feedback`) every 0.25 s (clean answers once a second, except for 2 s after the
+(:class:`Feedback`) every 0.25 s (clean answers once a second, except for 1 s after the
 host's rate changed); :meth:`HostThrottle.observe` folds the reports into a *window* and,
 once the window says something, moves the host's rate (req/s), which rank 0 splits among
 the ranks leasing the host. Time is an argument: no clock, no I/O.

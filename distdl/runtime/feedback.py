@@ -16,8 +16,10 @@ from distdl.core.signals import Signal, answer_signal
 from distdl.core.throttle import Feedback
 
 # Seconds after a rate change during which a host's clean answers go out with every report:
-# the controller judges a window of 0.5 s once answers to the new rate come back.
-JUDGING_SECONDS = 2.0
+# the controller judges a window of 0.5 s once answers to the new rate come back (a
+# latency later). Longer would add rank 0's messages in every ramp for little: at 400
+# ranks, the first minutes are ramps (benchmarks/scale_sim.py).
+JUDGING_SECONDS = 1.0
 
 
 def needs_action(seen: Feedback) -> bool:
