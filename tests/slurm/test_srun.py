@@ -18,6 +18,7 @@ from distdl.testing.fleet_workload import write_url_list
 # CI sets DISTDL_REQUIRE_SLURM=1 after starting a cluster, so there a missing Slurm fails.
 HAVE_SLURM = slurm_is_up()
 pytestmark = [
+    pytest.mark.slow,  # real Slurm jobs: CI runs them with the slow suite
     pytest.mark.timeout(300),
     pytest.mark.skipif(
         not HAVE_SLURM and os.environ.get("DISTDL_REQUIRE_SLURM") != "1",

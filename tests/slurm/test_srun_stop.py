@@ -28,6 +28,7 @@ from distdl.io.markers import completed_partitions
 from distdl.testing.fleet_thread import FleetThread
 
 pytestmark = [
+    pytest.mark.slow,  # real Slurm jobs: CI runs them with the slow suite
     pytest.mark.timeout(300),
     pytest.mark.skipif(
         not slurm_is_up() and os.environ.get("DISTDL_REQUIRE_SLURM") != "1",
