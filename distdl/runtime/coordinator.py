@@ -159,6 +159,7 @@ class Coordinator:
         self._grace = grace
         self._stop: StopPlan | None = None
         self._stop_sent: StopPlan | None = None
+        self._own_stop_signals = 0  # signals to this rank (workers count their own)
         self._shutdown_sent = False
         self._abort_deadline: float | None = None
         self._next_save = self._started + SAVE_INTERVAL
@@ -179,13 +180,18 @@ class Coordinator:
 
     def request_stop(self, signum: int, *, again: bool | None = None) -> None:
         """A stop signal: stop leasing. A second signal hurries the stop: ``again`` says
-        whether this is one (by default: whether a stop was already under way)."""
+        whether this is one (by default, for a signal to this rank: whether this rank had
+        one before). Not whether a stop is under way: one ``kill`` or ``scancel`` reaches
+        every rank, and a worker's report of it may arrive before rank 0's own copy."""
+        if again is None:
+            self._own_stop_signals += 1
+            again = self._own_stop_signals > 1
         now = self._clock.now()
         if self._stop is None:
             log.warning("%s: stopping; requests in flight may finish", signal_name(signum))
             self._stop = StopPlan.begin(signum, now, self._grace)
             self._report.stopped_by = signum
-        elif again is None or again:
+        elif again:
             log.warning("%s again: requests in flight are dropped", signal_name(signum))
             self._stop = self._stop.hurried(now)
 

@@ -185,6 +185,36 @@ async def test_a_workers_stop_signal_stops_every_worker_and_a_second_one_hurries
     assert sorted(rank for rank, stop in stops if stop.settle_seconds == 0.0) == [1, 2]
 
 
+async def test_one_signal_to_every_rank_is_not_a_second_one_whichever_arrives_first(
+    tmp_path: Path,
+) -> None:
+    """``kill`` of the launcher, or ``scancel``, reaches every rank: a worker's report of it
+    may reach rank 0 before rank 0's own copy, which must not hurry the stop (in-flight
+    requests would be dropped, and their images fetched again on resume)."""
+    hub = QueueHub(3)
+    coordinator = _coordinator(tmp_path, hub, partitions=30, grace=2.0)
+    stops: list[tuple[int, Stop]] = []
+
+    def record(worker: FakeWorker, stop: Stop) -> bool:
+        stops.append((worker.channel.rank, stop))
+        return False  # still settling: a hurried stop would reach it
+
+    workers = [FakeWorker(hub.channel(rank), lease_seconds=30.0, on_stop=record) for rank in (1, 2)]
+
+    async def signals() -> None:
+        await asyncio.sleep(0.3)
+        hub.channel(1).send(0, StopRequested(signal.SIGTERM))
+        await asyncio.sleep(0.1)
+        coordinator.request_stop(signal.SIGTERM)  # rank 0's own copy, second to arrive
+
+    sending = asyncio.ensure_future(signals())
+    report = await _run(coordinator, workers)
+    await sending
+    assert report.stopped_by == signal.SIGTERM
+    assert sorted(rank for rank, _ in stops) == [1, 2]
+    assert all(stop.settle_seconds > 0 for _, stop in stops), stops
+
+
 async def test_a_stop_ends_when_the_grace_is_spent_even_if_a_worker_never_reports(
     tmp_path: Path,
 ) -> None:
