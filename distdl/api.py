@@ -14,17 +14,16 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from distdl.cluster.environment import exported, original_environment
 from distdl.config import Config, load_config, proxy_choice
-from distdl.core.stopping import DEFAULT_GRACE, stopped_line
+from distdl.core.stopping import stopped_line
 from distdl.errors import AlreadyReported, RankFailure, RunStopped
 from distdl.io.checkpoint import Checkpoint
 from distdl.io.lock import OutputLock
 from distdl.layout import Layout
 from distdl.reset import reset_output
-from distdl.runtime.event_loop import run_loop
 from distdl.runtime.job_deadline import job_deadline
 from distdl.runtime.launch import (
     RanksExit,
@@ -34,14 +33,10 @@ from distdl.runtime.launch import (
     was_launched_by_us,
 )
 from distdl.runtime.logs import configure_logging
-from distdl.runtime.mpi_channel import (
-    MpiChannel,
-    abort_at_exit,
-    checked_world,
-    launched_world_size,
-)
+from distdl.runtime.mpi_channel import checked_world, launched_world_size
 from distdl.runtime.rank_zero import on_rank0
 from distdl.runtime.stop_signals import StopSignal, raising_stop_signals, stop_signal_of
+from distdl.runtime.world import LocalWorld, MpiWorld, World
 from distdl.stages import (
     STAGES,
     InputFormat,
@@ -137,7 +132,7 @@ def _lock_command(options: RunOptions, config_path: str | os.PathLike[str]) -> s
 def _run_here(
     config: Config, layout: Layout, options: RunOptions, config_path: str | os.PathLike[str]
 ) -> RunOutcome:
-    """Plan here; then profile and download here (one rank) or on launched MPI ranks."""
+    """Launch MPI ranks for the stages (``--ranks`` > 1), or run them in this process."""
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     if options.resume:
         require_started(checkpoint, str(config_path))
@@ -151,28 +146,7 @@ def _run_here(
         checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
         done = [stage for stage in STAGES if checkpoint.is_complete(stage)]
         return RunOutcome(done, "")  # rank 0 printed the run's summary: one is enough
-    from distdl.profile import write_profiles_table
-    from distdl.runtime.download import run_in_process
-
-    ensure_batched(config, layout, checkpoint, options.input_format, str(config_path))
-    if _wants("profiled", checkpoint, options):
-        write_profiles_table(config, layout)
-        checkpoint.mark_complete("profiled")
-    _requeue_errors(layout, checkpoint, options)
-    if not _wants("downloaded", checkpoint, options):
-        outcome = _outcome(layout, checkpoint, None)
-        if options.until == "profiled":  # what the download would take, before it starts
-            from distdl.status import plan_eta_text
-
-            workers = max(1, ranks - 1)
-            outcome.summary += "\n" + plan_eta_text(config, layout, workers)
-        return outcome
-    report = run_loop(run_in_process(config, layout, options.retry_errors, grace=stop_grace()))
-    if report.stopped_by is not None:
-        _outcome(layout, checkpoint, report)  # the run's summary is saved all the same
-        raise RunStopped(report.stopped_by, _stopped_line(layout, str(config_path)))
-    _finish_download(layout, checkpoint)
-    return _outcome(layout, checkpoint, report)
+    return _run_stages(LocalWorld(workers=max(1, ranks - 1)), config, layout, options, config_path)
 
 
 def _check_ranks_exit(ended: RanksExit, layout: Layout, config_path: str) -> None:
@@ -256,18 +230,23 @@ def _run_as_mpi_rank(
             on_rank0(comm, take_lock)
             # Ranks that `distdl run` launched are stopped by it: it holds the deadline.
             held.enter_context(_job_deadline(config, leads=rank == 0 and not was_launched_by_us()))
-            return _run_mpi_stages(config, layout, options, config_path, comm)
+            return _run_stages(MpiWorld(comm), config, layout, options, config_path)
     except (KeyboardInterrupt, StopSignal) as exc:
         signum = stop_signal_of(exc)
     assert signum is not None
     raise RunStopped(signum, _stopped_line(layout, config_path) if rank == 0 else "")
 
 
-def _run_mpi_stages(
-    config: Config, layout: Layout, options: RunOptions, config_path: str, comm: Any
+def _run_stages(
+    world: World,
+    config: Config,
+    layout: Layout,
+    options: RunOptions,
+    config_path: str | os.PathLike[str],
 ) -> RunOutcome:
-    """Rank 0 plans, writes the profiles table and coordinates; the others download."""
-    rank, size = comm.Get_rank(), comm.Get_size()
+    """Rank 0 plans, writes the profiles table and coordinates; the other ranks download
+    (in a :class:`LocalWorld`, one worker in this process)."""
+    config_path = str(config_path)
     checkpoint = Checkpoint.load(layout.checkpoint_file)
 
     def plan() -> bool:
@@ -276,59 +255,39 @@ def _run_mpi_stages(
         ensure_batched(config, layout, checkpoint, options.input_format, config_path)
         return _wants("profiled", checkpoint, options)
 
-    from distdl.runtime.download import run_rank
-
     def profile() -> None:
         from distdl.profile import write_profiles_table
 
         write_profiles_table(config, layout)
         checkpoint.mark_complete("profiled")
 
-    if rank != 0:
-        # The downloading side's libraries (aiohttp, the image stack) load while rank 0
-        # plans, instead of after: a second sooner to the first request.
-        importlib.import_module("distdl.runtime.worker_setup")
-    if on_rank0(comm, plan):
-        on_rank0(comm, profile)
-
     def requeue() -> bool:
         _requeue_errors(layout, checkpoint, options)
         return _wants("downloaded", checkpoint, options)
 
-    if not on_rank0(comm, requeue):
-        return _outcome(layout, checkpoint, None) if rank == 0 else RunOutcome([], "")
-    channel = MpiChannel(comm)
-    declared_dead = False
+    if world.rank != 0:
+        # The downloading side's libraries (aiohttp, the image stack) load while rank 0
+        # plans, instead of after: a second sooner to the first request.
+        importlib.import_module("distdl.runtime.worker_setup")
+    if world.on_rank0(plan):
+        world.on_rank0(profile)
+    if not world.on_rank0(requeue):
+        if world.rank != 0:
+            return RunOutcome([], "")
+        outcome = _outcome(layout, checkpoint, None)
+        if options.until == "profiled":  # what the download would take, before it starts
+            from distdl.status import plan_eta_text
 
-    def end_with_abort() -> None:
-        # A rank declared dead may be hung, not gone: MPI_Finalize or the launcher would
-        # wait for it forever. MPI_Abort at exit ends the whole job instead.
-        nonlocal declared_dead
-        declared_dead = True
-        abort_at_exit(comm, RankFailure.exit_code)
-
-    grace = stop_grace() if rank == 0 else DEFAULT_GRACE  # the workers get theirs in Stop
+            outcome.summary += "\n" + plan_eta_text(config, layout, world.workers)
+        return outcome
     try:
-        report = run_loop(
-            run_rank(
-                config,
-                layout,
-                channel,
-                size,
-                options.retry_errors,
-                grace=grace,
-                on_dead_ranks=end_with_abort,
-            )
-        )
+        report = world.download(config, layout, options.retry_errors, stop_grace())
     except RankFailure as exc:
-        if declared_dead:
+        if world.declared_dead:
             hint = _after_dead_ranks(layout, checkpoint, config_path)
             raise RankFailure(f"{exc}; {hint}") from None
         raise
-    finally:
-        if not declared_dead:  # messages to a hung rank never leave; MPI_Abort follows
-            channel.flush()
-    if rank != 0:
+    if world.rank != 0:
         return RunOutcome([], "")
     if report is not None and report.stopped_by is not None:
         _outcome(layout, checkpoint, report)  # the run's summary is saved all the same
