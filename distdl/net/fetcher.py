@@ -148,6 +148,9 @@ class AiohttpFetcher:
         if declared is not None and declared > cap and not self._truncate_oversize:
             resp.close()  # drop the connection rather than download what we will not keep
             return None, f"Content-Length {declared} over max_bytes {cap}"
+        if declared is not None and declared <= cap:
+            # Its size is known and allowed: one read, not a Python step per chunk.
+            return await resp.read(), ""
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
