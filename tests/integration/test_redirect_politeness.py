@@ -75,7 +75,8 @@ async def test_a_cross_host_redirect_is_charged_to_the_target(tmp_path: Path) ->
     assert learned.status == "healthy" and learned.learned_at
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+# Two workers leasing the pair is the slower case (20 s): with the slow suite.
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 async def test_a_resolver_and_its_cdn_never_lock_step_on_a_one_request_bucket(
     tmp_path: Path, workers: int
 ) -> None:
