@@ -53,10 +53,15 @@ def checked_world() -> Any:
     return comm
 
 
+# Pending sends kept before the completed ones are released (then twice those still pending).
+PRUNE_AT = 64
+
+
 class MpiChannel:
     def __init__(self, comm: Any) -> None:
         self._comm = comm
         self._pending: list[Any] = []  # isend requests not yet known to be done
+        self._prune_at = PRUNE_AT
 
     @property
     def rank(self) -> int:
@@ -64,8 +69,11 @@ class MpiChannel:
 
     def send(self, dest: int, message: Message) -> None:
         self._pending.append(self._comm.isend(message, dest=dest, tag=TAG))
-        # Completed requests are released so the list stays short.
-        self._pending = [req for req in self._pending if not req.Test()]
+        if len(self._pending) >= self._prune_at:
+            # Completed requests are released now and then, not at every send: rank 0 sends
+            # to hundreds of ranks, and testing every pending request each time was quadratic.
+            self._pending = [req for req in self._pending if not req.Test()]
+            self._prune_at = max(PRUNE_AT, 2 * len(self._pending))
 
     def poll(self) -> list[tuple[int, Message]]:
         from mpi4py import MPI
