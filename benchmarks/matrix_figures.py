@@ -30,6 +30,11 @@ MAX_FAULT_FINISH_RATIO = 1.25  # keeps >= 0.8x its limit
 # A fault host is judged on its finish when its own bound is at least this long: below it,
 # profiling's spaced probes and one retry's wait alone exceed the 25 % allowance.
 MIN_JUDGED_FAULT_BOUND = 5.0
+# "Keeps >= 0.8x its limit", apart from the ramp: the rate of the middle half of a fault
+# host's requests (the ramp before it, the last retries' waits after it), on hosts with
+# enough requests for a middle half to say something.
+MIN_KEPT_RATE = 0.8
+MIN_KEPT_REQUESTS = 100
 
 
 @dataclass
@@ -45,6 +50,7 @@ class HostFigures:
     fault_5xx: int = 0  # rate-independent faults
     window_ratio: float | None = None
     finish_ratio: float | None = None  # first to last request ÷ own bound, fault hosts
+    kept_ratio: float | None = None  # middle half of its requests: rate ÷ limit, fault hosts
     first_s: float | None = None  # its first and last request, seconds after distdl started
     last_s: float | None = None
     fetchable: int = 0
@@ -95,6 +101,7 @@ class RunFigures:
             for h in self.hosts
             if h.finish_ratio is not None and h.bound_s >= MIN_JUDGED_FAULT_BOUND
         ]
+        kept = [h.kept_ratio for h in self.hosts if h.kept_ratio is not None]
         return {
             "makespan_ratio": self.makespan_s / self.bound_s,
             "refused_share": self._total("refused") / requests,
@@ -103,6 +110,8 @@ class RunFigures:
             "host_refusal_score": max(h.refusal_score for h in self.hosts),
             "window_ratio": max(windows, default=0.0),
             "fault_finish_ratio": max(finishes, default=0.0),
+            # A fleet without a fault host large enough to judge does not pull the worst down.
+            "fault_kept_rate": min(kept, default=1.0),
             "stored_share": self._total("stored") / max(self._total("fetchable"), 1),
         }
 
@@ -171,6 +180,9 @@ def run_figures(
             host.first_s, host.last_s = min(times) - started, max(times) - started
         if spec.error_rate_5xx > 0 and times and host.bound_s > 0:
             host.finish_ratio = (max(times) - min(times)) / host.bound_s
+            rate = middle_rate(times, MIN_KEPT_REQUESTS)
+            if rate is not None and host.limit is not None:
+                host.kept_ratio = rate / host.limit
         fetchable = {
             f"{name}/{i}"
             for i in range(scenario.urls[name])
@@ -179,6 +191,17 @@ def run_figures(
         host.fetchable, host.stored = len(fetchable), len(fetchable & stored_ids)
         run.hosts.append(host)
     return run
+
+
+def middle_rate(times: Sequence[float], min_requests: int) -> float | None:
+    """Requests per second over the middle half of ``times`` (None below ``min_requests``):
+    what a host kept once its ramp was over and before its last retries waited."""
+    if len(times) < min_requests:
+        return None
+    ordered = sorted(times)
+    first, last = len(ordered) // 4, 3 * len(ordered) // 4
+    span = ordered[last] - ordered[first]
+    return (last - first) / span if span > 0 else None
 
 
 def _count_answers(host: HostFigures, records: Sequence[RequestRecord]) -> None:
@@ -200,6 +223,7 @@ TARGETS: dict[str, tuple[bool, float | None, float | None]] = {
     "host_refusal_score": (True, 1.0, None),
     "window_ratio": (True, MAX_WINDOW_RATIO, None),
     "fault_finish_ratio": (True, MAX_FAULT_FINISH_RATIO, None),
+    "fault_kept_rate": (False, MIN_KEPT_RATE, None),
     "stored_share": (False, 1.0, None),
 }
 
@@ -248,6 +272,10 @@ def targets_text() -> Mapping[str, str]:
         "window_ratio": f"<= {MAX_WINDOW_RATIO}",
         "fault_finish_ratio": (
             f"<= {MAX_FAULT_FINISH_RATIO} (hosts with own bound >= {MIN_JUDGED_FAULT_BOUND:g} s)"
+        ),
+        "fault_kept_rate": (
+            f">= {MIN_KEPT_RATE} (middle half of a fault host's requests, >= "
+            f"{MIN_KEPT_REQUESTS} requests)"
         ),
         "stored_share": "= 1 (every fetchable image)",
     }

@@ -162,7 +162,7 @@ def print_run(run: RunFigures, scenario: Scenario) -> None:
     )
     print(
         f"  {'host':<9} {'role':<8} {'urls':>5} {'limit':>6} {'bound':>6} {'req':>6} "
-        f"{'refused':>8} {'503load':>7} {'5xx':>5} {'win/lim':>7} {'fin/bnd':>7} "
+        f"{'refused':>8} {'503load':>7} {'5xx':>5} {'win/lim':>7} {'fin/bnd':>7} {'kept':>5} "
         f"{'first':>6} {'last':>6} {'stored':>11}"
     )
     specs = {spec.name: spec for spec in scenario.hosts}
@@ -181,6 +181,7 @@ def print_run(run: RunFigures, scenario: Scenario) -> None:
             f"  {host.name:<9} {role:<8} {host.urls:>5} {_num(host.limit, 1):>6} "
             f"{_num(host.bound_s, 1):>6} {host.requests:>6} {refused:>8} {host.load_503:>7} "
             f"{host.fault_5xx:>5} {_num(host.window_ratio):>7} {finish:>7} "
+            f"{_num(host.kept_ratio):>5} "
             f"{_num(host.first_s, 1):>6} {_num(host.last_s, 1):>6} "
             f"{host.stored:>5}/{host.fetchable:<5}"
         )

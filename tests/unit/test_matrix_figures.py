@@ -63,6 +63,8 @@ def test_run_figures_from_records() -> None:
     assert hosts["tiny"].refusal_score == pytest.approx(1.5)  # 3 refusals, 2 allowed
     assert hosts["flaky"].bound_s == pytest.approx(10.0)  # 50 URLs / 0.5 at 10 req/s
     assert hosts["flaky"].finish_ratio == pytest.approx(2.0)  # 20 s from first to last
+    assert hosts["flaky"].kept_ratio == pytest.approx(1.0)  # its middle half at 10 req/s
+    assert hosts["big"].kept_ratio is None  # judged on fault hosts only
     assert hosts["dead"].fetchable == 0 and hosts["dead"].stored == 0
     assert hosts["resolver"].stored == 1
     assert run.first_request_s == pytest.approx(5.0)  # the first request came at 100, 95 + 5
@@ -74,6 +76,7 @@ def test_run_figures_from_records() -> None:
     assert headline["fault_5xx_share"] == pytest.approx(1 / len(records))
     assert headline["host_refusal_score"] == pytest.approx(1.5)
     assert headline["fault_finish_ratio"] == pytest.approx(2.0)
+    assert headline["fault_kept_rate"] == pytest.approx(1.0)
     fetchable = sum(host.fetchable for host in run.hosts)
     assert headline["stored_share"] == pytest.approx(102 / fetchable)
 
@@ -106,3 +109,22 @@ def test_summary_reports_the_worst_seed_and_the_median() -> None:
     assert figures.verdict(slow, figures.summarize(slow)) is False
     broken = [*runs[:2], _run(5, 11.0, failed=True)]
     assert figures.verdict(broken, figures.summarize(broken)) is False
+
+
+def test_the_kept_rate_leaves_the_ramp_and_the_last_retries_out() -> None:
+    ramp = [0.5 * i for i in range(20)]  # 10 s at 2 req/s
+    steady = [10 + 0.1 * i for i in range(160)]  # 16 s at 10 req/s
+    tail = [40.0, 45.0]  # the last retries, after their waits
+    assert figures.middle_rate([*ramp, *steady, *tail], 100) == pytest.approx(10.0)
+    starved = [1.0 * i for i in range(120)]  # the fault host: 1 req/s throughout
+    assert figures.middle_rate(starved, 100) == pytest.approx(1.0)
+    assert figures.middle_rate(steady[:50], 100) is None  # too few requests to say
+
+
+def test_the_worst_kept_rate_is_the_lowest() -> None:
+    runs = [_run(1, 11.0), _run(2, 11.0)]
+    runs[1].hosts.append(  # type: ignore[attr-defined]
+        figures.HostFigures("f", "fault", 300, 30.0, 10.0, kept_ratio=0.5)
+    )
+    kept = {s.figure: s for s in figures.summarize(runs)}["fault_kept_rate"]
+    assert (kept.worst, kept.worst_seed, kept.passed) == (0.5, 2, False)
