@@ -31,10 +31,11 @@ MAX_FAULT_FINISH_RATIO = 1.25  # keeps >= 0.8x its limit
 # profiling's spaced probes and one retry's wait alone exceed the 25 % allowance.
 MIN_JUDGED_FAULT_BOUND = 5.0
 # "Keeps >= 0.8x its limit", apart from the ramp: the rate of the middle half of a fault
-# host's requests (the ramp before it, the last retries' waits after it), on hosts with
-# enough requests for a middle half to say something.
+# host's requests (the ramp before it, the last retries' waits after it), on hosts large
+# enough to leave their ramp. Below that, the middle half is still the ramp, and under 100
+# URLs left the growth horizon (core/throttle.py, rule 8) stops it on purpose.
 MIN_KEPT_RATE = 0.8
-MIN_KEPT_REQUESTS = 100
+MIN_KEPT_REQUESTS = 300
 
 
 @dataclass

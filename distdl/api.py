@@ -281,7 +281,7 @@ def _run_stages(
             outcome.summary += "\n" + plan_eta_text(config, layout, world.workers)
         return outcome
     try:
-        report = world.download(config, layout, options.retry_errors, stop_grace())
+        report = world.download(config, layout, options.retry_errors)
     except RankFailure as exc:
         if world.declared_dead:
             hint = _after_dead_ranks(layout, checkpoint, config_path)

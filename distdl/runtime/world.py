@@ -20,6 +20,7 @@ from distdl.core.stopping import DEFAULT_GRACE
 from distdl.errors import RankFailure
 from distdl.layout import Layout
 from distdl.runtime.event_loop import run_loop
+from distdl.runtime.launch import stop_grace
 from distdl.runtime.mpi_channel import MpiChannel, abort_at_exit
 from distdl.runtime.rank_zero import on_rank0
 
@@ -48,10 +49,9 @@ class World(Protocol):
         ...
 
     def download(
-        self, config: Config, layout: Layout, retry_codes: frozenset[int], grace: float
+        self, config: Config, layout: Layout, retry_codes: frozenset[int]
     ) -> RunReport | None:
-        """The download stage: rank 0's report (None on the other ranks). ``grace`` is
-        rank 0's stop grace; the workers get theirs from rank 0's ``Stop``."""
+        """The download stage: rank 0's report (None on the other ranks)."""
         ...
 
 
@@ -67,12 +67,10 @@ class LocalWorld:
     def on_rank0(self, action: Callable[[], T]) -> T:
         return action()
 
-    def download(
-        self, config: Config, layout: Layout, retry_codes: frozenset[int], grace: float
-    ) -> RunReport:
+    def download(self, config: Config, layout: Layout, retry_codes: frozenset[int]) -> RunReport:
         from distdl.runtime.download import run_in_process
 
-        return run_loop(run_in_process(config, layout, retry_codes, grace=grace))
+        return run_loop(run_in_process(config, layout, retry_codes, grace=stop_grace()))
 
 
 class MpiWorld:
@@ -89,10 +87,13 @@ class MpiWorld:
         return on_rank0(self._comm, action)
 
     def download(
-        self, config: Config, layout: Layout, retry_codes: frozenset[int], grace: float
+        self, config: Config, layout: Layout, retry_codes: frozenset[int]
     ) -> RunReport | None:
         from distdl.runtime.download import run_rank
 
+        # Only rank 0 asks Slurm for its KillWait (hundreds of ranks must not all call
+        # scontrol); the workers get their share of it in rank 0's Stop.
+        grace = stop_grace() if self.rank == 0 else DEFAULT_GRACE
         channel = MpiChannel(self._comm)
         try:
             return run_loop(
@@ -102,7 +103,7 @@ class MpiWorld:
                     channel,
                     self.size,
                     retry_codes,
-                    grace=grace if self.rank == 0 else DEFAULT_GRACE,
+                    grace=grace,
                     on_dead_ranks=self._end_with_abort,
                 )
             )

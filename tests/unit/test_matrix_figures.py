@@ -63,8 +63,7 @@ def test_run_figures_from_records() -> None:
     assert hosts["tiny"].refusal_score == pytest.approx(1.5)  # 3 refusals, 2 allowed
     assert hosts["flaky"].bound_s == pytest.approx(10.0)  # 50 URLs / 0.5 at 10 req/s
     assert hosts["flaky"].finish_ratio == pytest.approx(2.0)  # 20 s from first to last
-    assert hosts["flaky"].kept_ratio == pytest.approx(1.0)  # its middle half at 10 req/s
-    assert hosts["big"].kept_ratio is None  # judged on fault hosts only
+    assert hosts["flaky"].kept_ratio is None  # 101 requests: too few to leave a ramp
     assert hosts["dead"].fetchable == 0 and hosts["dead"].stored == 0
     assert hosts["resolver"].stored == 1
     assert run.first_request_s == pytest.approx(5.0)  # the first request came at 100, 95 + 5
@@ -76,7 +75,7 @@ def test_run_figures_from_records() -> None:
     assert headline["fault_5xx_share"] == pytest.approx(1 / len(records))
     assert headline["host_refusal_score"] == pytest.approx(1.5)
     assert headline["fault_finish_ratio"] == pytest.approx(2.0)
-    assert headline["fault_kept_rate"] == pytest.approx(1.0)
+    assert headline["fault_kept_rate"] == pytest.approx(1.0)  # no fault host judged
     fetchable = sum(host.fetchable for host in run.hosts)
     assert headline["stored_share"] == pytest.approx(102 / fetchable)
 
@@ -119,6 +118,21 @@ def test_the_kept_rate_leaves_the_ramp_and_the_last_retries_out() -> None:
     starved = [1.0 * i for i in range(120)]  # the fault host: 1 req/s throughout
     assert figures.middle_rate(starved, 100) == pytest.approx(1.0)
     assert figures.middle_rate(steady[:50], 100) is None  # too few requests to say
+
+
+def test_a_large_fault_host_is_judged_on_its_kept_rate_and_others_are_not() -> None:
+    scenario = _scenario()
+    scenario.urls["flaky"] = 400
+    fleet = Fleet(scenario.hosts, seed=scenario.seed)
+    records = [
+        *_records("flaky", [100 + 0.2 * i for i in range(20)]),  # a ramp at 5 req/s
+        *_records("flaky", [104 + 0.1 * i for i in range(400)]),  # then its limit, 10 req/s
+        *_records("big", [100 + 0.1 * i for i in range(400)]),
+    ]
+    run = figures.run_figures(scenario, fleet, records, [], 10.0, (60.0, 0, False), 95.0)
+    hosts = {host.name: host for host in run.hosts}
+    assert hosts["flaky"].kept_ratio == pytest.approx(1.0, abs=0.02)
+    assert hosts["big"].kept_ratio is None  # judged on fault hosts only
 
 
 def test_the_worst_kept_rate_is_the_lowest() -> None:
