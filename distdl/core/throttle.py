@@ -37,10 +37,8 @@ Each rule: *signal in a window* → reaction. *Why.*
    start, never below the safe start if that passed; ceiling := the refused rate.
    *Between a rate that passed and one that did not, the limit; a rate that passed only
    for a slow-start window may have passed on a burst allowance.*
-4. Refused with Retry-After → the whole host pauses for it, besides 1–3; for as long
-   again after the pause, a clean window proves nothing (no growth, recovery or probe).
-   *The server said when to come back; its bucket refills meanwhile, and a rate that
-   passes on the refill proves nothing.*
+4. Refused with Retry-After → the whole host pauses for it, besides 1–3. *The server
+   said when to come back.*
 5. 5xx/timeouts improbably many (binomial tail < ``load_evidence``) for the share the
    host showed at lower rates (:mod:`distdl.core.failure_bands`) → cut by ``decrease``;
    ceiling := that rate; a 5xx Retry-After pauses the whole host. *Load: failures that
@@ -296,7 +294,6 @@ class _State:
     forbidden_repeated: int = 0
     forbidden_cleared: int = 0
     paused_until: float = -math.inf
-    refilled_until: float = -math.inf  # after a pause: windows may pass on the refill
     # The host's share of 5xx/timeouts by rate band: load is a share that grows with rate.
     failures: FailureBands = field(default_factory=lambda: FailureBands(0.02, 50.0))
     latency: float | None = None  # smoothed mean latency, for the profiles table
@@ -512,13 +509,8 @@ class HostThrottle:
         state = self._state
         if until > state.paused_until:
             # Time paused is time the host served nothing: not part of any measure.
-            added = until - max(now, state.paused_until)
-            state.episode_paused += added
+            state.episode_paused += until - max(now, state.paused_until)
             state.paused_until = until
-            # Its bucket refills meanwhile: for as long again after the pause, a rate above
-            # the limit may pass on the refill, so no clean window proves a rate before then.
-            state.refilled_until = max(state.refilled_until, until + added)
-            state.clean_answers = 0
 
     def _forbidden_refusal_counts(self, window: Feedback) -> bool:
         """Whether a refusal made of 403s is one: not when they outlast halving the rate.
@@ -604,8 +596,6 @@ class HostThrottle:
     # --- increasing -----------------------------------------------------------------
     def _on_clean(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
-        if now < state.refilled_until:
-            return  # passing on what the bucket banked during a pause: no proof of the rate
         used = window.total / max(now - state.window_start, 1e-9)
         if used < settings.used_share * state.rate:
             # The rate was not used (the senders were busy, or the host's URLs ran low):

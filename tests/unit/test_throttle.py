@@ -146,39 +146,6 @@ def test_retry_after_on_a_refusal_pauses_the_whole_host() -> None:
     assert throttle.paused_until() > 0
 
 
-def _refused_after_a_ramp(retry_after: float | None) -> tuple[HostThrottle, float]:
-    throttle = HostThrottle(ThrottleSettings(start_rate=3.0), now=0.0)
-    now = 0.0
-    for _ in range(8):
-        now += 1.0
-        throttle.observe(Feedback(ok=max(2, int(throttle.rate))), now)
-    now += 0.5
-    throttle.observe(Feedback(ok=5, rate_limited=1, retry_after=retry_after), now)
-    return throttle, now
-
-
-def _clean_until(throttle: HostThrottle, now: float, until: float) -> None:
-    while now < until:
-        now += 0.5
-        throttle.observe(Feedback(ok=math.ceil(throttle.rate * 0.5)), now)
-
-
-def test_after_a_retry_after_pause_the_refilled_bucket_proves_no_rate_for_as_long() -> None:
-    """While paused, a token bucket refills: for a while after the pause even a rate above
-    its limit passes, and recovering on that climbs back into the next refusal (and the
-    next pause). Answers right after the pause are not counted as proof."""
-    plain, refused_at = _refused_after_a_ramp(None)
-    paused, _ = _refused_after_a_ramp(4.0)
-    cut = paused.rate
-    assert paused.paused_until() == pytest.approx(refused_at + 4.0)
-    for throttle in (plain, paused):
-        _clean_until(throttle, refused_at + 4.0, refused_at + 7.5)
-    assert plain.rate > cut  # the same clean answers, no pause: recovery steps up
-    assert paused.rate == pytest.approx(cut)  # within 4 s after the 4-s pause: nothing
-    _clean_until(paused, refused_at + 7.5, refused_at + 12.0)
-    assert paused.rate > cut  # and then it recovers
-
-
 def test_a_cdn_refusing_with_403_is_followed_like_429() -> None:
     for seed in SEEDS:
         host = HostModel(20.0, burst=0.25, seed=seed, refusal_status=403)
