@@ -28,9 +28,9 @@ import os
 import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from distdl.config import Config
+from distdl.core.proxies import without_credentials
 
 
 def _text(value: object) -> str:
@@ -66,22 +66,10 @@ def original_environment(
         for key, value in section.model_dump(mode="json").items():
             env[f"{prefix}{key.upper()}"] = _text(value)
     if env.get("DOWNLOADER_PROXY"):
-        env["DOWNLOADER_PROXY"] = _without_credentials(env["DOWNLOADER_PROXY"])
+        env["DOWNLOADER_PROXY"] = without_credentials(env["DOWNLOADER_PROXY"])
     if config.slurm.account:
         env["ACCOUNT"] = config.slurm.account
     return env
-
-
-def _without_credentials(url: str) -> str:
-    """A proxy URL as scripts may see it: a password never leaves the config file."""
-    parts = urlsplit(url)
-    if not (parts.username or parts.password):
-        return url
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @contextlib.contextmanager

@@ -151,6 +151,14 @@ def redacted(proxy_url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
+def without_credentials(proxy_url: str) -> str:
+    """``proxy_url`` without its user and password (for job scripts and ``distdl env``)."""
+    parts = urlsplit(proxy_url)
+    if "@" not in parts.netloc:
+        return proxy_url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def parse_no_proxy(text: str) -> tuple[NoProxyRule, ...]:
     """The rules of a ``NO_PROXY`` value (see the module docstring); bad entries dropped."""
     rules = []

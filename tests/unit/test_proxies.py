@@ -14,7 +14,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from distdl.api import RunOptions, run
 from distdl.config import DownloaderParameters, parse_config
-from distdl.core.proxies import DIRECT, choose_proxies, parse_no_proxy, redacted
+from distdl.core.proxies import (
+    DIRECT,
+    choose_proxies,
+    parse_no_proxy,
+    redacted,
+    without_credentials,
+)
 from distdl.errors import ConfigError
 from distdl.net.addresses import ResolverLookup
 from distdl.net.proxy import PROXY_AUTHORIZATION, proxied_request
@@ -126,6 +132,13 @@ def test_settings_from_config_read_the_given_environment() -> None:
     keyed = FetchSettings.from_config(DownloaderParameters(proxy=False), {"HTTP_PROXY": SITE})
     assert keyed.proxies == DIRECT
     assert FetchSettings().proxies == DIRECT  # only from_config reads an environment
+
+
+def test_without_credentials_drops_user_and_password_and_keeps_the_rest() -> None:
+    assert without_credentials("http://ann:s3cret@proxy.site:3128") == "http://proxy.site:3128"
+    assert without_credentials("http://ann@proxy.site:3128/") == "http://proxy.site:3128/"
+    assert without_credentials("http://a:p@[2001:db8::1]:8080") == "http://[2001:db8::1]:8080"
+    assert without_credentials("http://proxy.site:3128") == "http://proxy.site:3128"
 
 
 def test_a_password_is_never_shown() -> None:
