@@ -53,7 +53,6 @@ def test_a_job_stops_itself_before_its_end_time_and_resume_finishes(
     data = yaml.safe_load(config.read_text())
     config.write_text(yaml.safe_dump({**data, "slurm": {"stop_margin": MARGIN}}))
     since = time.monotonic()
-    started = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "distdl", "run", str(config), "--ranks", str(ranks)],
         capture_output=True,
@@ -61,7 +60,7 @@ def test_a_job_stops_itself_before_its_end_time_and_resume_finishes(
         timeout=240,
         env=_fake_slurm(tmp_path),
     )
-    ended = Ended(run.returncode, run.stdout, run.stderr, time.monotonic() - started)
+    ended = Ended(run.returncode, run.stdout, run.stderr, time.monotonic() - since)
     left = assert_stopped(ended, signal.SIGUSR1)
     assert left > 0, ended.text
     assert "before the job's time limit" in ended.text, ended.text
