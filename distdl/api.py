@@ -35,7 +35,12 @@ from distdl.runtime.launch import (
 from distdl.runtime.logs import configure_logging
 from distdl.runtime.mpi_channel import checked_world, launched_world_size
 from distdl.runtime.rank_zero import on_rank0
-from distdl.runtime.stop_signals import StopSignal, raising_stop_signals, stop_signal_of
+from distdl.runtime.stop_signals import (
+    StopSignal,
+    noting_stop_signals,
+    raising_stop_signals,
+    stop_signal_of,
+)
 from distdl.runtime.world import LocalWorld, MpiWorld, World
 from distdl.stages import (
     STAGES,
@@ -221,7 +226,9 @@ def _run_as_mpi_rank(
     log.info("MPI rank %d of %d%s", rank, comm.Get_size(), f" in Slurm job {job}" if job else "")
     signum: int | None = None
     try:
-        with raising_stop_signals(), contextlib.ExitStack() as held:
+        # Signals are noted, and acted on in rank 0's steps and the download loop: a rank
+        # that left on its own would leave the others in a collective forever.
+        with noting_stop_signals(), contextlib.ExitStack() as held:
             lock = OutputLock(layout.root, _lock_command(options, config_path))
 
             def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank

@@ -1,5 +1,8 @@
 """Run a step on rank 0 and give every rank its outcome: the stages that one rank leads.
 
+Only the step itself may be interrupted by a stop signal (on rank 0); everywhere else the
+callers only note signals, so no rank leaves a collective the others wait in.
+
 A failure there fails every rank with rank 0's exit code (said once, by rank 0); a stop
 signal there stops every rank. The other ranks wait in a non-blocking barrier polled with
 short sleeps: MPICH's blocking collectives spin, and a spinning rank takes the core that
@@ -13,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from distdl.errors import AlreadyReported, DistdlError
-from distdl.runtime.stop_signals import StopSignal, stop_signal_of
+from distdl.runtime.stop_signals import StopSignal, raising_stop_signals, stop_signal_of
 
 T = TypeVar("T")
 
@@ -40,7 +43,8 @@ def on_rank0(comm: Any, action: Callable[[], T]) -> T:
     result: tuple[str, Any] | None = None
     if comm.Get_rank() == 0:
         try:
-            result = ("ok", action())
+            with raising_stop_signals():  # a signal noted before is raised here
+                result = ("ok", action())
         except DistdlError as exc:
             result = ("failed", (str(exc), exc.exit_code))
         except (KeyboardInterrupt, StopSignal) as exc:

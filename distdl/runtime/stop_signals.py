@@ -6,6 +6,10 @@
   :func:`raising_stop_signals` makes SIGTERM and SIGUSR1 raise :class:`StopSignal` where the
   program is, and SIGINT raise KeyboardInterrupt; the API turns either into a
   :class:`~distdl.errors.RunStopped`. Every write there is atomic, so stopping anywhere is safe.
+* Between the ranks' collective steps (:mod:`distdl.runtime.rank_zero`) a signal is only
+  noted (:func:`noting_stop_signals`): a rank that left on its own would leave the others
+  waiting for it in a collective forever. Rank 0 acts on it inside its next step (or the
+  download loop does), and every rank then stops together.
 * Before that, while the command line starts (imports take seconds on a busy node),
   :func:`defer_stop_signals` only notes a signal; the run acts on it as soon as it handles
   signals itself. A rank that ``distdl run --ranks N`` launched then says it is ready for
@@ -95,6 +99,22 @@ def raising_stop_signals() -> Iterator[None]:
     try:
         if _noted:
             _raise_stop(_noted.pop(0), None)
+        yield
+    finally:
+        _restore(previous)
+
+
+@contextlib.contextmanager
+def noting_stop_signals() -> Iterator[None]:
+    """Inside the block stop signals are only noted (for :func:`raising_stop_signals` or
+    :func:`loop_stop_signals` to act on later), whatever was installed before."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = {int(s): signal.getsignal(s) for s in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _note)
+    try:
         yield
     finally:
         _restore(previous)

@@ -81,6 +81,30 @@ def test_the_parent_of_launched_ranks_forwards_sigterm_and_waits_for_them(
     assert_resumed_exactly_once(config, fleet, since)
 
 
+@pytest.mark.mpi
+@pytest.mark.parametrize("after", [0.2, 0.5, 0.8])
+def test_a_signal_while_the_ranks_start_their_stages_stops_them_all_at_once(
+    planned: Path, fleet: FleetThread, tmp_path: Path, after: float
+) -> None:
+    """The signal reaches every rank while rank 0 takes the lock and plans and the others
+    wait for it in a collective: none may leave on its own (the others would wait for it
+    until the launcher kills them after the grace)."""
+    config = copy_of(planned, tmp_path)
+    since = time.monotonic()
+    process = start_run(config, 3)
+    rank0_log = layout_of(config).logs / "rank-0.log"
+    deadline = time.monotonic() + 120
+    while "MPI rank 0 of 3" not in (rank0_log.read_text() if rank0_log.exists() else ""):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the ranks never started"
+        time.sleep(0.01)
+    time.sleep(after)  # seconds into the ranks' lock, planning and waiting for rank 0
+    ended = signal_and_wait(process, signal.SIGUSR1)
+    assert_stopped(ended, signal.SIGUSR1)
+    assert "did not stop within the grace" not in ended.text, ended.text
+    assert_resumed_exactly_once(config, fleet, since)
+
+
 def _tmux(*args: str) -> str:
     return subprocess.run(
         ["tmux", *args], capture_output=True, text=True, check=True, timeout=30
