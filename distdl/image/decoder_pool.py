@@ -1,11 +1,21 @@
 """The image pipeline in child processes, one image at a time each, under a time limit.
 
 A thread cannot be stopped, so with a thread pool one pathological image could hold a
-rank's pipeline forever. Each of the rank's decoders (two per ``cpu_per_worker``) is a child
-process instead; a thread of the rank hands it the body and waits for the answer at most
-``timeout`` seconds, then kills the child (SIGKILL) and starts a fresh one: that image
+rank's pipeline forever. Each of the rank's decoders (``cpu_per_worker`` of them) is a child
+process instead. The rank's event loop hands it bodies and reads its answers itself (its
+pipes are watched by the loop, no thread in between); when an image has taken more than
+``timeout`` seconds the loop kills the child (SIGKILL) and starts a fresh one: that image
 becomes an ``IMAGE_TIMEOUT`` row and the other rows go on. A child that dies (a crash in a
 codec, the OOM killer) costs its image an ``UNDECODABLE`` row, and is replaced too.
+
+Why the loop and not a thread per decoder: between two images such a thread needs the GIL
+(to take the answer, to hand over the next body), and waits for a busy event loop to let go
+of it, up to the 5 ms switch interval each time, while its decoder sits idle. Here each
+decoder holds up to ``QUEUED_PER_DECODER`` bodies in its pipe, so it starts its next image
+the moment it has answered, whenever the loop gets round to reading that answer. A body
+queued behind an image that times out (or kills its decoder) goes to the fresh decoder: only
+the image being worked on is lost. Its time limit counts from when its decoder was free to
+start it.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: a running task cannot be cancelled,
 killing one of its processes breaks the whole pool (every pending future fails with
@@ -22,7 +32,8 @@ never outlive their rank. A start costs about half a second, paid once per decod
 per timeout.
 
 Bodies go to the child as raw bytes (no pickled copy); results come back pickled (the
-stored image: kilobytes to a few megabytes).
+stored image: kilobytes to a few megabytes), framed as ``multiprocessing.connection`` frames
+them (:mod:`distdl.image.decoder_child` reads and writes with a ``Connection``).
 
 What a decoder writes to its stderr (libtiff's C warnings such as ``TIFFFillStrip`` or
 ``Using code not yet in table``, Pillow's Python warnings) never reaches the terminal: a
@@ -38,13 +49,14 @@ import contextlib
 import fcntl
 import logging
 import os
-import queue
+import pickle
 import signal
+import struct
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.connection import Connection
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import distdl
@@ -55,8 +67,15 @@ from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 log = logging.getLogger("distdl.worker")
 decoder_log = logging.getLogger("distdl.decoders")  # the rank's log file, never the terminal
 
+Answer = ProcessedImage | ImageFailure
+
+# Two: the one being decoded and the next, waiting in the pipe. More would only hold more
+# bodies per decoder (each one's memory is already claimed) and lose more time to a timeout.
+QUEUED_PER_DECODER = 2
 _KILL_WAIT = 5.0  # seconds to reap a killed child
+_DEATH_WAIT = 0.5  # seconds for a child whose answers pipe closed to exit
 _PIPE_BYTES = 1024 * 1024
+_READ_BYTES = 1024 * 1024
 # A decoder is no MPI process: without these, tools that find ranks by their environment
 # (PMI_RANK, ...) would take a decoder for its rank.
 _MPI_ENV_PREFIXES = ("PMI_", "PMIX_", "OMPI_")
@@ -71,32 +90,86 @@ def _child_code() -> str:
     )
 
 
-class _ChildDied(Exception):
-    pass
-
-
 def _widen(fd: int) -> None:
-    """Give a pipe room for a whole body (Linux: up to pipe-max-size, 1 MiB by default).
-
-    Through the default 64 KiB a 200 KB body goes in several writes, and between two of
-    them the rank's image thread must take the GIL back from a busy event loop (up to the
-    5 ms switch interval each time) while its decoder sits idle. One write, one wait.
-    """
+    """Give a pipe room for a whole body (Linux: up to pipe-max-size, 1 MiB by default), so
+    a body and the one queued behind it mostly go in one write each."""
     with contextlib.suppress(OSError, AttributeError):  # other systems, or a lower limit
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
 
-class _Child:
-    """One decoder process and the rank's ends of its pipes."""
+def _frame_header(size: int) -> bytes:
+    """``multiprocessing.connection``'s length prefix."""
+    if size > 0x7FFFFFFF:
+        return struct.pack("!iQ", -1, size)
+    return struct.pack("!i", size)
 
-    def __init__(self, options: ImageOptions, work: Work) -> None:
-        self.label = ""  # the URL of the image it works on, for its stderr lines
+
+class _Frames:
+    """Whole frames out of the bytes read so far."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer += chunk
+        frames: list[bytes] = []
+        while len(self._buffer) >= 4:
+            (size,) = struct.unpack_from("!i", self._buffer)
+            start = 4
+            if size == -1:
+                if len(self._buffer) < 12:
+                    break
+                (size,) = struct.unpack_from("!Q", self._buffer, 4)
+                start = 12
+            if len(self._buffer) < start + size:
+                break
+            frames.append(bytes(self._buffer[start : start + size]))
+            del self._buffer[: start + size]
+        return frames
+
+
+@dataclass(eq=False)
+class _Job:
+    data: bytes
+    label: str
+    answer: asyncio.Future[Answer]
+
+    def settle(self, answer: Answer) -> None:
+        if not self.answer.done():  # its caller may have given up on it
+            self.answer.set_result(answer)
+
+
+@dataclass(eq=False)
+class _Child:
+    """One decoder process, the rank's ends of its pipes and the jobs sent to it, oldest
+    (the one it works on) first."""
+
+    process: subprocess.Popen[bytes]
+    to_child: int
+    from_child: int
+    jobs: deque[_Job] = field(default_factory=deque)
+    frames: _Frames = field(default_factory=_Frames)
+    unsent: bytearray = field(default_factory=bytearray)
+    deadline: asyncio.TimerHandle | None = None
+    gone: bool = False  # killed, or found dead: its answers no longer count
+
+    @property
+    def label(self) -> str:
+        """The URL of the image it works on, for its stderr lines (read by another thread
+        while the loop may empty ``jobs``)."""
+        try:
+            return self.jobs[0].label
+        except IndexError:
+            return ""
+
+    @classmethod
+    def start(cls, options: ImageOptions, work: Work) -> _Child:
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         _widen(to_child)
         _widen(from_child)
         try:
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 [sys.executable, "-c", _child_code()],
                 stdin=child_in,
                 stdout=child_out,
@@ -111,13 +184,15 @@ class _Child:
         finally:
             os.close(child_in)
             os.close(child_out)
-        self._requests = Connection(to_child, readable=False)
-        self._replies = Connection(from_child, writable=False)
-        self._stderr = threading.Thread(
-            target=self._log_stderr, name=f"decoder-{self.process.pid}-stderr", daemon=True
-        )
-        self._stderr.start()
-        self._requests.send((options, work))
+        child = cls(process, to_child, from_child)
+        threading.Thread(
+            target=child._log_stderr, name=f"decoder-{process.pid}-stderr", daemon=True
+        ).start()
+        settings = pickle.dumps((options, work))
+        os.write(to_child, _frame_header(len(settings)) + settings)  # into an empty pipe
+        os.set_blocking(to_child, False)
+        os.set_blocking(from_child, False)
+        return child
 
     def _log_stderr(self) -> None:
         """Each line the child writes to its stderr, as one event in the rank's log."""
@@ -129,33 +204,73 @@ class _Child:
                     where = f" ({self.label})" if self.label else ""
                     decoder_log.warning("decoder %d%s: %s", self.process.pid, where, line)
 
-    def run(
-        self, data: bytes, timeout: float, label: str = ""
-    ) -> ProcessedImage | ImageFailure | None:
-        """The child's answer for ``data``; None past ``timeout`` s; raises _ChildDied.
-        ``label`` (its URL) tags what the child writes to its stderr meanwhile."""
-        self.label = label
+    def send(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``job``'s body in the pipe; what the pipe cannot take now goes when the
+        loop finds it writable."""
+        self.jobs.append(job)
+        header = _frame_header(len(job.data))
+        if self.unsent:
+            self.unsent += header + job.data
+            return
         try:
-            self._requests.send_bytes(data)
-            if not self._replies.poll(timeout):
-                return None
-            answer: ProcessedImage | ImageFailure = self._replies.recv()
-        except (EOFError, OSError) as exc:
-            raise _ChildDied from exc
-        return answer
+            written = os.writev(self.to_child, [header, job.data])
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the child is gone: its answers pipe tells the loop
+            return
+        if written < len(header) + len(job.data):
+            self.unsent += (header + job.data)[written:]
+            loop.add_writer(self.to_child, self._write_unsent, loop)
 
-    def stop(self) -> None:
-        self.process.kill()
+    def _write_unsent(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            written = os.write(self.to_child, self.unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(self.unsent)  # the child is gone: its answers pipe tells the loop
+        del self.unsent[:written]
+        if not self.unsent:
+            loop.remove_writer(self.to_child)
+
+    def read_answers(self) -> list[Answer] | None:
+        """The answers that arrived whole; None once the child has closed its end."""
+        answers: list[Answer] = []
+        while True:
+            try:
+                chunk = os.read(self.from_child, _READ_BYTES)
+            except BlockingIOError:
+                return answers
+            except OSError:
+                return None
+            if not chunk:
+                return answers or None  # the end is read again next time
+            answers += [pickle.loads(frame) for frame in self.frames.feed(chunk)]
+
+    def kill(self) -> None:
+        self.gone = True
+        if self.deadline is not None:
+            self.deadline.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def reap(self) -> None:
         try:
             self.process.wait(_KILL_WAIT)
         except subprocess.TimeoutExpired:
             log.warning("image decoder process %d did not exit", self.process.pid)
-        self._requests.close()
-        self._replies.close()
+
+    def close_pipes(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.from_child)
+            loop.remove_writer(self.to_child)
+        for fd in (self.to_child, self.from_child):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def death(self) -> str:
         try:
-            code = self.process.wait(_KILL_WAIT)
+            code = self.process.wait(_DEATH_WAIT)
         except subprocess.TimeoutExpired:
             return "stopped answering"
         if code < 0:
@@ -164,7 +279,10 @@ class _Child:
 
 
 class DecoderPool:
-    """``processes`` decoder processes; :meth:`process` runs the pipeline on one body."""
+    """``processes`` decoder processes; :meth:`process` runs the pipeline on one body.
+
+    Driven by the event loop of the first :meth:`process` call; :meth:`close` from that
+    loop's thread (or once it has stopped)."""
 
     def __init__(
         self, processes: int, options: ImageOptions, timeout: float, work: Work = DEFAULT_WORK
@@ -175,73 +293,131 @@ class DecoderPool:
         self.replaced = 0  # children killed after a timeout, or found dead
         self._options = options
         self._work = work
-        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._children: set[_Child] = set()
-        self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
-        self._threads = ThreadPoolExecutor(processes, thread_name_prefix="image")
+        self._waiting: deque[_Job] = deque()
+        self._children: list[_Child] = []
         try:
             for _ in range(processes):
-                self._idle.put(self._spawn())
+                self._children.append(_Child.start(options, work))
         except BaseException:
             self.close()  # the children already started
             raise
 
     @property
     def pids(self) -> list[int]:
-        with self._lock:
-            return [child.process.pid for child in self._children]
+        return [child.process.pid for child in self._children]
 
-    async def process(self, data: bytes, label: str = "") -> ProcessedImage | ImageFailure:
+    async def process(self, data: bytes, label: str = "") -> Answer:
         """``label`` (the image's URL) tags the lines the decoder writes to its stderr."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._process, data, label)
+        if self._closed:
+            raise RuntimeError("the decoder pool is closed")
+        loop = self._attach()
+        job = _Job(data, label, loop.create_future())
+        self._waiting.append(job)
+        self._dispatch()
+        return await job.answer
 
     def close(self) -> None:
-        """Kill every decoder (a busy one's image is abandoned) and join the threads."""
-        with self._lock:
-            self._closed = True
-            children = list(self._children)
+        """Kill every decoder (a busy one's image is abandoned: its caller is cancelled)."""
+        self._closed = True
+        children, self._children = self._children, []
         for child in children:
-            child.stop()
-        self._threads.shutdown(wait=True, cancel_futures=True)
+            child.kill()
+        for child in children:
+            child.reap()
+            child.close_pipes(self._loop)
+        abandoned = [job for child in children for job in child.jobs] + list(self._waiting)
+        self._waiting.clear()
+        for job in abandoned:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                job.answer.cancel()
 
-    def _process(self, data: bytes, label: str) -> ProcessedImage | ImageFailure:
-        child = self._idle.get()
-        replace = True  # unless the child answers in time
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            for child in self._children:
+                self._watch(child)
+        elif self._loop is not loop:
+            raise RuntimeError("a decoder pool serves the event loop it started with")
+        return loop
+
+    def _watch(self, child: _Child) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(child.from_child, self._on_readable, child)
+
+    def _dispatch(self) -> None:
+        """Hand waiting bodies to the decoders with the fewest queued, while any has room."""
+        assert self._loop is not None
+        if not self._children:
+            self._fail_waiting("no image decoder process could be started")
+        while self._waiting:
+            child = min(self._children, key=lambda c: len(c.jobs), default=None)
+            if child is None or len(child.jobs) >= QUEUED_PER_DECODER:
+                return
+            job = self._waiting.popleft()
+            if job.answer.done():  # its caller gave up while it waited
+                continue
+            child.send(job, self._loop)
+            if len(child.jobs) == 1:
+                self._start_clock(child)
+
+    def _start_clock(self, child: _Child) -> None:
+        assert self._loop is not None
+        child.deadline = self._loop.call_later(self.timeout, self._on_timeout, child)
+
+    def _on_readable(self, child: _Child) -> None:
+        answers = child.read_answers()
+        for answer in answers or ():
+            if child.deadline is not None:
+                child.deadline.cancel()
+            child.jobs.popleft().settle(answer)
+            if child.jobs:
+                self._start_clock(child)
+        if answers is None:
+            self._on_death(child)
+        self._dispatch()
+
+    def _on_timeout(self, child: _Child) -> None:
+        failure = ImageFailure(
+            codes.IMAGE_TIMEOUT,
+            f"image processing took longer than image_timeout {self.timeout:g} s",
+        )
+        self._replace(child, failure, reap=True)
+
+    def _on_death(self, child: _Child) -> None:
+        reason = child.death()
+        failure = ImageFailure(
+            codes.UNDECODABLE, f"the image decoder process died on this image ({reason})"
+        )
+        self._replace(child, failure, reap=False)
+
+    def _replace(self, child: _Child, failure: ImageFailure, *, reap: bool) -> None:
+        """``child``'s current image fails; the bodies queued behind it wait for the next
+        free decoder, first in line; a fresh decoder takes its place."""
+        child.kill()
+        if reap:
+            child.reap()
+        child.close_pipes(self._loop)
+        if child.jobs:
+            child.jobs.popleft().settle(failure)
+        self._waiting.extendleft(reversed(child.jobs))
+        child.jobs.clear()
+        index = self._children.index(child)
         try:
-            answer = child.run(data, self.timeout, label)
-            if answer is None:
-                return ImageFailure(
-                    codes.IMAGE_TIMEOUT,
-                    f"image processing took longer than image_timeout {self.timeout:g} s",
-                )
-            replace = False
-            return answer
-        except _ChildDied:
-            return ImageFailure(
-                codes.UNDECODABLE,
-                f"the image decoder process died on this image ({child.death()})",
-            )
-        finally:
-            self._idle.put(self._replace(child) if replace else child)
-
-    def _spawn(self) -> _Child:
-        child = _Child(self._options, self._work)
-        with self._lock:
-            self._children.add(child)
-        return child
-
-    def _replace(self, child: _Child) -> _Child:
-        child.stop()
-        with self._lock:
-            if self._closed:
-                return child
-            self._children.discard(child)
-            self.replaced += 1
-        try:
-            return self._spawn()
+            fresh = _Child.start(self._options, self._work)
         except Exception:
-            # Keep the dead one: its next image finds it dead and tries again.
+            # One decoder fewer; with none left, what waits fails rather than hanging.
             log.exception("cannot start an image decoder process")
-            return child
+            del self._children[index]
+            self._dispatch()
+            return
+        self._children[index] = fresh
+        self.replaced += 1
+        self._watch(fresh)
+        self._dispatch()
+
+    def _fail_waiting(self, why: str) -> None:
+        while self._waiting:
+            self._waiting.popleft().settle(ImageFailure(codes.UNDECODABLE, why))

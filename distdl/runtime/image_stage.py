@@ -141,11 +141,10 @@ class ImageStage:
         return Reservation(self)
 
 
-# Between two images a decoder's thread in the rank needs the GIL (to take the result, to
-# hand over the next body) and waits for a busy event loop to let go of it, up to the 5 ms
-# switch interval each time, while its decoder sits idle. A second decoder per CPU works
-# through those waits (benchmarks/README.md, raw_bench.py).
-DECODERS_PER_CPU = 2
+# A decoder per CPU: the rank's event loop keeps the next body queued in each decoder's pipe
+# (distdl.image.decoder_pool), so a decoder never waits for its rank, and a second one per
+# CPU would only add a process contending for the same core (benchmarks/README.md).
+DECODERS_PER_CPU = 1
 
 
 def open_image_stage(params: DownloaderParameters, work: Work = DEFAULT_WORK) -> ImageStage:

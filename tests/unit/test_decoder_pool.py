@@ -18,7 +18,12 @@ from distdl.core import codes
 from distdl.image.decoder_pool import DecoderPool
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 from distdl.testing.image_samples import make_image_bytes
-from distdl.testing.slow_images import crash_on_gif, gif_never_ends
+from distdl.testing.slow_images import (
+    SLOW_SECONDS_ENV,
+    crash_on_gif,
+    gif_never_ends,
+    slow_process_image,
+)
 
 JPEG = make_image_bytes("jpeg", 800, 600, seed=1)
 GIF = make_image_bytes("gif", 64, 64, seed=2)
@@ -95,10 +100,48 @@ async def test_close_kills_every_decoder_even_a_busy_one() -> None:
     pids = pool.pids
     busy = asyncio.ensure_future(pool.process(GIF))
     await asyncio.sleep(0.5)
-    await asyncio.get_running_loop().run_in_executor(None, pool.close)
-    assert busy.done()  # its thread returned when its child was killed
+    pool.close()
+    with pytest.raises(asyncio.CancelledError):
+        await busy  # its caller is not left waiting
     for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        assert not psutil.pid_exists(pid)
+
+
+async def test_bodies_queued_behind_a_stalled_or_dead_decoder_go_to_its_replacement(
+    pools: list[DecoderPool],
+) -> None:
+    for work, code in ((gif_never_ends, codes.IMAGE_TIMEOUT), (crash_on_gif, codes.UNDECODABLE)):
+        pool = DecoderPool(1, ImageOptions(), timeout=1.0, work=work)
+        pools.append(pool)
+        lost, *queued = await asyncio.gather(*(pool.process(b) for b in (GIF, JPEG, JPEG, JPEG)))
+        assert isinstance(lost, ImageFailure) and lost.error_code == code
+        assert all(isinstance(answer, ProcessedImage) for answer in queued)
+        assert pool.replaced == 1
+
+
+async def test_the_time_limit_counts_from_when_a_decoder_starts_the_image(
+    pools: list[DecoderPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SLOW_SECONDS_ENV, "0.5")  # read by the decoder process
+    pool = DecoderPool(1, ImageOptions(), timeout=1.2, work=slow_process_image)
+    pools.append(pool)
+    answers = await asyncio.gather(*(pool.process(JPEG) for _ in range(5)))  # 2.5 s in all
+    assert all(isinstance(answer, ProcessedImage) for answer in answers)
+    assert pool.replaced == 0
+
+
+async def test_callers_that_give_up_do_not_break_the_pool(
+    pools: list[DecoderPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SLOW_SECONDS_ENV, "0.2")
+    pool = DecoderPool(1, ImageOptions(), timeout=60, work=slow_process_image)
+    pools.append(pool)
+    given_up = [asyncio.ensure_future(pool.process(JPEG)) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    for task in given_up:  # one in the decoder, one queued in its pipe, two in the rank
+        task.cancel()
+    assert isinstance(await pool.process(JPEG), ProcessedImage)
+    assert all(task.cancelled() for task in given_up) and pool.replaced == 0
 
 
 _RANK = """
