@@ -14,7 +14,12 @@ from rich.console import Console
 
 from distdl.core.stopping import exit_code as stop_exit_code
 from distdl.errors import ConfigError, DistdlError, OutputWriteError, RunStopped
-from distdl.runtime.stop_signals import StopSignal, defer_stop_signals, stop_signal_of
+from distdl.runtime.stop_signals import (
+    StopSignal,
+    defer_stop_signals,
+    ignore_stop_signals,
+    stop_signal_of,
+)
 
 if TYPE_CHECKING:
     from distdl.api import RunOutcome
@@ -352,7 +357,10 @@ def demo_command(
 
 def main() -> None:
     defer_stop_signals()  # a Ctrl-C while modules load stops the run, with no traceback
-    app()
+    try:
+        app()
+    finally:
+        ignore_stop_signals()
 
 
 legacy_app = typer.Typer(
@@ -381,7 +389,11 @@ def legacy_command(
 
 
 def legacy_main() -> None:
-    legacy_app()
+    defer_stop_signals()
+    try:
+        legacy_app()
+    finally:
+        ignore_stop_signals()
 
 
 # `distdl tools`, `distdl export` and `distributed_downloader_tools` (distdl/tools/cli.py).
@@ -392,7 +404,10 @@ register_tool_commands(app, _guarded, out)
 
 def legacy_tools_main() -> None:
     defer_stop_signals()
-    legacy_tools_app(_guarded, out)()
+    try:
+        legacy_tools_app(_guarded, out)()
+    finally:
+        ignore_stop_signals()
 
 
 if __name__ == "__main__":  # pragma: no cover

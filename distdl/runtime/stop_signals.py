@@ -80,6 +80,17 @@ def defer_stop_signals() -> None:
             Path(ready, str(os.getpid())).touch()
 
 
+def ignore_stop_signals() -> None:
+    """Once the command is over: a stop signal has nothing left to stop. Left to Python,
+    the interpreter's exit would put back the default action of the signals it handled, so
+    one arriving then (a launcher forwarding a stop as the ranks end) would kill the process
+    and turn a finished run into one killed by a signal."""
+    if not _in_main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt

@@ -26,7 +26,12 @@ from distdl.runtime.launch import RanksExit, launch_local_ranks, stop_grace, was
 from distdl.runtime.logs import configure_logging
 from distdl.runtime.mpi_channel import checked_world, launched_world_size
 from distdl.runtime.rank_zero import on_rank0, wait_for_all
-from distdl.runtime.stop_signals import StopSignal, raising_stop_signals, stop_signal_of
+from distdl.runtime.stop_signals import (
+    StopSignal,
+    noting_stop_signals,
+    raising_stop_signals,
+    stop_signal_of,
+)
 from distdl.tools.bases import ToolContext
 from distdl.tools.pipeline import ToolOptions, describe, prepare, tool_folder, verify
 from distdl.tools.plugins import load_tools
@@ -169,7 +174,10 @@ def _run_as_mpi_rank(
     rank, size = comm.Get_rank(), comm.Get_size()
     configure_logging(layout, rank, config.downloader_parameters.logger_level, console=rank == 0)
     try:
-        with raising_stop_signals(), contextlib.ExitStack() as held:
+        # Signals are noted, and acted on in rank 0's steps and in each rank's share of the
+        # partitions: a rank that left a collective on its own would leave the others
+        # waiting in it until the launcher killed them.
+        with noting_stop_signals(), contextlib.ExitStack() as held:
             lock = OutputLock(layout.root, _command(options, config_path))
 
             def take_lock() -> None:  # on rank 0 only; a refusal reaches every rank
@@ -205,11 +213,13 @@ def prepare_view(
 
 
 def _guarded_share(classes: ToolClasses, context: ToolContext) -> tuple[str, Any]:
-    """This rank's partitions; a failure is reported to rank 0, never swallowed."""
+    """This rank's partitions; a failure or a stop is reported to rank 0, never swallowed:
+    every rank goes on to the collectives that follow."""
     try:
-        return ("ok", _run_runner(classes, context))
-    except (KeyboardInterrupt, StopSignal):
-        raise
+        with raising_stop_signals():  # a signal noted before is raised here
+            return ("ok", _run_runner(classes, context))
+    except (KeyboardInterrupt, StopSignal) as exc:
+        return ("stopped", stop_signal_of(exc) or signal.SIGTERM)
     except DistdlError as exc:
         return ("failed", f"rank {context.rank}: {exc}")
     except Exception as exc:
@@ -223,4 +233,7 @@ def _judge(
     failures = [detail for status, detail in outcomes if status == "failed"]
     if failures:
         raise RankFailure("; ".join(failures) + "; run the tool again to continue")
+    stops = [detail for status, detail in outcomes if status == "stopped"]
+    if stops:
+        raise StopSignal(stops[0])  # on rank 0's step: every rank stops
     return _finish(classes, context)

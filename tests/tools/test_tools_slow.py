@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tools_support import (
     set_tools_parameters,
     version_rows,
 )
+
+from distdl.core.stopping import DEFAULT_GRACE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PARTITIONS = 9
@@ -105,6 +108,46 @@ def test_a_killed_mpi_rank_fails_the_run_and_resume_finishes(download: Download)
     resumed = _tools(download, "size_based", "--ranks", "2")
     assert resumed.returncode == 0, resumed.stderr
     _assert_exactly_once(download, "size_based")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("after", [0.05, 0.3, 0.6])
+def test_a_stop_signal_on_tool_ranks_stops_them_all_at_once(
+    download: Download, after: float
+) -> None:
+    """The signal reaches every rank, wherever each one is (rank 0 taking the lock or
+    preparing the version while the others wait for it, a share of the partitions, the
+    final gathering, the exit): none may leave a collective on its own, or the others would
+    wait in it until the launcher killed them after the grace, and none dies of it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distdl", "tools", str(download.config), "resize", "--ranks", "3"],
+        cwd=download.config.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the signal reaches only the launcher, which forwards it
+    )
+    last_rank_log = download.output / "logs" / "rank-2.log"
+    deadline = time.monotonic() + 120
+    while not last_rank_log.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the ranks never started"
+        time.sleep(0.01)
+    time.sleep(after)
+    sent = time.monotonic()
+    os.kill(process.pid, signal.SIGUSR1)
+    stdout, stderr = process.communicate(timeout=DEFAULT_GRACE + 60)
+    seconds = time.monotonic() - sent
+    assert "did not stop within the grace" not in stdout + stderr, stdout + stderr
+    assert seconds < DEFAULT_GRACE / 2, (seconds, stderr)
+    assert process.returncode in (0, 143), stdout + stderr  # 0: it finished first
+    assert "BAD TERMINATION" not in stderr, stderr  # mpiexec's word for a rank that died
+    if process.returncode == 143:
+        assert "stopped: continue with: distdl tools" in stdout + stderr, stdout + stderr
+        assert "Traceback" not in stdout + stderr, stdout + stderr
+    resumed = _tools(download, "resize", "--ranks", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_exactly_once(download, "resize")
 
 
 HF_CHECK = """

@@ -65,3 +65,20 @@ async def test_the_event_loop_gets_every_stop_signal_and_the_old_handlers_come_b
     assert received == [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT]
     assert signal.getsignal(signal.SIGTERM) is noted_handler
     assert noted_handler is not before
+
+
+def test_once_the_command_is_over_a_late_signal_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's exit would put back the default action (death by the signal): a stop that a
+    launcher forwards as a finished rank exits must leave its exit code alone."""
+    from distdl import cli
+
+    def finished() -> None:
+        raise SystemExit(0)  # as typer ends every command
+
+    monkeypatch.setattr(cli, "app", finished)
+    with pytest.raises(SystemExit):
+        cli.main()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        assert signal.getsignal(signum) == signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGUSR1)  # would end this test process otherwise
+    assert not stop_signals._noted
