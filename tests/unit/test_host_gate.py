@@ -10,6 +10,7 @@ import asyncio
 import itertools
 
 import pytest
+from aiolimiter import AsyncLimiter
 
 from distdl.runtime.host_gate import PACING_MARGIN, HostGate, StartLog
 
@@ -131,3 +132,24 @@ async def test_a_pause_longer_than_the_slot_still_holds() -> None:
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         HostGate(rate=0.0, max_in_flight=1)
+
+
+def test_under_uvloop_a_waiting_start_neither_spins_the_loop_nor_breaks_the_spacing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop's clock ticks in milliseconds: aiolimiter alone would wake its next waiter
+    over and over within the tick (about 170 times a start at these rates)."""
+    uvloop = pytest.importorskip("uvloop")
+    wake_ups = 0
+    wake_next = AsyncLimiter._wake_next
+
+    def counted(self: AsyncLimiter, *args: object) -> None:
+        nonlocal wake_ups
+        wake_ups += 1
+        wake_next(self, *args)
+
+    monkeypatch.setattr(AsyncLimiter, "_wake_next", counted)
+    fast = uvloop.run(_starts(HostGate(rate=5000.0, max_in_flight=8), 200))
+    assert wake_ups / len(fast) < 10, wake_ups
+    slow = uvloop.run(_starts(HostGate(rate=200.0, max_in_flight=8), 20))
+    assert min(_gaps(slow)) >= 1 / (200.0 * PACING_MARGIN) - SLACK
