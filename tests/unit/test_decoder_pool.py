@@ -171,3 +171,23 @@ def test_decoders_do_not_outlive_a_killed_rank() -> None:
     rank.wait()
     _gone, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, alive
+
+
+def test_answers_are_read_back_whole_however_the_pipe_splits_them() -> None:
+    """The rank reads what the child's ``multiprocessing.connection`` writes, in any chunks."""
+    from multiprocessing.connection import Connection
+
+    from distdl.image.decoder_pool import _frame_header, _Frames
+
+    read_end, write_end = os.pipe()
+    sent = [b"", b"x" * 30_000, bytes(range(256))]  # within the pipe: no reader yet
+    with Connection(write_end, readable=False) as writer:
+        for payload in sent:
+            writer.send_bytes(payload)
+    with os.fdopen(read_end, "rb") as pipe:
+        stream = pipe.read()
+    frames = _Frames()
+    chunks = [stream[at : at + 3] for at in range(0, len(stream), 3)]  # headers split too
+    received = [frame for chunk in chunks for frame in frames.feed(chunk)]
+    assert received == sent
+    assert _Frames().feed(_frame_header(3) + b"abc" + _frame_header(5) + b"de") == [b"abc"]
