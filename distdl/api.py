@@ -1,8 +1,8 @@
 """Composition root for library users and the CLI: run, resume, reset, status.
 
-The process that launches local MPI ranks imports only what launching needs: the network,
-image and table stacks are imported where they are used, in the ranks (a second saved before
-the first request).
+The process that launches local MPI ranks imports only what launching needs: MPI, the
+network, image and table stacks (pyarrow for the summary included) are imported where they
+are used, in the ranks (a second saved before the first request). A test checks it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from distdl.runtime.launch import (
     RanksExit,
     default_rank_count,
     launch_local_ranks,
+    launched_world_size,
     stop_grace,
     was_launched_by_us,
 )
 from distdl.runtime.logs import configure_logging
-from distdl.runtime.mpi_channel import checked_world, launched_world_size
 from distdl.runtime.rank_zero import on_rank0
 from distdl.runtime.stop_signals import (
     StopSignal,
@@ -41,7 +41,6 @@ from distdl.runtime.stop_signals import (
     raising_stop_signals,
     stop_signal_of,
 )
-from distdl.runtime.world import LocalWorld, MpiWorld, World
 from distdl.stages import (
     STAGES,
     InputFormat,
@@ -50,10 +49,10 @@ from distdl.stages import (
     require_started,
     stages_until,
 )
-from distdl.summary import dataset_totals, render_run, render_totals, save_run_summary
 
 if TYPE_CHECKING:
     from distdl.runtime.coordinator import RunReport
+    from distdl.runtime.world import World
 
 log = logging.getLogger("distdl")
 
@@ -121,6 +120,8 @@ def _job_deadline(config: Config, *, leads: bool) -> contextlib.AbstractContextM
 
 def _stopped_line(layout: Layout, config_path: str) -> str:
     """``stopped: N partitions done, M left; continue with: …`` from what is on disk."""
+    from distdl.summary import dataset_totals
+
     totals = dataset_totals(layout)
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     left = totals.partitions_planned - totals.partitions_done
@@ -151,6 +152,8 @@ def _run_here(
         checkpoint = Checkpoint.load(layout.checkpoint_file)  # rank 0 moved it on
         done = [stage for stage in STAGES if checkpoint.is_complete(stage)]
         return RunOutcome(done, "")  # rank 0 printed the run's summary: one is enough
+    from distdl.runtime.world import LocalWorld
+
     return _run_stages(LocalWorld(workers=max(1, ranks - 1)), config, layout, options, config_path)
 
 
@@ -218,6 +221,9 @@ def _run_as_mpi_rank(
     config: Config, layout: Layout, options: RunOptions, config_path: str
 ) -> RunOutcome:
     """Inside mpiexec/srun: rank 0 holds the output lock and leads every stage."""
+    from distdl.runtime.mpi_channel import checked_world
+    from distdl.runtime.world import MpiWorld
+
     comm = checked_world()
     rank = comm.Get_rank()
     level = config.downloader_parameters.logger_level
@@ -315,6 +321,8 @@ def _after_dead_ranks(layout: Layout, checkpoint: Checkpoint, config_path: str) 
 
 
 def _outcome(layout: Layout, checkpoint: Checkpoint, report: RunReport | None) -> RunOutcome:
+    from distdl.summary import dataset_totals, render_run, render_totals, save_run_summary
+
     totals = dataset_totals(layout)
     if report is not None:
         save_run_summary(layout, report)

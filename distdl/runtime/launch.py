@@ -75,6 +75,23 @@ def find_mpiexec() -> str:
     return found
 
 
+# Environment variables that launchers set: their presence means we were started by one.
+_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+
+
+def launched_world_size() -> int | None:
+    """The world size a launcher announced in the environment, or None outside one."""
+    if os.environ.get("SLURM_STEP_ID") is None and "SLURM_NTASKS" in os.environ:
+        # sbatch sets SLURM_NTASKS for the batch script itself, which is not a rank.
+        sizes = [os.environ.get(v) for v in _LAUNCHER_SIZE_VARS if v != "SLURM_NTASKS"]
+    else:
+        sizes = [os.environ.get(v) for v in _LAUNCHER_SIZE_VARS]
+    for size in sizes:
+        if size and size.isdigit():
+            return int(size)
+    return None
+
+
 def was_launched_by_us() -> bool:
     return os.environ.get(LAUNCHED_ENV) == "1"
 

@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import sys
 import time
 from typing import Any
 
 from distdl.errors import LaunchError
+from distdl.runtime.launch import launched_world_size
 from distdl.runtime.messages import Message
 
 TAG = 17  # every distdl message uses one tag; the payload says what it is
 # Messages to a rank that stopped reading (hung, declared dead) may never leave: a flush
 # waits at most this long for them.
 FLUSH_TIMEOUT = 10.0
-
-# Environment variables that launchers set: their presence means we were started by one.
-_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
-
-
-def launched_world_size() -> int | None:
-    """The world size a launcher announced in the environment, or None outside one."""
-    if os.environ.get("SLURM_STEP_ID") is None and "SLURM_NTASKS" in os.environ:
-        # sbatch sets SLURM_NTASKS for the batch script itself, which is not a rank.
-        sizes = [os.environ.get(v) for v in _LAUNCHER_SIZE_VARS if v != "SLURM_NTASKS"]
-    else:
-        sizes = [os.environ.get(v) for v in _LAUNCHER_SIZE_VARS]
-    for size in sizes:
-        if size and size.isdigit():
-            return int(size)
-    return None
 
 
 def comm_world() -> Any:

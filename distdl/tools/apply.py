@@ -22,9 +22,15 @@ from distdl.config import Config, load_config
 from distdl.errors import AlreadyReported, DistdlError, RankFailure, RunStopped, ToolError
 from distdl.io.lock import OutputLock
 from distdl.layout import Layout
-from distdl.runtime.launch import RanksExit, launch_local_ranks, stop_grace, was_launched_by_us
+from distdl.runtime.launch import (
+    RanksExit,
+    launch_local_ranks,
+    launched_world_size,
+    stop_grace,
+    was_launched_by_us,
+)
 from distdl.runtime.logs import configure_logging
-from distdl.runtime.mpi_channel import checked_world, launched_world_size
+from distdl.runtime.mpi_channel import checked_world
 from distdl.runtime.rank_zero import on_rank0, wait_for_all
 from distdl.runtime.stop_signals import (
     StopSignal,
