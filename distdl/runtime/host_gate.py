@@ -35,9 +35,9 @@ class _Bucket(AsyncLimiter):
 
     Under uvloop a wake-up due within the tick runs at once (a plain callback), reads the
     same millisecond, finds no token leaked yet and sets another: the loop spins until the
-    tick ends, about 170 wake-ups and a millisecond of CPU per request (measured in
-    benchmarks/README.md). One tick later a token has leaked. It relies on aiolimiter's
-    ``_wake_next`` and ``_waker_handle`` (1.2 and later); tests/unit/test_host_gate.py checks it.
+    tick ends, for every paced start (the cost is in benchmarks/README.md). One tick later
+    a token has leaked. It relies on aiolimiter's ``_wake_next`` and ``_waker_handle`` (1.2
+    and later); tests/unit/test_host_gate.py checks it.
     """
 
     def _wake_next(self, *args: object) -> None:
