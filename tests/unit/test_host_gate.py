@@ -138,7 +138,7 @@ def test_under_uvloop_a_waiting_start_neither_spins_the_loop_nor_breaks_the_spac
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """uvloop's clock ticks in milliseconds: aiolimiter alone would wake its next waiter
-    over and over within the tick (about 170 times a start at these rates)."""
+    over and over within the tick, for every start at these rates."""
     uvloop = pytest.importorskip("uvloop")
     wake_ups = 0
     wake_next = AsyncLimiter._wake_next
