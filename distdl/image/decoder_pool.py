@@ -151,7 +151,6 @@ class _Child:
     frames: _Frames = field(default_factory=_Frames)
     unsent: bytearray = field(default_factory=bytearray)
     deadline: asyncio.TimerHandle | None = None
-    gone: bool = False  # killed, or found dead: its answers no longer count
 
     @property
     def label(self) -> str:
@@ -248,7 +247,6 @@ class _Child:
             answers += [pickle.loads(frame) for frame in self.frames.feed(chunk)]
 
     def kill(self) -> None:
-        self.gone = True
         if self.deadline is not None:
             self.deadline.cancel()
         with contextlib.suppress(ProcessLookupError):
