@@ -355,12 +355,18 @@ def demo_command(
     out.print(summary, soft_wrap=True)
 
 
-def main() -> None:
-    defer_stop_signals()  # a Ctrl-C while modules load stops the run, with no traceback
+def _as_command(entry: Callable[[], object]) -> None:
+    """An entry point's whole life: a Ctrl-C while modules load stops the run with no
+    traceback; once it is over, a late stop signal has nothing left to stop."""
+    defer_stop_signals()
     try:
-        app()
+        entry()
     finally:
         ignore_stop_signals()
+
+
+def main() -> None:
+    _as_command(app)
 
 
 legacy_app = typer.Typer(
@@ -389,11 +395,7 @@ def legacy_command(
 
 
 def legacy_main() -> None:
-    defer_stop_signals()
-    try:
-        legacy_app()
-    finally:
-        ignore_stop_signals()
+    _as_command(legacy_app)
 
 
 # `distdl tools`, `distdl export` and `distributed_downloader_tools` (distdl/tools/cli.py).
@@ -403,11 +405,7 @@ register_tool_commands(app, _guarded, out)
 
 
 def legacy_tools_main() -> None:
-    defer_stop_signals()
-    try:
-        legacy_tools_app(_guarded, out)()
-    finally:
-        ignore_stop_signals()
+    _as_command(lambda: legacy_tools_app(_guarded, out)())
 
 
 if __name__ == "__main__":  # pragma: no cover

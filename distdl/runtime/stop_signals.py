@@ -58,6 +58,28 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _install(handler: _Handler) -> dict[int, _Handler]:
+    """Every stop signal to ``handler``; what each had before."""
+    previous = {int(s): signal.getsignal(s) for s in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    return previous
+
+
+@contextlib.contextmanager
+def _handled_by(handler: _Handler) -> Iterator[None]:
+    """Every stop signal to ``handler`` inside the block, then back to what it was (only
+    the main thread may set handlers: elsewhere nothing changes)."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = _install(handler)
+    try:
+        yield
+    finally:
+        _restore(previous)
+
+
 def _restore(previous: dict[int, _Handler]) -> None:
     for signum, handler in previous.items():
         if handler is not None:  # None: installed outside Python, nothing to put back
@@ -72,8 +94,7 @@ def defer_stop_signals() -> None:
     """From the command line's start: stop signals are noted, to be acted on by the run."""
     if not _in_main_thread():
         return
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _note)
+    _install(_note)
     ready = os.environ.get(READY_ENV)
     if ready:
         with contextlib.suppress(OSError):  # the parent then forwards nothing: no worse
@@ -85,10 +106,8 @@ def ignore_stop_signals() -> None:
     the interpreter's exit would put back the default action of the signals it handled, so
     one arriving then (a launcher forwarding a stop as the ranks end) would kill the process
     and turn a finished run into one killed by a signal."""
-    if not _in_main_thread():
-        return
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    if _in_main_thread():
+        _install(signal.SIG_IGN)
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -101,34 +120,18 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 def raising_stop_signals() -> Iterator[None]:
     """Inside the block SIGTERM and SIGUSR1 raise StopSignal, SIGINT KeyboardInterrupt; a
     signal noted before is raised on entry."""
-    if not _in_main_thread():
-        yield
-        return
-    previous = {int(s): signal.getsignal(s) for s in STOP_SIGNALS}
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_stop)
-    try:
-        if _noted:
+    with _handled_by(_raise_stop):
+        if _noted and _in_main_thread():
             _raise_stop(_noted.pop(0), None)
         yield
-    finally:
-        _restore(previous)
 
 
 @contextlib.contextmanager
 def noting_stop_signals() -> Iterator[None]:
     """Inside the block stop signals are only noted (for :func:`raising_stop_signals` or
     :func:`loop_stop_signals` to act on later), whatever was installed before."""
-    if not _in_main_thread():
+    with _handled_by(_note):
         yield
-        return
-    previous = {int(s): signal.getsignal(s) for s in STOP_SIGNALS}
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _note)
-    try:
-        yield
-    finally:
-        _restore(previous)
 
 
 @contextlib.contextmanager
