@@ -56,9 +56,10 @@ Each rule: *signal in a window* → reaction. *Why.*
    of its images must not be crawled at a fifth of its rate.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
    of the rate proves it) → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
-   above; no growth once a host's last ``few_urls`` fit in ``growth_horizon`` at the
-   next rate. *Most hosts take the expected rate; past it a burst allowance may hide an
-   overshoot for longer; tiny hosts are not worth a fast ramp.*
+   above, × ``small_host_growth`` while fewer than ``small_host_urls`` are left; no growth
+   once a host's last ``few_urls`` fit in ``growth_horizon`` at the next rate. *Most hosts
+   take the expected rate; past it a burst allowance may hide an overshoot for longer;
+   tiny hosts are not worth a fast ramp, and may be refused only a couple of times.*
 9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
    to it (in ratio; the last ``probe_step`` at once). *A refusal on the way lowers the
    ceiling there: a bisection.*
@@ -156,6 +157,14 @@ class ThrottleSettings:
     # grows as before (benchmarks/README.md has the figures of both choices).
     few_urls: float = 100.0
     growth_horizon: float = 10.0
+    # A host with fewer than small_host_urls left grows by small_host_growth a window: it
+    # may be refused twice in all (issue 7's allowance below 50 requests), and the ramp's
+    # crossing overshoots the limit by up to one step, then steps back one further (rule
+    # 3). Small steps make both small: fewer refusals before the cut, less time below the
+    # limit after it. Such a host is done within a minute at 1 req/s: it loses little to
+    # the slower ramp (benchmarks/README.md has the figures of both).
+    small_host_urls: float = 50.0
+    small_host_growth: float = 1.2
     probe_step: float = 0.05
     max_probe_step: float = 0.4
     # Clean for a probe period at this multiple of the ceiling, the limit was raised: the
@@ -186,7 +195,7 @@ class ThrottleSettings:
             raise ValueError("rate_multiplier must be in (0, 1]")
         if not 0 < self.max_cut <= self.decrease <= self.mild_decrease < 1:
             raise ValueError("need 0 < max_cut <= decrease <= mild_decrease < 1")
-        if self.fast_growth <= 1 or self.careful_growth <= 1:
+        if min(self.fast_growth, self.careful_growth, self.small_host_growth) <= 1:
             raise ValueError("growth factors must be above 1")
         if not 0 < self.settle_share <= 1:
             raise ValueError("settle_share must be in (0, 1]")
@@ -635,6 +644,8 @@ class HostThrottle:
 
     def _growth(self, rate: float) -> float:
         settings = self._settings
+        if self._state.remaining < settings.small_host_urls:
+            return settings.small_host_growth
         return settings.fast_growth if rate < settings.start_rate else settings.careful_growth
 
     def _probe_due(self, now: float) -> bool:

@@ -85,6 +85,23 @@ def test_a_tiny_host_with_a_burst_allowance_is_not_ramped_past_it(start_rate: fl
         assert stats.time_to_finish <= 40 / limit + 12.0
 
 
+@pytest.mark.parametrize("retry_after", [None, 3.0])
+@pytest.mark.parametrize("burst", [0.0, 0.5, 1.0, 2.0])
+def test_a_small_hosts_ramp_crosses_its_limit_in_small_steps(
+    burst: float, retry_after: float | None
+) -> None:
+    # A host of under 50 URLs may be refused twice in all: the crossing of its limit, and
+    # one step back up that finds it. Limits just above the safe start are the hard case:
+    # a step of x1.5 there overshoots a burst allowance by half and is refused again.
+    for seed, limit in itertools.product(SEEDS, [1.25, 1.5, 1.8, 2.2, 3.0]):
+        host = HostModel(limit, burst=burst, seed=seed, jitter=0.005, retry_after=retry_after)
+        _, stats = _run(host, urls=45, seconds=300.0)
+        assert stats.refused <= 2
+        assert stats.time_to_finish is not None
+        assert stats.time_to_finish <= 1.8 * 45 / limit
+        assert stats.max_in_window() <= 2 * limit + 1
+
+
 def test_the_start_rate_is_reached_fast_and_passed_carefully() -> None:
     _, stats = _run(HostModel(None), start_rate=10.0, max_rate=80.0, seconds=40.0)
     reached = next(t for t, rate in stats.rate_trace if rate >= 10.0)
@@ -344,6 +361,7 @@ def test_feedback_merges_counts_and_keeps_the_longest_retry_afters() -> None:
         {"rate_multiplier": 1.5},
         {"max_cut": 0.9},
         {"fast_growth": 1.0},
+        {"small_host_growth": 0.9},
         {"settle_share": 0.0},
     ],
 )
