@@ -29,16 +29,20 @@ Each rule: *signal in a window* → reaction. *Why.*
    with several refusals → cut to ``settle_share`` × the rate served (by ``decrease`` at
    least, ``max_cut`` at most); ceiling := what it served. *A drained bucket serves its
    limit; just under it, the bucket refills.*
-2. Refused, one answer after ``quiet_answers`` clean ones → cut by ``mild_decrease``, no
-   hold. *Arrival jitter at a one-token bucket; a real overshoot complains again at once.*
+2. Refused, one answer after ``quiet_answers`` clean ones, without Retry-After → cut by
+   ``mild_decrease``, no hold. *Arrival jitter at a one-token bucket; a real overshoot
+   complains again at once. A refusal that pauses the host costs it the pause: never
+   jitter.*
 3. Refused, one answer otherwise → again soon after a cut: ``settle_share`` × what the
    host served since the run of refusals began (Retry-After pauses excluded); else back to
    the highest rate that passed (or by ``decrease``), one step further when leaving slow
    start, never below the safe start if that passed; ceiling := the refused rate.
    *Between a rate that passed and one that did not, the limit; a rate that passed only
    for a slow-start window may have passed on a burst allowance.*
-4. Refused with Retry-After → the whole host pauses for it, besides 1–3. *The server
-   said when to come back.*
+4. Refused with Retry-After → the whole host pauses for it, besides 1–3; for as long
+   again after the pause, no window is judged clean. *The server said when to come back;
+   meanwhile its bucket refilled, and a refill hides an overshoot until it is spent: a
+   rate that passes on it would be raised, refused, and paused again.*
 5. 5xx/timeouts improbably many (binomial tail < ``load_evidence``) for the share the
    host showed at lower rates (:mod:`distdl.core.failure_bands`) → cut by ``decrease``;
    ceiling := that rate; a 5xx Retry-After pauses the whole host. *Load: failures that
@@ -303,6 +307,7 @@ class _State:
     forbidden_repeated: int = 0
     forbidden_cleared: int = 0
     paused_until: float = -math.inf
+    refilled_until: float = -math.inf  # after a pause: a clean window proves nothing yet
     # The host's share of 5xx/timeouts by rate band: load is a share that grows with rate.
     failures: FailureBands = field(default_factory=lambda: FailureBands(0.02, 50.0))
     latency: float | None = None  # smoothed mean latency, for the profiles table
@@ -488,7 +493,7 @@ class HostThrottle:
             state.ceiling = min(state.ceiling, rate)
             self._cut_to(max(rate * settings.max_cut, new_rate), now)
             return
-        if quiet and lone and state.phase == "steady":
+        if quiet and lone and state.phase == "steady" and not window.retry_after:
             # Jitter at a one-token bucket; no hold: if the limit really dropped, the
             # refusals that follow must be acted on at once.
             self._cut_to(rate * settings.mild_decrease, now)
@@ -520,6 +525,8 @@ class HostThrottle:
             # Time paused is time the host served nothing: not part of any measure.
             state.episode_paused += until - max(now, state.paused_until)
             state.paused_until = until
+            # The bucket refilled while we waited: clean answers on the refill prove nothing.
+            state.refilled_until = max(state.refilled_until, until + (until - now))
 
     def _forbidden_refusal_counts(self, window: Feedback) -> bool:
         """Whether a refusal made of 403s is one: not when they outlast halving the rate.
@@ -606,6 +613,8 @@ class HostThrottle:
     def _on_clean(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
         used = window.total / max(now - state.window_start, 1e-9)
+        if state.window_start < state.refilled_until:
+            return  # passed on what the host's bucket refilled during a pause (rule 4)
         if used < settings.used_share * state.rate:
             # The rate was not used (the senders were busy, or the host's URLs ran low):
             # a clean window proves nothing about it, and raising it untested would let

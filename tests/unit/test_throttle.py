@@ -163,6 +163,31 @@ def test_retry_after_on_a_refusal_pauses_the_whole_host() -> None:
     assert throttle.paused_until() > 0
 
 
+def test_a_refusal_with_retry_after_is_never_jitter_and_its_refill_proves_nothing() -> None:
+    settings = ThrottleSettings(start_rate=3.0)
+    throttle = HostThrottle.restore(settings, {"rate": 18.0, "ceiling": 20.0}, now=0.0)
+    now = 0.0
+    while now < 5.0:  # a quiet stretch at the top: a lone refusal now could be jitter…
+        now += 0.25
+        throttle.observe(Feedback(ok=4), now)
+    assert throttle.rate == 18.0
+    throttle.observe(Feedback(ok=3, rate_limited=1, retry_after=4.0), now)
+    # …but this one paused the host for 4 s: it is an overshoot, and the ceiling says so.
+    assert throttle.ceiling <= 18.0
+    assert throttle.paused_until() == pytest.approx(9.0)
+    cut = throttle.rate
+    assert cut < 18.0
+    now = throttle.paused_until()
+    while now < 12.75:  # the bucket refilled during the pause: these answers prove nothing
+        now += 0.25
+        throttle.observe(Feedback(ok=max(1, round(cut / 4))), now)
+    assert throttle.rate == cut
+    while now < 20.0:  # the refill is spent: recovery goes on
+        now += 0.25
+        throttle.observe(Feedback(ok=max(1, round(throttle.rate / 4))), now)
+    assert cut < throttle.rate <= settings.settle_share * throttle.ceiling
+
+
 def test_a_cdn_refusing_with_403_is_followed_like_429() -> None:
     for seed in SEEDS:
         host = HostModel(20.0, burst=0.25, seed=seed, refusal_status=403)
