@@ -115,7 +115,7 @@ class DownloaderParameters(_Strict):
     cpu_per_worker: int = Field(
         1,
         ge=1,
-        description="CPUs per rank, two image decoder processes each (a submitted job's "
+        description="CPUs per rank, one image decoder process each (a submitted job's "
         "cpus-per-task)",
     )
     header: bool | dict[str, str] | str = True
