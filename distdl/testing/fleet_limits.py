@@ -136,19 +136,22 @@ class HostLoad:
             return True
         if self._bucket is None:
             self._bucket = TokenBucket(rate, spec.capacity_at(rate), now)
-        for moment in self._limit_changes(first, self._last, now):
-            changed = spec.limit_at(moment - first)
+        for offset in self._limit_changes(first, self._last, now):
+            # The limit at the offset itself: (first + offset) - first may round to just
+            # below it, where the old limit still holds, and the change would be missed.
+            changed = spec.limit_at(offset)
             assert changed is not None
             # retuned at the moment the limit changed, so tokens are earned at the right rate
-            self._bucket.retune(changed, spec.capacity_at(changed), moment)
+            self._bucket.retune(changed, spec.capacity_at(changed), first + offset)
         self._last = max(self._last, now)
         return self._bucket.try_take(now)
 
     def _limit_changes(self, first: float, after: float, until: float) -> list[float]:
+        """The offsets (from the first request) of the limit changes in (after, until]."""
         start, end = self.spec.limit_drop_start, self.spec.limit_drop_end
         if start is None or end is None:
             return []
-        return [first + offset for offset in (start, end) if after < first + offset <= until]
+        return [offset for offset in (start, end) if after < first + offset <= until]
 
 
 def roll(*key: object) -> float:

@@ -193,6 +193,26 @@ def test_limit_drop_is_timed_from_the_first_request() -> None:
     assert not load.admit(53.1).limited  # recovered
 
 
+def test_limit_drop_ends_whatever_the_clock_reads_at_the_first_request() -> None:
+    # A monotonic clock reads tens of thousands of seconds: first + offset - first is then
+    # not always offset, and a change looked up there could miss its own side of it.
+    spec = HostSpec(
+        "a",
+        rate_limit=53.88,
+        burst_seconds=0.22,
+        limit_drop_start=13.64,
+        limit_drop_end=17.28,
+        limit_drop_factor=0.41,
+    )
+    first = 59105.16
+    load = HostLoad(spec)
+    # 30 req/s: over the dropped limit (22 req/s), well under the full one.
+    refused = [load.admit(first + step / 30).limited for step in range(30 * 25)]
+    assert not any(refused[: 30 * 13])
+    assert any(refused[30 * 14 : 30 * 17])
+    assert not any(refused[30 * 18 :])
+
+
 def test_overload_model() -> None:
     assert overload_share(10.0, knee=10.0, slope=1.0) == 0.0
     assert overload_share(15.0, knee=10.0, slope=1.0) == pytest.approx(0.5)
