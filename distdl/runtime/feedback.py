@@ -20,16 +20,6 @@ from distdl.core.throttle import Feedback
 # latency later). Longer would add rank 0's messages in every ramp for little: at 400
 # ranks, the first minutes are ramps (benchmarks/scale_sim.py).
 JUDGING_SECONDS = 1.0
-# …but at least as long as this many answers take at the new rate: a window needs two
-# answers to the new rate, and one more may be on its way when the rate changes. At 1–2
-# req/s (every tiny host's ramp) one second holds one or two answers, and each step of the
-# ramp would wait for the next once-a-second report.
-JUDGED_ANSWERS = 3.0
-
-
-def judging_seconds(rate: float) -> float:
-    """How long after a change to ``rate`` (req/s) clean answers go out at once."""
-    return max(JUDGING_SECONDS, JUDGED_ANSWERS / rate) if rate > 0 else JUDGING_SECONDS
 
 
 def needs_action(seen: Feedback) -> bool:
@@ -49,9 +39,9 @@ class FeedbackBook:
         self._by_host: dict[str, Feedback] = {}
         self._judged_until: dict[str, float] = {}
 
-    def rate_changed(self, server_name: str, now: float, rate: float) -> None:
-        """Rank 0 set a new rate (req/s) for the host: its clean answers are wanted at once."""
-        self._judged_until[server_name] = now + judging_seconds(rate)
+    def rate_changed(self, server_name: str, now: float) -> None:
+        """Rank 0 set a new rate for the host: its clean answers are wanted at once."""
+        self._judged_until[server_name] = now + JUDGING_SECONDS
 
     def _add(self, server_name: str, seen: Feedback) -> None:
         self._by_host[server_name] = self._by_host.get(server_name, Feedback()).merged(seen)
@@ -99,7 +89,7 @@ class FeedbackBook:
 
     def drain(self, *, clean_too: bool = True, now: float = math.inf) -> dict[str, Feedback]:
         """What to report, by host; without ``clean_too`` only the hosts whose answers
-        need action or whose rate changed within ``judging_seconds`` before ``now`` (the
+        need action or whose rate changed within ``JUDGING_SECONDS`` before ``now`` (the
         others keep adding up until a full drain)."""
         if clean_too:
             out, self._by_host = self._by_host, {}

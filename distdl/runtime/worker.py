@@ -341,7 +341,7 @@ class Worker:
                 gate.resume_in(message.start_after)  # its start slot (core.start_slots)
             self._gates[lease.lease_id] = gate
             # A new lease's first answers judge its rate, as after a change.
-            self._feedback.rate_changed(lease.server_name, asyncio.get_running_loop().time(), rate)
+            self._feedback.rate_changed(lease.server_name, asyncio.get_running_loop().time())
             events.info(
                 "lease host=%s partition=%d rows=%d rate=%.2f",
                 lease.server_name,
@@ -377,9 +377,8 @@ class Worker:
         lease = self._leases.get(message.lease_id)
         if gate is not None and lease is not None:
             # Rank 0 may not have heard the host's robots.txt yet: its cap holds regardless.
-            rate = min(message.rate, self._access.rate_cap(lease.server_name))
-            gate.set_rate(rate)
-            self._feedback.rate_changed(lease.server_name, asyncio.get_running_loop().time(), rate)
+            gate.set_rate(min(message.rate, self._access.rate_cap(lease.server_name)))
+            self._feedback.rate_changed(lease.server_name, asyncio.get_running_loop().time())
         else:
             self._access.change_rate(message.lease_id, message.rate)
 

@@ -36,7 +36,7 @@ from typing import Any
 from distdl.core.clock import FakeClock
 from distdl.core.scheduler import Lease, LeaseScheduler, PartitionRef
 from distdl.core.throttle import Feedback, ThrottleSettings
-from distdl.runtime.feedback import judging_seconds, needs_action
+from distdl.runtime.feedback import JUDGING_SECONDS, needs_action
 from distdl.runtime.messages import (
     AbandonHost,
     AssignPartition,
@@ -283,7 +283,7 @@ class ScaleSim:
             lease = message.lease
             start = now + message.start_after
             state = _Lease(lease, lease.rate, start, message.host_unreachable, start, start)
-            state.judged_until = start + judging_seconds(lease.rate)
+            state.judged_until = start + JUDGING_SECONDS
             self.lease_host[lease.lease_id] = lease.server_name
             self.leases[lease.lease_id] = self.by_host[lease.server_name][lease.lease_id] = state
             self._push(start, "tick", lease.lease_id)
@@ -291,7 +291,7 @@ class ScaleSim:
             state = self.leases[message.lease_id]
             self._restart(state, now)
             state.rate = message.rate
-            state.judged_until = now + judging_seconds(message.rate)
+            state.judged_until = now + JUDGING_SECONDS
         elif isinstance(message, PauseHolder) and message.lease_id in self.leases:
             state = self.leases[message.lease_id]
             self._restart(state, now)
