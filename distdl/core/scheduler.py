@@ -66,10 +66,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-# Requests per second one lease is meant to carry. One rank's event loop comfortably drives
-# ~20 req/s of image downloads (fetch + decode + resize); a host allowing more is shared
-# between ranks so no single rank becomes its bottleneck.
-DEFAULT_LEASE_RATE_TARGET = 20.0
+# Requests per second one lease is meant to carry; a host allowing more is shared between
+# ranks so no single rank becomes its bottleneck. Not lower: leases on different ranks pace
+# their starts independently and drift into each other, and a bucket without a burst
+# allowance (nginx limit_req's default) refuses every such collision, which no controller
+# can tell from an overshoot (a 21 req/s host of one token, held by two leases, was cut to
+# 0.5 req/s; benchmarks/README.md). One rank drives far more than this of images.
+DEFAULT_LEASE_RATE_TARGET = 50.0
 # Three whole-partition failures are almost surely a bug or a broken host, not bad luck.
 DEFAULT_MAX_ATTEMPTS = 3
 # A new lease needs at least this fraction of its fair share free (see rule 3).

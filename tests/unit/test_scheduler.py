@@ -29,12 +29,18 @@ def parts(host: str, count: int, n_urls: int = 100) -> list[PartitionRef]:
     return [PartitionRef(host, i, n_urls) for i in range(count)]
 
 
+# The rules are checked with a small lease target, so that a few hosts exercise several
+# leases each; the default's own choice is checked on its own below.
+RULES_LEASE_RATE_TARGET = 20.0
+
+
 def scheduler(
     partitions: list[PartitionRef],
     budgets: dict[str, float],
     n_workers: int = 4,
     **kwargs: Any,
 ) -> LeaseScheduler:
+    kwargs.setdefault("lease_rate_target", RULES_LEASE_RATE_TARGET)
     return LeaseScheduler(partitions, budgets, default_budget=1.0, n_workers=n_workers, **kwargs)
 
 
@@ -80,6 +86,19 @@ def test_big_host_is_spread_over_k_max_workers() -> None:
     assert {lease.worker for lease in leases} == {0, 1, 2, 3, 4}
     assert all(lease.rate == 20.0 for lease in leases)
     assert sched.rate_in_use("cdn") == pytest.approx(100.0)
+
+
+def test_by_default_a_host_one_rank_can_carry_is_held_by_one_lease() -> None:
+    # Leases on different ranks drift into each other, and a bucket without burst refuses
+    # every collision: a host of a few dozen req/s stays on one rank.
+    budgets = {"museum": 45.0, "cdn": 100.0}
+    sched = LeaseScheduler(
+        parts("museum", 4) + parts("cdn", 4), budgets, default_budget=1.0, n_workers=8
+    )
+    leases = [lease for w in range(8) for lease in sched.acquire(w, 0.0, 2)]
+    by_host = {host: [lease for lease in leases if lease.server_name == host] for host in budgets}
+    assert [lease.rate for lease in by_host["museum"]] == [45.0]
+    assert len(by_host["cdn"]) == 2
 
 
 def test_worker_never_holds_two_leases_on_one_host() -> None:
