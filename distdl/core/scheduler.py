@@ -70,8 +70,8 @@ from dataclasses import dataclass, field, replace
 # ranks so no single rank becomes its bottleneck. Not lower: leases on different ranks pace
 # their starts independently and drift into each other, and a bucket without a burst
 # allowance (nginx limit_req's default) refuses every such collision, which no controller
-# can tell from an overshoot (a 21 req/s host of one token, held by two leases, was cut to
-# 0.5 req/s; benchmarks/README.md). One rank drives far more than this of images.
+# can tell from an overshoot, and the host's rate collapses (benchmarks/README.md has a live
+# case). One rank drives far more than this of images.
 DEFAULT_LEASE_RATE_TARGET = 50.0
 # Three whole-partition failures are almost surely a bug or a broken host, not bad luck.
 DEFAULT_MAX_ATTEMPTS = 3

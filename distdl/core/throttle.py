@@ -612,9 +612,9 @@ class HostThrottle:
     # --- increasing -----------------------------------------------------------------
     def _on_clean(self, window: Feedback, now: float) -> None:
         state, settings = self._state, self._settings
-        used = window.total / max(now - state.window_start, 1e-9)
         if state.window_start < state.refilled_until:
             return  # passed on what the host's bucket refilled during a pause (rule 4)
+        used = window.total / max(now - state.window_start, 1e-9)
         if used < settings.used_share * state.rate:
             # The rate was not used (the senders were busy, or the host's URLs ran low):
             # a clean window proves nothing about it, and raising it untested would let
