@@ -67,15 +67,15 @@ def _install(handler: _Handler) -> dict[int, _Handler]:
 
 
 @contextlib.contextmanager
-def _handled_by(handler: _Handler) -> Iterator[None]:
-    """Every stop signal to ``handler`` inside the block, then back to what it was (only
-    the main thread may set handlers: elsewhere nothing changes)."""
+def _handled_by(handler: _Handler) -> Iterator[bool]:
+    """Every stop signal to ``handler`` inside the block, then back to what it was; yields
+    whether it did (only the main thread may set handlers: elsewhere nothing changes)."""
     if not _in_main_thread():
-        yield
+        yield False
         return
     previous = _install(handler)
     try:
-        yield
+        yield True
     finally:
         _restore(previous)
 
@@ -120,8 +120,8 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 def raising_stop_signals() -> Iterator[None]:
     """Inside the block SIGTERM and SIGUSR1 raise StopSignal, SIGINT KeyboardInterrupt; a
     signal noted before is raised on entry."""
-    with _handled_by(_raise_stop):
-        if _noted and _in_main_thread():
+    with _handled_by(_raise_stop) as installed:
+        if installed and _noted:
             _raise_stop(_noted.pop(0), None)
         yield
 
