@@ -142,7 +142,7 @@ def _run_here(
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     if options.resume:
         require_started(checkpoint, str(config_path))
-    ranks = options.ranks or default_rank_count()
+    ranks = options.ranks or default_rank_count(config.downloader_parameters.cpu_per_worker)
     if _wants_download(checkpoint, options) and ranks > 1:
         # The ranks do the rest: rank 0 plans, writes the profiles table and coordinates.
         # Launching before planning lets the other ranks start (seconds of imports) while

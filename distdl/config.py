@@ -113,10 +113,10 @@ class DownloaderParameters(_Strict):
         "coordinates); outside Slurm it does nothing",
     )
     cpu_per_worker: int = Field(
-        1,
+        2,
         ge=1,
-        description="CPUs per rank, one image decoder process each (a submitted job's "
-        "cpus-per-task)",
+        description="CPUs per worker rank, one image decoder process each; the rank's "
+        "event loop keeps two busy (a submitted job's cpus-per-task)",
     )
     header: bool | dict[str, str] | str = True
     image_size: int = Field(720, gt=0, description="longer side after resizing (downscale only)")
@@ -145,7 +145,9 @@ class DownloaderParameters(_Strict):
     retry_after_cap: float = Field(300.0, gt=0, description="longest Retry-After honoured, s")
     image_format: ImageFormat = "jpeg"
     jpeg_quality: int = Field(95, ge=1, le=100)
-    leases_per_worker: int = Field(16, ge=1, description="partitions of distinct hosts per rank")
+    leases_per_worker: int = Field(
+        32, ge=1, description="partitions of distinct hosts one worker rank holds at once"
+    )
     max_in_flight_per_host: int = Field(16, ge=1)
     host_failure_threshold: int = Field(
         5, ge=1, description="connection failures in a row that open a host's breaker"

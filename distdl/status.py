@@ -201,10 +201,10 @@ def plan_eta_text(config: Config, layout: Layout, workers: int) -> str:
     return "\n".join(lines)
 
 
-def default_workers() -> int:
+def default_workers(cpu_per_worker: int) -> int:
     from distdl.runtime.launch import default_rank_count
 
-    return max(1, default_rank_count() - 1)
+    return max(1, default_rank_count(cpu_per_worker) - 1)
 
 
 def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
@@ -237,7 +237,8 @@ def collect_status(config: Config, layout: Layout) -> dict[str, Any]:
     if active and state:
         eta = dict(state["eta"], source="run")
     else:
-        workers = state["workers"] if state else default_workers()
+        params = config.downloader_parameters
+        workers = state["workers"] if state else default_workers(params.cpu_per_worker)
         eta = dict(eta_to_json(plan_eta(config, layout, rows_left, workers)), source="plan")
     successes = sum(stored.successes for stored in disk.by_server.values())
     errors = sum(stored.errors for stored in disk.by_server.values())

@@ -56,9 +56,13 @@ _CHATTER = (
 _REPORTS = ("error:", "stopped:")  # how rank 0 starts the line that says what happened
 
 
-def default_rank_count() -> int:
-    """One coordinator plus one worker per core."""
-    return (os.cpu_count() or 1) + 1
+def default_rank_count(cpu_per_worker: int) -> int:
+    """Ranks that give every core of this machine a decoder: a worker per ``cpu_per_worker``
+    cores and a coordinator, or 1 (no MPI: the coordinator and the worker share this
+    process) when one worker has them all, since a second process would only add its
+    start-up and its share of the cores."""
+    workers = -(-(os.cpu_count() or 1) // cpu_per_worker)
+    return 1 if workers == 1 else workers + 1
 
 
 def find_mpiexec() -> str:

@@ -113,11 +113,13 @@ def test_fetch_settings_from_config() -> None:
 
 
 def test_connection_pool_is_never_smaller_than_the_per_host_caps_allow() -> None:
-    small = FetchSettings.from_config(DownloaderParameters())
+    small = FetchSettings.from_config(
+        DownloaderParameters(leases_per_worker=4, max_in_flight_per_host=8)
+    )
     big = FetchSettings.from_config(
         DownloaderParameters(leases_per_worker=20, max_in_flight_per_host=32)
     )
-    assert small.connections_limit == 256
+    assert small.connections_limit == 256  # the floor
     assert big.connections_limit == 640
 
 
