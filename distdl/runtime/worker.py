@@ -25,8 +25,10 @@ import logging
 import math
 import random
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -84,6 +86,7 @@ from distdl.testing import faults
 
 log = logging.getLogger("distdl.worker")
 events = logging.getLogger("distdl.events")  # one line per lease and partition: the file only
+T = TypeVar("T")
 
 COORDINATOR = 0
 FEEDBACK_INTERVAL = 0.25  # seconds: rank 0 must hear of a 429 burst well within a second
@@ -511,29 +514,21 @@ class Worker:
         if not self._may_write():
             output.abort()
             raise _Fenced(f"partition {lease.server_name}/{lease.partition_id} not written")
-        output.commit(
-            {
-                "server_name": lease.server_name,
-                "partition_id": lease.partition_id,
-                "successes": stats.successes,
-                "errors": stats.errors,
-                "requests": stats.requests,
-                "seconds": round(stats.seconds, 3),
-            }
-        )
+        summary = {
+            "server_name": lease.server_name,
+            "partition_id": lease.partition_id,
+            "successes": stats.successes,
+            "errors": stats.errors,
+            "requests": stats.requests,
+            "seconds": round(stats.seconds, 3),
+        }
+        await _in_thread(output.commit, summary)
         return stats
 
     async def _carry_over(self, directory: Path, output: PartitionOutput) -> set[str]:
         """The carry-over, in a thread: reading back a big partition's images must not hold
         the loop (and its heartbeats) for seconds. A cancellation waits for it to end."""
-        carrying = asyncio.get_running_loop().run_in_executor(
-            None, carry_over, directory, output, self._settings.retry_codes
-        )
-        try:
-            return await asyncio.shield(carrying)
-        except asyncio.CancelledError:
-            await asyncio.wait({carrying})  # the thread writes into output: let it finish
-            raise
+        return await _in_thread(carry_over, directory, output, self._settings.retry_codes)
 
     def _save_settled(self, lease: Lease, output: PartitionOutput, carried: int | None) -> None:
         """On a stop, publish the rows settled so far (no marker); otherwise drop them."""
@@ -549,3 +544,16 @@ class Worker:
             rows,
             output.planned_rows,
         )
+
+
+async def _in_thread(action: Callable[..., T], *args: object) -> T:
+    """``action(*args)`` in a thread: reading back or writing and fsyncing a partition's
+    files must not hold the loop, whose decoders would run dry (and whose heartbeats would
+    wait) for as long. A cancellation waits for the thread, which owns the files until it
+    ends."""
+    running = asyncio.get_running_loop().run_in_executor(None, action, *args)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait({running})
+        raise
