@@ -82,7 +82,9 @@ def run_distdl(
 ) -> tuple[float, int | None, bool]:
     """(wall clock, exit code, timed out) of ``distdl run``; killed past ``timeout``.
     ``started`` is ``time.monotonic()`` taken just before."""
-    command = [sys.executable, "-m", "distdl", "run", str(config), "--ranks", str(ranks)]
+    command = [sys.executable, "-m", "distdl", "run", str(config)]
+    if ranks > 0:
+        command += ["--ranks", str(ranks)]
     with log.open("w") as output:
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
@@ -217,7 +219,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed")
     parser.add_argument("--urls", type=int, default=None, help="fix every fleet's size")
-    parser.add_argument("--ranks", type=int, default=3)
+    parser.add_argument("--ranks", type=int, default=3, help="0: distdl's own default")
     parser.add_argument("--default-rate", type=float, default=3.0)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run")
@@ -228,7 +230,7 @@ def main() -> None:
     root = args.folder or Path(tempfile.mkdtemp(prefix="distdl-matrix-"))
     print(
         f"politeness matrix: seeds {args.seed_offset}..{args.seed_offset + args.seeds - 1}, "
-        f"--ranks {args.ranks}, default_rate_limit {args.default_rate:g}, "
+        f"--ranks {args.ranks or 'distdl default'}, default_rate_limit {args.default_rate:g}, "
         f"URLs {args.urls or 'drawn'}; folder {root}"
     )
     runs = []
