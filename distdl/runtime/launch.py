@@ -56,12 +56,19 @@ _CHATTER = (
 _REPORTS = ("error:", "stopped:")  # how rank 0 starts the line that says what happened
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or a job's share, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def default_rank_count(cpu_per_worker: int) -> int:
-    """Ranks that give every core of this machine a decoder: a worker per ``cpu_per_worker``
-    cores and a coordinator, or 1 (no MPI: the coordinator and the worker share this
-    process) when one worker has them all, since a second process would only add its
-    start-up and its share of the cores."""
-    workers = -(-(os.cpu_count() or 1) // cpu_per_worker)
+    """Ranks that give every usable core a decoder: a worker per ``cpu_per_worker`` cores
+    and a coordinator, or 1 (no MPI: the coordinator and the worker share this process) when
+    one worker has them all, since a second process would only add its start-up and its
+    share of the cores."""
+    workers = -(-usable_cores() // cpu_per_worker)
     return 1 if workers == 1 else workers + 1
 
 

@@ -23,9 +23,13 @@ from distdl.runtime import launch
 def test_every_core_gets_a_decoder_and_one_worker_runs_in_this_process(
     monkeypatch: pytest.MonkeyPatch, cores: int, cpu_per_worker: int, ranks: int
 ) -> None:
-    monkeypatch.setattr(launch.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(launch, "usable_cores", lambda: cores)
     assert launch.default_rank_count(cpu_per_worker) == ranks
 
 
 def test_by_default_a_worker_rank_drives_two_decoders() -> None:
     assert DownloaderParameters().cpu_per_worker == 2
+
+
+def test_the_cores_counted_are_those_this_process_may_run_on() -> None:
+    assert 1 <= launch.usable_cores() <= (launch.os.cpu_count() or 1)
