@@ -170,10 +170,10 @@ def _role(command: str, stacks: list[str]) -> str:
     if " -m distdl " not in f"{command} ":
         return Path(command.split(" ", 1)[0]).name or "other"
     text = "\n".join(stacks)
-    for role, needle in ROLES:
-        if needle in text:
-            return role
-    return "launcher"
+    roles = [role for role, needle in ROLES if needle in text]
+    if len(roles) == len(ROLES):  # --ranks 1, distdl's default on 2 cores
+        return "rank 0 with its worker (one process)"
+    return roles[0] if roles else "launcher"
 
 
 def render(breakdown: Breakdown, images: int, server_cpu: float) -> str:
