@@ -14,7 +14,7 @@ from distdl.runtime import launch
         (1, 2, 1),  # one worker has every core: no MPI, one process
         (2, 2, 1),
         (2, 1, 3),  # two workers and the coordinator
-        (3, 2, 3),  # a worker with two decoders, one with the last core's, rank 0
+        (3, 2, 3),  # two workers of two decoders: one too many beats an idle core
         (8, 2, 5),
         (8, 8, 1),
         (16, 4, 5),
