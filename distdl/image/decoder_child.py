@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
@@ -19,6 +20,10 @@ from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, pr
 
 Work = Callable[[bytes, ImageOptions], ProcessedImage | ImageFailure]
 DEFAULT_WORK: Work = process_image
+# Written to stderr after each image, before its answer: the rank reads stderr and answers
+# through different pipes, in no fixed order, and this line tells it which image the lines
+# before it came from.
+IMAGE_DONE = b"\x1e distdl: image done\n"
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers
 _M_MMAP_THRESHOLD = -3
@@ -51,7 +56,11 @@ def serve(requests: Connection, replies: Connection, options: ImageOptions, work
     while True:
         try:
             data = requests.recv_bytes()
-            replies.send(work(data, options))
+            answer = work(data, options)
+            sys.stdout.flush()  # what Python printed (stdout is stderr here) goes first
+            sys.stderr.flush()
+            os.write(2, IMAGE_DONE)
+            replies.send(answer)
         except (EOFError, OSError):  # the rank closed our pipes, or died mid-image
             return
 

@@ -61,7 +61,7 @@ from pathlib import Path
 
 import distdl
 from distdl.core import codes
-from distdl.image.decoder_child import DEFAULT_WORK, Work
+from distdl.image.decoder_child import DEFAULT_WORK, IMAGE_DONE, Work
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 
 log = logging.getLogger("distdl.worker")
@@ -148,18 +148,14 @@ class _Child:
     to_child: int
     from_child: int
     jobs: deque[_Job] = field(default_factory=deque)
+    # The URLs of the images sent and not yet marked done on its stderr, oldest first: the
+    # stderr thread's own account (appended by the loop, taken by that thread; a deque's
+    # append and popleft are atomic), which ``jobs`` cannot be, since the loop empties it
+    # as the answers come, in no fixed order with the stderr lines.
+    labels: deque[str] = field(default_factory=deque)
     frames: _Frames = field(default_factory=_Frames)
     unsent: bytearray = field(default_factory=bytearray)
     deadline: asyncio.TimerHandle | None = None
-
-    @property
-    def label(self) -> str:
-        """The URL of the image it works on, for its stderr lines (read by another thread
-        while the loop may empty ``jobs``)."""
-        try:
-            return self.jobs[0].label
-        except IndexError:
-            return ""
 
     @classmethod
     def start(cls, options: ImageOptions, work: Work) -> _Child:
@@ -198,15 +194,22 @@ class _Child:
         assert self.process.stderr is not None
         with self.process.stderr:
             for raw in self.process.stderr:
-                line = raw.decode("utf-8", errors="replace").rstrip()
-                if line:
-                    where = f" ({self.label})" if self.label else ""
-                    decoder_log.warning("decoder %d%s: %s", self.process.pid, where, line)
+                done = raw.endswith(IMAGE_DONE)  # after a line a library did not end
+                line = raw[: -len(IMAGE_DONE)] if done else raw
+                text = line.decode("utf-8", errors="replace").rstrip()
+                if text:
+                    label = self.labels[0] if self.labels else ""
+                    where = f" ({label})" if label else ""
+                    decoder_log.warning("decoder %d%s: %s", self.process.pid, where, text)
+                if done:
+                    with contextlib.suppress(IndexError):
+                        self.labels.popleft()
 
     def send(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
         """Queue ``job``'s body in the pipe; what the pipe cannot take now goes when the
         loop finds it writable."""
         self.jobs.append(job)
+        self.labels.append(job.label)
         header = _frame_header(len(job.data))
         if self.unsent:
             self.unsent += header + job.data

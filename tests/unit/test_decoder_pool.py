@@ -4,6 +4,7 @@ dies or stalls replaced while the other images go on, nothing left behind on clo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -19,9 +20,11 @@ from distdl.image.decoder_pool import DecoderPool
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 from distdl.testing.image_samples import make_image_bytes
 from distdl.testing.slow_images import (
+    NOISE_LINE,
     SLOW_SECONDS_ENV,
     crash_on_gif,
     gif_never_ends,
+    noisy_on_gif,
     slow_process_image,
 )
 
@@ -191,3 +194,23 @@ def test_answers_are_read_back_whole_however_the_pipe_splits_them() -> None:
     received = [frame for chunk in chunks for frame in frames.feed(chunk)]
     assert received == sent
     assert _Frames().feed(_frame_header(3) + b"abc" + _frame_header(5) + b"de") == [b"abc"]
+
+
+async def test_a_decoders_stderr_lines_name_the_image_that_wrote_them(
+    pools: list[DecoderPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each GIF's line leaves through stderr and its answer through another pipe, right
+    # after: the rank often reads the answer (and sends the next body) first.
+    caplog.set_level(logging.WARNING, logger="distdl.decoders")
+    pool = DecoderPool(2, ImageOptions(image_size=64), timeout=60, work=noisy_on_gif)
+    pools.append(pool)
+    images = [(GIF, f"gif-{i}") if i % 2 else (JPEG, f"jpeg-{i}") for i in range(40)]
+    await asyncio.gather(*(pool.process(data, label) for data, label in images))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        noise = [r.getMessage() for r in caplog.records if NOISE_LINE.decode() in r.getMessage()]
+        if len(noise) == 20:
+            break
+        await asyncio.sleep(0.05)
+    assert len(noise) == 20
+    assert all("(gif-" in line for line in noise), noise
