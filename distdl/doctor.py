@@ -164,9 +164,9 @@ def check_uvloop() -> Check:
 
 
 def check_cpus() -> Check:
-    total = os.cpu_count() or 1
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
-    return Check("CPUs", True, f"{usable} usable of {total}", required=False)
+    from distdl.runtime.launch import usable_cores  # what the default --ranks counts
+
+    return Check("CPUs", True, f"{usable_cores()} usable of {os.cpu_count() or 1}", required=False)
 
 
 def check_contact(contact: str | None) -> Check:
