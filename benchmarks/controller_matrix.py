@@ -141,10 +141,47 @@ def draw_retry_after(rng: random.Random) -> tuple[str, HostModel, int, float]:
     return kind, host, int(own_bound * limit * (1 - fault)), rng.choice([3.0, 10.0])
 
 
-FAMILIES = {"matrix": draw, "tiny": draw_tiny, "retry-after": draw_retry_after}
+def draw_body(rng: random.Random) -> tuple[str, HostModel, int, float]:
+    """A host of a small live fleet's Zipf body (distdl.testing.fleet_matrix): a few hundred
+    URLs at 5–100 req/s, done within seconds at its limit, so its ramp is most of its run;
+    a drop lands as the live fleet lands it, 10 s plus a share of its bound in."""
+    kind = rng.choice(["bucket", "bucket_ra", "faults", "faults_ra", "late_drop", "cdn403"])
+    limit = 10 ** rng.uniform(0.7, 2)
+    urls = int(10 ** rng.uniform(1.9, 2.9))  # 80–800
+    options: dict[str, Any] = {
+        "limit": limit,
+        "burst": rng.uniform(0, 2),
+        "latency": rng.uniform(0.02, 0.3),
+        "seed": rng.randrange(10**9),
+        "jitter": 0.005,
+        "retry_after": float(rng.randint(1, 5)) if kind == "bucket_ra" else None,
+    }
+    if kind == "cdn403":
+        options["refusal_status"] = 403
+    elif kind in ("faults", "faults_ra"):
+        options["fault_share"] = rng.uniform(0.01, 0.10)
+        if kind == "faults_ra":
+            options["fault_retry_after"] = float(rng.randint(1, 5))
+    host = HostModel(**options)
+    if kind == "late_drop":
+        start = 10.0 + rng.uniform(0.1, 0.4) * urls / limit
+        length = max(2.0, rng.uniform(0.2, 0.4) * urls / limit)
+        host.change_limit(at=start, limit=limit * rng.uniform(0.3, 0.7))
+        host.change_limit(at=start + length, limit=limit)
+    return kind, host, urls, rng.choice([3.0, 10.0])
+
+
+FAMILIES = {
+    "matrix": draw,
+    "tiny": draw_tiny,
+    "retry-after": draw_retry_after,
+    "body": draw_body,
+}
 
 
 def bound(kind: str, host: HostModel, limit: float, urls: int) -> float:
+    if kind == "late_drop":
+        return _integrated_bound(host, urls)
     if kind == "drop":
         # 20 s at the limit, 40 s at half, then the limit again.
         if urls <= 20 * limit:
@@ -155,6 +192,15 @@ def bound(kind: str, host: HostModel, limit: float, urls: int) -> float:
     # A lease keeps at most MAX_IN_FLIGHT requests waiting: a slow host cannot go faster.
     usable = min(limit, MAX_IN_FLIGHT / host.latency)
     return urls / (1 - host.fault_share) / usable
+
+
+def _integrated_bound(host: HostModel, urls: int, step: float = 0.01) -> float:
+    """When the host's URLs are served at its limit as it changes (before simulating)."""
+    served, time = 0.0, 0.0
+    while served < urls:
+        served += (host.limit_at(time) or 1.0) * step
+        time += step
+    return time
 
 
 def run_one(seed: int, family: str = "matrix") -> Outcome:

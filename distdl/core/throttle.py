@@ -29,9 +29,9 @@ Each rule: *signal in a window* → reaction. *Why.*
    with several refusals → cut to ``settle_share`` × the rate served (by ``decrease`` at
    least, ``max_cut`` at most); ceiling := what it served. *A drained bucket serves its
    limit; just under it, the bucket refills.*
-2. Refused, one answer after ``quiet_answers`` clean ones, without Retry-After → cut by
+2. Refused, one answer after ``quiet_answers`` clean ones, the host not paused → cut by
    ``mild_decrease``, no hold. *Arrival jitter at a one-token bucket; a real overshoot
-   complains again at once. A refusal that pauses the host costs it the pause: never
+   complains again at once. A refusal that paused the host cost it the pause: never
    jitter.*
 3. Refused, one answer otherwise → again soon after a cut: ``settle_share`` × what the
    host served since the run of refusals began (Retry-After pauses excluded); else back to
@@ -39,10 +39,14 @@ Each rule: *signal in a window* → reaction. *Why.*
    start, never below the safe start if that passed; ceiling := the refused rate.
    *Between a rate that passed and one that did not, the limit; a rate that passed only
    for a slow-start window may have passed on a burst allowance.*
-4. Refused with Retry-After → the whole host pauses for it, besides 1–3; for as long
-   again after the pause, no window is judged clean. *The server said when to come back;
-   meanwhile its bucket refilled, and a refill hides an overshoot until it is spent: a
-   rate that passes on it would be raised, refused, and paused again.*
+4. Refused with Retry-After → the URL waits for it, always; the whole host pauses for it,
+   besides 1–3, when the refusals cluster (:mod:`distdl.core.refusal_spacing`: several
+   at once, or again within ``quiet_answers``), and for as long again after such a pause
+   no window is judged clean. *Clustered refusals are the host saying it is overloaded;
+   a lone one is a request that came early, and pausing the host for it costs a whole
+   Retry-After of its limit. During a pause the bucket refills, and a refill hides an
+   overshoot until it is spent: a rate that passes on it would be raised, refused, and
+   paused again.*
 5. 5xx/timeouts improbably many (binomial tail < ``load_evidence``) for the share the
    host showed at lower rates (:mod:`distdl.core.failure_bands`) → cut by ``decrease``;
    ceiling := that rate; a 5xx Retry-After pauses the whole host. *Load: failures that
@@ -91,6 +95,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from distdl.core.failure_bands import FailureBands, binomial_tail
+from distdl.core.refusal_spacing import CLUSTER_ANSWERS, RefusalSpacing
 
 Phase = Literal["slow_start", "steady"]
 
@@ -134,7 +139,7 @@ class ThrottleSettings:
     decrease: float = 0.8
     # …a lone refusal after this many clean answers (jitter at a one-token bucket) only this.
     mild_decrease: float = 0.95
-    quiet_answers: int = 50
+    quiet_answers: int = CLUSTER_ANSWERS
     # Below the ceiling, each step up waits for this many clean answers: a step refused
     # costs a 429, and a host with a few dozen URLs is not worth more than one or two.
     recovery_answers: int = 20
@@ -279,7 +284,8 @@ class _State:
     phase: Phase = "slow_start"
     ceiling: float = math.inf  # the lowest rate the host refused (or failed under load) at
     max_ok_rate: float = 0.0  # the highest rate of a clean window
-    since_refusal: int = 0  # answers since the last refusal
+    since_refusal: int = 0  # answers since the last refusal judged in a window
+    refusals: RefusalSpacing = field(default_factory=RefusalSpacing)  # for Retry-After
     # A run of refusals close together: when it began, and the OK answers since.
     episode_start: float = 0.0
     episode_ok: int = 0
@@ -327,6 +333,7 @@ class HostThrottle:
             window_start=now,
             clean_since=now,
             failures=FailureBands(settings.prior_failure_share, settings.prior_answers),
+            refusals=RefusalSpacing(settings.quiet_answers),
         )
 
     # --- what rank 0 reads ----------------------------------------------------------
@@ -382,8 +389,11 @@ class HostThrottle:
         state.episode_ok += feedback.ok
         self._learn_latency(feedback)
         self._learn_from_403_retries(feedback, now)
-        if feedback.retry_after:
-            # Retry-After on a refusal: the server said when to come back.
+        clustered = state.refusals.observe(
+            feedback.total - feedback.rate_limited, feedback.rate_limited
+        )
+        if feedback.retry_after and clustered:
+            # Refusals that cluster, with Retry-After: the host said when to come back.
             self._pause_until(now + feedback.retry_after, now)
         window = state.window
         if now < state.hold_until:
@@ -493,7 +503,7 @@ class HostThrottle:
             state.ceiling = min(state.ceiling, rate)
             self._cut_to(max(rate * settings.max_cut, new_rate), now)
             return
-        if quiet and lone and state.phase == "steady" and not window.retry_after:
+        if quiet and lone and state.phase == "steady" and state.paused_until <= now:
             # Jitter at a one-token bucket; no hold: if the limit really dropped, the
             # refusals that follow must be acted on at once.
             self._cut_to(rate * settings.mild_decrease, now)

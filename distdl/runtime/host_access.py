@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from distdl.core import codes
 from distdl.core.breaker import CircuitBreaker, HostCause
 from distdl.core.redirects import AddressPolicy, HopRefusal, came_from_public, hop_refusal
+from distdl.core.refusal_spacing import RefusalSpacing
 from distdl.core.robots import RobotsRules
 from distdl.core.urls import classify_url
 from distdl.io.robots_store import RobotsAnswer, load_robots, load_robots_cause, save_robots
@@ -58,11 +59,13 @@ SHARE_IDLE = 3.0
 
 @dataclass
 class HostGuards:
-    """What requests to a host must respect besides the rate: robots.txt and the breaker."""
+    """What requests to a host must respect besides the rate: robots.txt, the breaker, and
+    whether its refusals cluster (then a Retry-After pauses every request to it)."""
 
     robots: RobotsRules
     breaker: CircuitBreaker
     on_dead: Callable[[], None]
+    refusals: RefusalSpacing = field(default_factory=RefusalSpacing)
 
 
 @dataclass

@@ -15,8 +15,10 @@ Every request pays its own host's budget:
 
 What an answer asks for (:func:`distdl.core.signals.answer_signal`):
 
-* A rate-limited answer (429, 420, 503 SlowDown) with ``Retry-After`` pauses the gate of the
-  host that answered at once; rank 0 then pauses the host's other leases.
+* A rate-limited answer (429, 420, 503 SlowDown) with ``Retry-After`` delays its URL's
+  retry by that long. When the host's refusals cluster
+  (:mod:`distdl.core.refusal_spacing`) it also pauses the gate of the host that answered
+  at once; rank 0 then pauses the host's other leases.
 * Any other 5xx with ``Retry-After`` only delays that URL's retry by at least that long; it
   does not pause the gate: rank 0's controller judges whether the host is overloaded.
 * Retries go back into the queue with a not-before time, behind the host's other work,
@@ -298,7 +300,7 @@ class LeaseRunner:
             reservation.arrived(len(result.body or b""))
             self._requests += 1
             self._bytes += len(result.body or b"")
-            self._tell_breaker(route.guards, result)
+            self._tell_guards(route.guards, result)
             try:
                 await self._handle(item, route, result, reservation)
             except (asyncio.CancelledError, OutputWriteError):
@@ -309,7 +311,9 @@ class LeaseRunner:
         finally:
             reservation.release()
 
-    def _tell_breaker(self, guards: HostGuards, result: FetchResult) -> None:
+    def _tell_guards(self, guards: HostGuards, result: FetchResult) -> None:
+        """The breaker hears every answer; the refusal spacing every answer but a refusal,
+        which :meth:`_handle_failure` counts as it decides whether to pause."""
         breaker = guards.breaker
         now = asyncio.get_running_loop().time()
         if result.error_code in _HOST_FAILURES:
@@ -319,6 +323,15 @@ class LeaseRunner:
                 guards.on_dead()
         elif result.status > 0:
             breaker.record_success(now)
+        if result.status > 0 and not self._refused(result):
+            guards.refusals.observe(1, 0)
+
+    @staticmethod
+    def _refused(result: FetchResult) -> bool:
+        return (
+            result.error_code != 0
+            and answer_signal(result.error_code, result.error_msg) is Signal.RATE_LIMITED
+        )
 
     async def _handle(
         self, item: _Pending, route: HostRoute, result: FetchResult, reservation: Reservation
@@ -375,9 +388,12 @@ class LeaseRunner:
         )
         if signal is Signal.RATE_LIMITED or code == 503:
             self._throttled += 1
-        if signal is Signal.RATE_LIMITED and retry_after:
-            # "Too fast" is about the host: stop this lease's requests to it now. A 5xx's
-            # Retry-After only delays its own URL (below): one fault is not an overload.
+        clustered = signal is Signal.RATE_LIMITED and route.guards.refusals.observe(0, 1)
+        if clustered and retry_after:
+            # Refusals that cluster are the host saying it is overloaded: stop this lease's
+            # requests to it now, before rank 0's pause arrives. A lone refusal's or a 5xx's
+            # Retry-After delays only its own URL (below): one early request, or one fault,
+            # is no overload (distdl.core.refusal_spacing).
             route.gate.pause(retry_after)
         self._feedback.record_failure(
             route.server_name,

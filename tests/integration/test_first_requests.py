@@ -97,7 +97,7 @@ async def test_until_profiled_writes_the_table_without_a_request(tmp_path: Path)
     assert profiles[a].total_urls == profiles[b].total_urls == 5
 
 
-# --- Retry-After: a pause for "too fast", a delay of one URL for a server error ---------------
+# --- Retry-After: a pause for refusals that cluster, a delay of one URL otherwise -------------
 
 IMAGE = make_image_bytes("jpeg", 64, 48)
 S3_SLOW_DOWN = (
@@ -107,13 +107,16 @@ Log = list[tuple[float, str, int]]  # (arrival, image name, status sent)
 
 
 @contextlib.asynccontextmanager
-async def first_image_fails(status: int, body: bytes = b"") -> AsyncIterator[tuple[str, Log]]:
-    """A server whose first image request is answered ``status`` with ``Retry-After: 2``."""
+async def first_image_fails(
+    status: int, body: bytes = b"", *, failures: int = 1
+) -> AsyncIterator[tuple[str, Log]]:
+    """A server whose first ``failures`` image requests are answered ``status`` with
+    ``Retry-After: 2``."""
     log: Log = []
 
     async def image(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if not log:
+        if len(log) < failures:
             log.append((time.monotonic(), name, status))
             return web.Response(status=status, body=body, headers={"Retry-After": "2"})
         log.append((time.monotonic(), name, 200))
@@ -139,18 +142,25 @@ async def _run_against(tmp_path: Path, base: str) -> None:
     assert assert_exactly_once(tmp_path / "urls.csv", layout_of(config)) == (8, 0)
 
 
-@pytest.mark.parametrize(("status", "body"), [(429, b""), (503, S3_SLOW_DOWN)])
-async def test_too_fast_with_retry_after_pauses_the_host(
+TOO_FAST = [(429, b""), (503, S3_SLOW_DOWN)]
+
+
+@pytest.mark.parametrize(("status", "body"), TOO_FAST)
+async def test_refusals_that_cluster_with_retry_after_pause_the_host(
+    tmp_path: Path, status: int, body: bytes
+) -> None:
+    async with first_image_fails(status, body, failures=2) as (base, log):
+        await _run_against(tmp_path, base)
+    refused_again_at = log[1][0]
+    later = [t for t, _, _ in log[2:]]
+    assert min(later) - refused_again_at >= 1.9  # nothing at all during the pause
+
+
+@pytest.mark.parametrize(("status", "body"), [*TOO_FAST, (503, b"")])
+async def test_a_lone_refusal_or_server_error_with_retry_after_delays_only_its_own_url(
     tmp_path: Path, status: int, body: bytes
 ) -> None:
     async with first_image_fails(status, body) as (base, log):
-        await _run_against(tmp_path, base)
-    refused_at = log[0][0]
-    assert min(t for t, _, _ in log[1:]) - refused_at >= 1.9  # nothing at all during the pause
-
-
-async def test_a_server_error_with_retry_after_delays_only_its_own_url(tmp_path: Path) -> None:
-    async with first_image_fails(503) as (base, log):
         await _run_against(tmp_path, base)
     failed_at, failed_name, _ = log[0]
     retried_at = next(t for t, name, _ in log[1:] if name == failed_name)

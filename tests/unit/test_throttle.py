@@ -163,26 +163,47 @@ def test_retry_after_on_a_refusal_pauses_the_whole_host() -> None:
     assert throttle.paused_until() > 0
 
 
-def test_a_refusal_with_retry_after_is_never_jitter_and_its_refill_proves_nothing() -> None:
-    settings = ThrottleSettings(start_rate=3.0)
+def _quiet_at_the_top(settings: ThrottleSettings) -> tuple[HostThrottle, float]:
     throttle = HostThrottle.restore(settings, {"rate": 18.0, "ceiling": 20.0}, now=0.0)
     now = 0.0
-    while now < 5.0:  # a quiet stretch at the top: a lone refusal now could be jitter…
+    while now < 5.0:  # a quiet stretch at the top: a lone refusal now could be jitter
         now += 0.25
         throttle.observe(Feedback(ok=4), now)
     assert throttle.rate == 18.0
+    return throttle, now
+
+
+def test_a_lone_refusal_with_retry_after_delays_its_url_not_the_host() -> None:
+    settings = ThrottleSettings(start_rate=3.0)
+    throttle, now = _quiet_at_the_top(settings)
     throttle.observe(Feedback(ok=3, rate_limited=1, retry_after=4.0), now)
-    # …but this one paused the host for 4 s: it is an overshoot, and the ceiling says so.
+    # One early request at a drained bucket: its URL waits (the retry policy), the host
+    # does not, and the rate only steps back as for jitter.
+    assert throttle.paused_until() < now
+    assert throttle.rate == pytest.approx(18.0 * settings.mild_decrease)
+
+
+def test_refusals_that_cluster_pause_the_host_and_its_refill_proves_nothing() -> None:
+    settings = ThrottleSettings(start_rate=3.0)
+    throttle, now = _quiet_at_the_top(settings)
+    throttle.observe(Feedback(ok=3, rate_limited=1, retry_after=4.0), now)
+    now += 0.25
+    throttle.observe(Feedback(ok=3), now)
+    now += 0.25
+    throttle.observe(Feedback(ok=3, rate_limited=1, retry_after=4.0), now)
+    # Refused again within a few answers: the host is overloaded. It said when to come
+    # back, and a refusal that paused it is an overshoot, never jitter.
+    assert throttle.paused_until() == pytest.approx(now + 4.0)
     assert throttle.ceiling <= 18.0
-    assert throttle.paused_until() == pytest.approx(9.0)
     cut = throttle.rate
-    assert cut < 18.0
-    now = throttle.paused_until()
-    while now < 12.75:  # the bucket refilled during the pause: these answers prove nothing
+    assert cut < 18.0 * settings.mild_decrease
+    pause_end = throttle.paused_until()
+    now = pause_end
+    while now < pause_end + 3.75:  # the bucket refilled during the pause: nothing proven
         now += 0.25
         throttle.observe(Feedback(ok=max(1, round(cut / 4))), now)
     assert throttle.rate == cut
-    while now < 20.0:  # the refill is spent: recovery goes on
+    while now < pause_end + 11.0:  # the refill is spent: recovery goes on
         now += 0.25
         throttle.observe(Feedback(ok=max(1, round(throttle.rate / 4))), now)
     assert cut < throttle.rate <= settings.settle_share * throttle.ceiling
