@@ -13,13 +13,17 @@ real sockets and MPI ranks; this one isolates the controller's rules.
     python benchmarks/controller_matrix.py --seeds 200
     python benchmarks/controller_matrix.py --family tiny --seeds 300 --long 25
     python benchmarks/controller_matrix.py --family retry-after --seeds 150
+    python benchmarks/controller_matrix.py --family body --seeds 300 --long 5
 
 ``--family`` draws from one family only: ``tiny`` as the live matrix's tiny hosts (20–50
 URLs, limits 1–5 req/s log-uniform; on 2k fleets those with a bound of 25 s or more set
 the makespan), ``retry-after`` buckets that answer every refusal with Retry-After 1–5 s
 (half of them also failing 1–10 % whatever the rate), whose bounds are 30–120 s. "kept" is
 a host's rate over the middle half of its requests ÷ its limit (hosts with ≥ 300
-requests), as the live matrix's ``fault_kept_rate``.
+requests), as the live matrix's ``fault_kept_rate``. ``body`` draws the Zipf body of a small
+live fleet (80–800 URLs at 5–100 req/s, so a ramp is much of a host's run), with its limit
+drops landing as the live fleet lands them (``late_drop``: 10 s plus a share of the host's
+bound after its first request, the bound integrating the drop).
 """
 
 from __future__ import annotations

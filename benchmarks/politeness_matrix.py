@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import math
 import os
@@ -46,6 +47,7 @@ from matrix_figures import (
 from distdl.config import load_config
 from distdl.layout import SUCCESSES_FILE, Layout
 from distdl.testing.fleet_bounds import lower_bound
+from distdl.testing.fleet_log import RequestRecord
 from distdl.testing.fleet_matrix import MatrixParameters, Scenario, draw_scenario
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import write_url_list
@@ -124,6 +126,15 @@ def stored_source_ids(config: Path) -> list[str]:
     return ids
 
 
+def write_arrivals(path: Path, records: list[RequestRecord], started: float) -> None:
+    with path.open("w", newline="") as out:
+        table = csv.writer(out)
+        table.writerow(["host", "seconds", "status", "fault", "path"])
+        for record in records:
+            seconds = round(record.time - started, 4)
+            table.writerow([record.host, seconds, record.status, record.fault, record.path])
+
+
 def run_seed(seed: int, args: argparse.Namespace, root: Path) -> tuple[Scenario, RunFigures]:
     scenario = draw_scenario(seed, args.urls)
     folder = root / f"seed-{seed}"
@@ -137,6 +148,8 @@ def run_seed(seed: int, args: argparse.Namespace, root: Path) -> tuple[Scenario,
         started = time.monotonic()
         outcome = run_distdl(config, args.ranks, timeout, folder / "distdl.log", started)
         records = runner.snapshot()
+    if args.arrivals:
+        write_arrivals(args.arrivals.with_suffix(f".seed{seed}.csv"), records, started)
     figures = run_figures(
         scenario, fleet, records, stored_source_ids(config), READ_TIMEOUT, outcome, started
     )
@@ -226,6 +239,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep each seed's output folder")
+    parser.add_argument(
+        "--arrivals",
+        type=Path,
+        default=None,
+        help="write every request the fleet saw (host, s after start, status, fault) to "
+        "FILE.seedN.csv: where one host's time went",
+    )
     args = parser.parse_args()
     root = args.folder or Path(tempfile.mkdtemp(prefix="distdl-matrix-"))
     print(
