@@ -83,15 +83,8 @@ def draw(rng: random.Random) -> tuple[str, HostModel, int, float]:
         "seed": rng.randrange(10**9),
         "jitter": rng.choice([0.0, 0.005, 0.01]),
     }
-    if kind == "bucket_ra":
-        options["retry_after"] = float(rng.randint(1, 5))
-    elif kind == "cdn403":
-        options["refusal_status"] = 403
-    elif kind in ("faults", "faults_ra"):
-        options["fault_share"] = rng.uniform(0.01, 0.10)
-        if kind == "faults_ra":
-            options["fault_retry_after"] = float(rng.randint(1, 5))
-    elif kind == "overload":
+    _add_behaviour(kind, options, rng)
+    if kind == "overload":
         options.update(limit=None, knee=limit, overload_slope=rng.uniform(0.5, 3))
     elif kind == "slow":
         options["latency"] = rng.uniform(1, 3)
@@ -106,6 +99,18 @@ def draw(rng: random.Random) -> tuple[str, HostModel, int, float]:
         host.change_limit(at=60.0, limit=limit)
     default = rng.choice([3.0, 10.0])
     return kind, host, urls, default
+
+
+def _add_behaviour(kind: str, options: dict[str, Any], rng: random.Random) -> None:
+    """What the bucket kinds both draws share add to a host: Retry-After, 403s, faults."""
+    if kind == "bucket_ra":
+        options["retry_after"] = float(rng.randint(1, 5))
+    elif kind == "cdn403":
+        options["refusal_status"] = 403
+    elif kind in ("faults", "faults_ra"):
+        options["fault_share"] = rng.uniform(0.01, 0.10)
+        if kind == "faults_ra":
+            options["fault_retry_after"] = float(rng.randint(1, 5))
 
 
 def draw_tiny(rng: random.Random) -> tuple[str, HostModel, int, float]:
@@ -158,14 +163,8 @@ def draw_body(rng: random.Random) -> tuple[str, HostModel, int, float]:
         "latency": rng.uniform(0.02, 0.3),
         "seed": rng.randrange(10**9),
         "jitter": 0.005,
-        "retry_after": float(rng.randint(1, 5)) if kind == "bucket_ra" else None,
     }
-    if kind == "cdn403":
-        options["refusal_status"] = 403
-    elif kind in ("faults", "faults_ra"):
-        options["fault_share"] = rng.uniform(0.01, 0.10)
-        if kind == "faults_ra":
-            options["fault_retry_after"] = float(rng.randint(1, 5))
+    _add_behaviour(kind, options, rng)
     host = HostModel(**options)
     if kind == "late_drop":
         start = 10.0 + rng.uniform(0.1, 0.4) * urls / limit
