@@ -338,7 +338,10 @@ def doctor_command(
 def demo_command(
     hosts: Annotated[int, typer.Option(help="simulated servers")] = 12,
     images: Annotated[int, typer.Option(help="images in the URL list")] = 1200,
-    ranks: Annotated[int, typer.Option(help="MPI ranks (1 = in-process)")] = 3,
+    ranks: Annotated[
+        int | None,
+        typer.Option(help="MPI ranks (1 = in-process; default: as distdl run picks them)"),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="folder for the run (default: fresh)")] = None,
     config: Annotated[
         Path | None, typer.Option(help="config to start from (default: configs/example.yaml)")

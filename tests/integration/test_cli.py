@@ -11,7 +11,10 @@ import pytest
 import yaml
 from support import layout_of, write_config
 
+from distdl.config import load_config
+from distdl.core.text import plural
 from distdl.io.checkpoint import Checkpoint
+from distdl.runtime.launch import default_rank_count
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -169,14 +172,15 @@ def test_legacy_entry_point_runs_the_stages_and_resets(tmp_path: Path) -> None:
     assert "2 rejected at planning" in again.stdout
 
 
-def test_demo_runs_as_shipped(tmp_path: Path) -> None:
-    result = distdl(
-        "demo", "--hosts", "3", "--images", "40", "--ranks", "1", "--output", tmp_path / "demo"
-    )
+def test_demo_runs_as_shipped_with_the_ranks_distdl_run_picks(tmp_path: Path) -> None:
+    result = distdl("demo", "--hosts", "3", "--images", "40", "--output", tmp_path / "demo")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dataset: " in result.stdout and "server side:" in result.stdout
-    config = yaml.safe_load((tmp_path / "demo" / "config.yaml").read_text())
+    config_path = tmp_path / "demo" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
     assert config["downloader_parameters"]["jpeg_quality"] == 95  # from configs/example.yaml
+    ranks = default_rank_count(load_config(config_path).downloader_parameters.cpu_per_worker)
+    assert f"req/s, {plural(ranks, 'rank')}" in result.stdout
 
 
 def _tree(*roots: Path) -> dict[str, str]:
