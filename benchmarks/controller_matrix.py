@@ -38,6 +38,8 @@ from typing import Any
 from matrix_figures import MIN_KEPT_REQUESTS, middle_rate
 
 from distdl.core.throttle import HostThrottle, ThrottleSettings
+from distdl.testing.fleet_bounds import limit_segments, serve_time
+from distdl.testing.fleet_spec import HostSpec
 from distdl.testing.host_model import HostModel, simulate
 
 REPORT = 0.25  # the workers' feedback interval
@@ -61,7 +63,18 @@ class Outcome:
     kept: float | None  # rate over the middle half of the requests ÷ limit
 
 
-def draw(rng: random.Random) -> tuple[str, HostModel, int, float]:
+@dataclass(frozen=True)
+class Drawn:
+    """One host of a family: its model, its URLs and the run's default_rate_limit."""
+
+    kind: str
+    host: HostModel
+    urls: int
+    default: float
+    own_bound: float | None = None  # when the family knows it better than bound() does
+
+
+def draw(rng: random.Random) -> Drawn:
     kinds = [
         "bucket",
         "bucket_ra",
@@ -98,7 +111,7 @@ def draw(rng: random.Random) -> tuple[str, HostModel, int, float]:
         host.change_limit(at=20.0, limit=limit / 2)
         host.change_limit(at=60.0, limit=limit)
     default = rng.choice([3.0, 10.0])
-    return kind, host, urls, default
+    return Drawn(kind, host, urls, default)
 
 
 def _add_behaviour(kind: str, options: dict[str, Any], rng: random.Random) -> None:
@@ -113,7 +126,7 @@ def _add_behaviour(kind: str, options: dict[str, Any], rng: random.Random) -> No
             options["fault_retry_after"] = float(rng.randint(1, 5))
 
 
-def draw_tiny(rng: random.Random) -> tuple[str, HostModel, int, float]:
+def draw_tiny(rng: random.Random) -> Drawn:
     """A tiny host as the live matrix draws them (distdl.testing.fleet_matrix)."""
     limit = 10 ** rng.uniform(0, 0.7)  # 1–5 req/s, log-uniform
     urls = rng.randint(20, 50)
@@ -128,10 +141,10 @@ def draw_tiny(rng: random.Random) -> tuple[str, HostModel, int, float]:
         retry_after=retry_after,
         latency=rng.uniform(0.02, 0.3),
     )
-    return "tiny", host, urls, default
+    return Drawn("tiny", host, urls, default)
 
 
-def draw_retry_after(rng: random.Random) -> tuple[str, HostModel, int, float]:
+def draw_retry_after(rng: random.Random) -> Drawn:
     """A bucket that pauses its clients with Retry-After on every refusal."""
     limit = 10 ** rng.uniform(0.7, 1.8)  # 5–63 req/s
     own_bound = rng.uniform(30, 120)
@@ -147,10 +160,10 @@ def draw_retry_after(rng: random.Random) -> tuple[str, HostModel, int, float]:
         latency=rng.uniform(0.02, 0.3),
     )
     kind = "ra_faults" if fault else "ra_bucket"
-    return kind, host, int(own_bound * limit * (1 - fault)), rng.choice([3.0, 10.0])
+    return Drawn(kind, host, int(own_bound * limit * (1 - fault)), rng.choice([3.0, 10.0]))
 
 
-def draw_body(rng: random.Random) -> tuple[str, HostModel, int, float]:
+def draw_body(rng: random.Random) -> Drawn:
     """A host of a small live fleet's Zipf body (distdl.testing.fleet_matrix): a few hundred
     URLs at 5–100 req/s, done within seconds at its limit, so its ramp is most of its run;
     a drop lands as the live fleet lands it, 10 s plus a share of its bound in."""
@@ -166,12 +179,21 @@ def draw_body(rng: random.Random) -> tuple[str, HostModel, int, float]:
     }
     _add_behaviour(kind, options, rng)
     host = HostModel(**options)
+    own_bound = None
     if kind == "late_drop":
         start = 10.0 + rng.uniform(0.1, 0.4) * urls / limit
         length = max(2.0, rng.uniform(0.2, 0.4) * urls / limit)
-        host.change_limit(at=start, limit=limit * rng.uniform(0.3, 0.7))
-        host.change_limit(at=start + length, limit=limit)
-    return kind, host, urls, rng.choice([3.0, 10.0])
+        drop = HostSpec(
+            kind,
+            rate_limit=limit,
+            limit_drop_start=start,
+            limit_drop_end=start + length,
+            limit_drop_factor=rng.uniform(0.3, 0.7),
+        )
+        for since, _, rate in limit_segments(drop)[1:]:
+            host.change_limit(at=since, limit=rate)
+        own_bound = serve_time(drop, urls)  # the live matrix's bound of the same drop
+    return Drawn(kind, host, urls, rng.choice([3.0, 10.0]), own_bound)
 
 
 FAMILIES = {
@@ -183,8 +205,6 @@ FAMILIES = {
 
 
 def bound(kind: str, host: HostModel, limit: float, urls: int) -> float:
-    if kind == "late_drop":
-        return _integrated_bound(host, urls)
     if kind == "drop":
         # 20 s at the limit, 40 s at half, then the limit again.
         if urls <= 20 * limit:
@@ -197,22 +217,14 @@ def bound(kind: str, host: HostModel, limit: float, urls: int) -> float:
     return urls / (1 - host.fault_share) / usable
 
 
-def _integrated_bound(host: HostModel, urls: int, step: float = 0.01) -> float:
-    """When the host's URLs are served at its limit as it changes (before simulating)."""
-    served, time = 0.0, 0.0
-    while served < urls:
-        served += (host.limit_at(time) or 1.0) * step
-        time += step
-    return time
-
-
 def run_one(seed: int, family: str = "matrix") -> Outcome:
     rng = random.Random(seed)
-    kind, host, urls, default = FAMILIES[family](rng)
+    drawn = FAMILIES[family](rng)
+    kind, host, urls, default = drawn.kind, drawn.host, drawn.urls, drawn.default
     limit = host.limit or host.knee or 1.0
     throttle = HostThrottle(ThrottleSettings(start_rate=default), now=0.0)
     throttle.set_remaining(urls)  # rank 0 knows each host's URLs from the plan
-    ideal = bound(kind, host, limit, urls)
+    ideal = drawn.own_bound or bound(kind, host, limit, urls)
     stats = simulate(
         throttle,
         host,
