@@ -1,19 +1,25 @@
 """What runs inside an image decoder process (see :mod:`distdl.image.decoder_pool`).
 
 Protocol over the child's stdin and stdout (``multiprocessing.connection`` framing): first
-the pickled ``(options, work)``, then one raw body per image, each answered by a pickled
-``ProcessedImage`` or ``ImageFailure``. The child exits when stdin closes, and is killed
-when its rank dies (on Linux, even in the middle of an image). Its stdout is moved to
-stderr, so nothing a library prints can corrupt the protocol.
+the pickled ``(options, work, shared)``, then one frame per image, each answered by a
+pickled ``ProcessedImage`` or ``ImageFailure``. An image's frame is ``INLINE_BODY`` and the
+raw body, or ``SLOT_BODY`` and where in the shared memory file ``shared`` describes the
+rank put the body (slot, length); the rank leaves that slot alone until it has the answer.
+The child exits when stdin closes, and is killed when its rank dies (on Linux, even in the
+middle of an image). Its stdout is moved to stderr, so nothing a library prints can corrupt
+the protocol.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import signal
+import struct
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
@@ -24,6 +30,19 @@ DEFAULT_WORK: Work = process_image
 # through different pipes, in no fixed order, and this line tells it which image the lines
 # before it came from.
 IMAGE_DONE = b"\x1e distdl: image done\n"
+INLINE_BODY = b"B"  # the body follows in the frame
+SLOT_BODY = b"S"  # SLOT_REFERENCE follows: the body is in shared memory
+SLOT_REFERENCE = struct.Struct("!BI")  # slot, length
+
+
+@dataclass(frozen=True)
+class SharedSlots:
+    """The memory file the rank passes bodies in: ``count`` slots of ``size`` bytes."""
+
+    fd: int
+    count: int
+    size: int
+
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers
 _M_MMAP_THRESHOLD = -3
@@ -46,16 +65,27 @@ def main(rank_pid: int) -> None:
     os.dup2(2, 1)
     requests = Connection(0, writable=False)
     replies = Connection(reply_fd, readable=False)
-    options, work = requests.recv()
+    options, work, shared = requests.recv()
     _return_freed_pixels()
-    serve(requests, replies, options, work)
+    slots = None
+    if shared is not None:
+        slots = mmap.mmap(shared.fd, shared.count * shared.size, prot=mmap.PROT_READ)
+        os.close(shared.fd)
+    serve(requests, replies, options, work, slots, shared.size if shared else 0)
 
 
-def serve(requests: Connection, replies: Connection, options: ImageOptions, work: Work) -> None:
+def serve(
+    requests: Connection,
+    replies: Connection,
+    options: ImageOptions,
+    work: Work,
+    slots: mmap.mmap | None = None,
+    slot_size: int = 0,
+) -> None:
     """Answer one image at a time until the rank closes the pipe (or is gone)."""
     while True:
         try:
-            data = requests.recv_bytes()
+            data = _body(requests.recv_bytes(), slots, slot_size)
             answer = work(data, options)
             sys.stdout.flush()  # what Python printed (stdout is stderr here) goes first
             sys.stderr.flush()
@@ -63,6 +93,15 @@ def serve(requests: Connection, replies: Connection, options: ImageOptions, work
             replies.send(answer)
         except (EOFError, OSError):  # the rank closed our pipes, or died mid-image
             return
+
+
+def _body(frame: bytes, slots: mmap.mmap | None, slot_size: int) -> bytes:
+    """An image's body, out of its frame or out of the slot the frame names."""
+    if frame[:1] == SLOT_BODY and slots is not None:
+        slot, length = SLOT_REFERENCE.unpack_from(frame, 1)
+        start = slot * slot_size
+        return slots[start : start + length]
+    return frame[1:]
 
 
 def _die_with_rank(rank_pid: int) -> None:

@@ -4,8 +4,10 @@ dies or stalls replaced while the other images go on, nothing left behind on clo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,12 +18,14 @@ import psutil
 import pytest
 
 from distdl.core import codes
-from distdl.image.decoder_pool import DecoderPool
+from distdl.image import decoder_pool
+from distdl.image.decoder_pool import DecoderPool, _Slots
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 from distdl.testing.image_samples import make_image_bytes
 from distdl.testing.slow_images import (
     NOISE_LINE,
     SLOW_SECONDS_ENV,
+    body_digest,
     crash_on_gif,
     gif_never_ends,
     noisy_on_gif,
@@ -149,7 +153,8 @@ async def test_callers_that_give_up_do_not_break_the_pool(
 
 _RANK = """
 import asyncio, sys
-from distdl.image.decoder_pool import DecoderPool
+from distdl.image import decoder_pool
+from distdl.image.decoder_pool import DecoderPool, _Slots
 from distdl.image.pipeline import ImageOptions
 from distdl.testing.slow_images import gif_never_ends
 async def main():
@@ -214,3 +219,81 @@ async def test_a_decoders_stderr_lines_name_the_image_that_wrote_them(
         await asyncio.sleep(0.05)
     assert len(noise) == 20
     assert all("(gif-" in line for line in noise), noise
+
+
+def _bodies(count: int, largest: int) -> list[bytes]:
+    rng = random.Random(7)
+    return [rng.randbytes(rng.randint(0, largest)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("shared_memory", [True, False])
+async def test_every_body_reaches_its_decoder_whole_whichever_way_it_goes(
+    pools: list[DecoderPool], monkeypatch: pytest.MonkeyPatch, shared_memory: bool
+) -> None:
+    # Slots of 64 KiB: about half the bodies fit one, the others go through the pipe; with
+    # many callers at once every slot is reused while others are in flight.
+    monkeypatch.setattr(decoder_pool, "SLOT_BYTES", 64 * 1024)
+    if not shared_memory:  # a system without memory files
+        monkeypatch.delattr(os, "memfd_create", raising=False)
+    in_slots: list[int] = []
+    put = _Slots.put
+
+    def counted_put(slots: _Slots, data: bytes) -> int | None:
+        slot = put(slots, data)
+        if slot is not None:
+            in_slots.append(len(data))
+        return slot
+
+    monkeypatch.setattr(_Slots, "put", counted_put)
+    pool = DecoderPool(2, ImageOptions(), timeout=60, work=body_digest)
+    pools.append(pool)
+    bodies = _bodies(120, 128 * 1024)
+    answers = await asyncio.gather(*(pool.process(body) for body in bodies))
+    assert (len(in_slots) > 20) is shared_memory
+    for body, answer in zip(bodies, answers, strict=True):
+        assert isinstance(answer, ProcessedImage)
+        assert answer.original_size[0] == len(body)
+        assert answer.hashsum_original == hashlib.md5(body).hexdigest()
+
+
+async def test_bodies_in_the_slots_of_a_dead_decoder_reach_its_replacement_whole(
+    pools: list[DecoderPool],
+) -> None:
+    pool = DecoderPool(1, ImageOptions(), timeout=60, work=crash_on_gif)
+    pools.append(pool)
+    lost, *queued = await asyncio.gather(*(pool.process(b) for b in (GIF, JPEG, JPEG, GIF, JPEG)))
+    assert isinstance(lost, ImageFailure) and lost.error_code == codes.UNDECODABLE
+    assert [type(answer) for answer in queued] == [
+        ProcessedImage,
+        ProcessedImage,
+        ImageFailure,
+        ProcessedImage,
+    ]
+    assert pool.replaced == 2
+
+
+def test_a_file_size_limit_leaves_bodies_to_the_pipe() -> None:
+    """``ulimit -f`` applies to memory files too: under one, a decoder gets no slots."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000)); "
+        "from distdl.image.decoder_pool import _Slots; print(_Slots.open(2, 1 << 20))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
+
+
+def test_a_slot_holds_one_body_until_released() -> None:
+    slots = _Slots.open(2, 1000)
+    if slots is None:
+        pytest.skip("no memory files on this system")
+    try:
+        assert slots.put(b"x" * 1001) is None  # too large: the pipe takes it
+        first, second = slots.put(b"a" * 1000), slots.put(b"b")
+        assert {first, second} == {0, 1}
+        assert slots.put(b"c") is None  # both in use
+        assert first is not None
+        slots.release(first)
+        assert slots.put(b"d") == first
+    finally:
+        slots.close()
