@@ -273,9 +273,18 @@ class _RankWatch:
     def _find_ranks(self) -> None:
         self._pids.update(rank_processes(self._process.pid))
         if len(self._pids) == self._ranks and hasattr(os, "pidfd_open"):
+            gone: list[int] = []
             for rank, pid in self._pids.items():
-                with contextlib.suppress(OSError):  # already gone, or no pidfds here
+                try:
                     self._pidfds[os.pidfd_open(pid)] = rank
+                except ProcessLookupError:
+                    # Ended (and reaped) between the scan and here: before the others,
+                    # which a busy launcher may only be watching now.
+                    gone.append(rank)
+                except OSError:  # no pidfds here
+                    continue
+            if gone and not self.first_ended:
+                self.first_ended = sorted(gone)
 
     def _forward(self, signum: int) -> None:
         """In the signal handler: noted only; the waiting loop delivers it within 0.2 s."""
