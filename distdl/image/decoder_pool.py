@@ -35,10 +35,11 @@ A body goes to the child through shared memory when it fits a slot (``SLOT_BYTES
 decoder has ``QUEUED_PER_DECODER`` slots in a memory file (Linux's ``memfd_create``), the
 rank copies the body into a free one and writes only the slot's number and length to the
 pipe; a slot is free again once the child has answered the body it held. Why: writing a
-200 KB body into a pipe costs the rank 100–300 µs of CPU (the kernel allocates and fills a
-page at a time and wakes the reader), a copy into shared memory 5 µs; on two cores that
-was a tenth of a rank's time per image (benchmarks/README.md). Larger bodies, and every
-body where memory files do not exist, go through the pipe as raw bytes (no pickled copy).
+photo's body into a pipe costs the rank far more CPU than copying it into shared memory
+(the kernel allocates and fills a page at a time and wakes the reader; the figures are in
+benchmarks/README.md), and a rank driving several decoders is limited by its own CPU per
+image. Larger bodies, and every body where memory files do not exist, go through the pipe
+as raw bytes (no pickled copy).
 Results come back pickled (the stored image: kilobytes to a few megabytes), framed as
 ``multiprocessing.connection`` frames them (:mod:`distdl.image.decoder_child` reads and
 writes with a ``Connection``).

@@ -23,7 +23,7 @@ _NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.versi
 # pause and a resume of the socket, and more wake-ups for the loop. The fetcher reads each
 # body whole as it comes (its size already allowed by max_bytes and the memory budget), so
 # that back-pressure only costs: with 1 MiB, an image of up to 2 MiB arrives in one go
-# (15-20 % less CPU a fetch of the raw corpus's 190 KB photos, benchmarks/README.md).
+# (less CPU a fetch: benchmarks/README.md).
 READ_BUFFER_BYTES = 1024 * 1024
 
 
