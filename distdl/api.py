@@ -135,6 +135,12 @@ def _lock_command(options: RunOptions, config_path: str | os.PathLike[str]) -> s
     return f"distdl {'resume' if options.resume else 'run'} {config_path}"
 
 
+def chosen_ranks(config: Config, ranks: int | None) -> int:
+    """The ranks a run starts: ``ranks`` when given (``--ranks``), else one worker per
+    ``cpu_per_worker`` usable cores plus rank 0 (one process when a worker has them all)."""
+    return ranks or default_rank_count(config.downloader_parameters.cpu_per_worker)
+
+
 def _run_here(
     config: Config, layout: Layout, options: RunOptions, config_path: str | os.PathLike[str]
 ) -> RunOutcome:
@@ -142,7 +148,7 @@ def _run_here(
     checkpoint = Checkpoint.load(layout.checkpoint_file)
     if options.resume:
         require_started(checkpoint, str(config_path))
-    ranks = options.ranks or default_rank_count(config.downloader_parameters.cpu_per_worker)
+    ranks = chosen_ranks(config, options.ranks)
     if _wants_download(checkpoint, options) and ranks > 1:
         # The ranks do the rest: rank 0 plans, writes the profiles table and coordinates.
         # Launching before planning lets the other ranks start (seconds of imports) while

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from distdl.api import RunOptions, run
+from distdl.api import RunOptions, chosen_ranks, run
 from distdl.config import load_config
 from distdl.core.text import plural
-from distdl.runtime.launch import default_rank_count
 from distdl.testing.fleet import HostSpec
 from distdl.testing.fleet_thread import FleetThread
 from distdl.testing.fleet_workload import REALISTIC, make_zipf_fleet, write_url_list, zipf_rows
@@ -63,9 +62,7 @@ def run_demo(
         )
         config_path = root / "config.yaml"
         config_path.write_text(yaml.safe_dump(demo_config(images, hosts, config), sort_keys=False))
-        ranks = ranks or default_rank_count(
-            load_config(config_path).downloader_parameters.cpu_per_worker
-        )
+        ranks = chosen_ranks(load_config(config_path), ranks)
         started = time.monotonic()
         outcome = run(config_path, RunOptions(ranks=ranks))
         elapsed = time.monotonic() - started

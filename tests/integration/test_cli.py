@@ -11,10 +11,10 @@ import pytest
 import yaml
 from support import layout_of, write_config
 
+from distdl.api import chosen_ranks
 from distdl.config import load_config
 from distdl.core.text import plural
 from distdl.io.checkpoint import Checkpoint
-from distdl.runtime.launch import default_rank_count
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -179,7 +179,7 @@ def test_demo_runs_as_shipped_with_the_ranks_distdl_run_picks(tmp_path: Path) ->
     config_path = tmp_path / "demo" / "config.yaml"
     config = yaml.safe_load(config_path.read_text())
     assert config["downloader_parameters"]["jpeg_quality"] == 95  # from configs/example.yaml
-    ranks = default_rank_count(load_config(config_path).downloader_parameters.cpu_per_worker)
+    ranks = chosen_ranks(load_config(config_path), None)
     assert f"req/s, {plural(ranks, 'rank')}" in result.stdout
 
 
