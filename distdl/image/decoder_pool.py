@@ -156,7 +156,7 @@ class _Slots:
 
     def __init__(self, fd: int, count: int, size: int) -> None:
         self.fd = fd
-        self.size = size
+        self.layout = SharedSlots(fd, count, size)  # what the child maps
         self._memory = mmap.mmap(fd, count * size)
         self._free = list(range(count))
 
@@ -183,10 +183,10 @@ class _Slots:
 
     def put(self, data: bytes) -> int | None:
         """The slot now holding ``data``, or None if it does not fit or none is free."""
-        if len(data) > self.size or not self._free:
+        if len(data) > self.layout.size or not self._free:
             return None
         slot = self._free.pop()
-        start = slot * self.size
+        start = slot * self.layout.size
         self._memory[start : start + len(data)] = data
         return slot
 
@@ -260,10 +260,7 @@ class _Child:
         threading.Thread(
             target=child._log_stderr, name=f"decoder-{process.pid}-stderr", daemon=True
         ).start()
-        shared = None
-        if slots is not None:
-            shared = SharedSlots(slots.fd, QUEUED_PER_DECODER, slots.size)
-        settings = pickle.dumps((options, work, shared))
+        settings = pickle.dumps((options, work, slots.layout if slots is not None else None))
         os.write(to_child, _frame_header(len(settings)) + settings)  # into an empty pipe
         os.set_blocking(to_child, False)
         os.set_blocking(from_child, False)
@@ -355,15 +352,14 @@ class _Child:
             log.warning("image decoder process %d did not exit", self.process.pid)
 
     def close_pipes(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Its pipes and its slots: the bodies of its jobs are theirs again (``data``)."""
+        """Its pipes and its slots (the bodies of its jobs stay in their ``data``, for the
+        decoder that takes them next)."""
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self.from_child)
             loop.remove_writer(self.to_child)
         for fd in (self.to_child, self.from_child):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        for job in self.jobs:
-            job.slot = None
         if self.slots is not None:
             self.slots.close()
             self.slots = None
