@@ -11,8 +11,8 @@ When distdl starts the ranks itself (``--ranks N``), this process stays their pa
   dies, mpiexec is killed with it (Linux: ``PR_SET_PDEATHSIG``), and with it the ranks: no
   rank outlives the process that holds the output lock.
 * **A dead rank.** When a rank dies, MPICH's mpiexec kills the others (its report names a
-  pid, not always the dead one's). This process watches the ranks' pids (Linux pidfds) and
-  names the rank that ended first.
+  pid, not always the dead one's). Each rank holds a lifeline to this process
+  (:mod:`distdl.runtime.lifeline`), which names the rank whose lifeline closed first.
 * **One report.** The ranks' error output passes through here; when rank 0 has said what
   happened (an ``error:`` or ``stopped:`` line), nothing more is added.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -39,6 +38,7 @@ import psutil
 
 from distdl.core.stopping import DEFAULT_GRACE, STOP_SIGNALS, parse_kill_wait
 from distdl.errors import LaunchError
+from distdl.runtime.lifeline import Lifelines
 from distdl.runtime.stop_signals import READY_ENV
 
 LAUNCHED_ENV = "DISTDL_LAUNCHED"  # set in ranks we started, so they never launch again
@@ -145,6 +145,7 @@ def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE
     command = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "distdl", *argv]
     ready = Path(tempfile.mkdtemp(prefix="distdl-ready-"))
     env = dict(os.environ, **{LAUNCHED_ENV: "1", READY_ENV: str(ready)})
+    lifelines = Lifelines(ready, ranks)  # listening before any rank can connect
     try:
         process = subprocess.Popen(
             command,
@@ -154,21 +155,23 @@ def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE
             preexec_fn=_own_group_dying_with_us,
         )
     except OSError as exc:
+        lifelines.close()
         shutil.rmtree(ready, ignore_errors=True)
         raise LaunchError(f"could not start {command[0]}: {exc}") from exc
     assert process.stderr is not None
     relay = _ErrorRelay(process.stderr)
     relay.start()
-    watch = _RankWatch(process, ranks, ready)
+    watch = _RankWatch(process, ranks, ready, lifelines)
     try:
         with watch.forwarding():
             killed = watch.wait(grace)
+        lifelines.watch(0.0)  # the lifelines that closed as mpiexec ended
     finally:
-        watch.close()
+        lifelines.close()
         relay.join(timeout=5.0)
         shutil.rmtree(ready, ignore_errors=True)
     return RanksExit(
-        process.returncode, watch.stopped_by, killed, relay.reported, watch.first_ended
+        process.returncode, watch.stopped_by, killed, relay.reported, lifelines.first_ended
     )
 
 
@@ -220,19 +223,19 @@ class _ErrorRelay(threading.Thread):
 
 
 class _RankWatch:
-    """The launched ranks (rank -> pid), the stop signals forwarded to them, and which of
-    them ended first (each rank's pidfd becomes readable when it ends, in order)."""
+    """The launched ranks (rank -> pid) and the stop signals forwarded to them."""
 
-    def __init__(self, process: subprocess.Popen[bytes], ranks: int, ready: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], ranks: int, ready: Path, lifelines: Lifelines
+    ) -> None:
         self._process = process
         self._ranks = ranks
         self._ready = ready  # where each rank leaves a file named by its pid when ready
+        self._lifelines = lifelines
         self._pids: dict[int, int] = {}
-        self._pidfds: dict[int, int] = {}  # fd -> rank
         self._forwarded: list[int] = []  # the stop signals received, in order
         self._delivered: dict[int, int] = {}  # pid -> how many of them it got
         self.stopped_by: int | None = None
-        self.first_ended: list[int] = []
 
     def forwarding(self) -> _Forwarding:
         return _Forwarding(self._forward)
@@ -244,7 +247,7 @@ class _RankWatch:
             if len(self._pids) < self._ranks:
                 self._find_ranks()
             self._deliver()
-            self._watch_endings(0.2)
+            self._lifelines.watch(0.2)
             if self.stopped_by is not None and deadline is None:
                 deadline = time.monotonic() + grace + STOP_MARGIN
             if deadline is not None and time.monotonic() > deadline:
@@ -253,38 +256,8 @@ class _RankWatch:
                 return True
         return False
 
-    def close(self) -> None:
-        for fd in self._pidfds:
-            os.close(fd)
-        self._pidfds = {}
-
-    def _watch_endings(self, timeout: float) -> None:
-        if not self._pidfds:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(timeout=timeout)
-            return
-        ready, _, _ = select.select(list(self._pidfds), [], [], timeout)
-        if ready and not self.first_ended:
-            self.first_ended = sorted(self._pidfds[fd] for fd in ready)
-        for fd in ready:
-            os.close(fd)
-            del self._pidfds[fd]
-
     def _find_ranks(self) -> None:
         self._pids.update(rank_processes(self._process.pid))
-        if len(self._pids) == self._ranks and hasattr(os, "pidfd_open"):
-            gone: list[int] = []
-            for rank, pid in self._pids.items():
-                try:
-                    self._pidfds[os.pidfd_open(pid)] = rank
-                except ProcessLookupError:
-                    # Ended (and reaped) between the scan and here: before the others,
-                    # which a busy launcher may only be watching now.
-                    gone.append(rank)
-                except OSError:  # no pidfds here
-                    continue
-            if gone and not self.first_ended:
-                self.first_ended = sorted(gone)
 
     def _forward(self, signum: int) -> None:
         """In the signal handler: noted only; the waiting loop delivers it within 0.2 s."""

@@ -1,0 +1,194 @@
+"""The launcher names the rank whose process ended first, also when the process manager
+kills the other ranks the moment it notices, as MPICH's hydra does."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from distdl.runtime import lifeline
+from distdl.runtime.lifeline import Lifelines, hold_lifeline
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll order is Linux's"),
+]
+
+# A rank stand-in: a few threads (a dying process's pid is reported ended only once all
+# have exited), its lifeline, then a death by SIGKILL when told to, or a wait for one.
+_RANK = """
+import os, signal, sys, threading, time
+from distdl.runtime.lifeline import hold_lifeline
+for _ in range(4):
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+assert hold_lifeline(sys.argv[1])
+print("held", flush=True)
+sys.stdin.readline()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _start_rank(ready: Path, rank: int, pmi_fd: int | None = None) -> subprocess.Popen[str]:
+    env = dict(os.environ, PMI_RANK=str(rank))
+    env.pop("PMI_FD", None)
+    if pmi_fd is not None:
+        env["PMI_FD"] = str(pmi_fd)
+    return subprocess.Popen(
+        [sys.executable, "-c", _RANK, str(ready)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        pass_fds=() if pmi_fd is None else (pmi_fd,),
+    )
+
+
+@pytest.fixture
+def ranks() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def _held_by_all(lifelines: Lifelines, started: list[subprocess.Popen[str]]) -> None:
+    for process in started:
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+    while lifelines.holding < len(started):
+        lifelines.watch(1.0)
+
+
+def _until_all_closed(lifelines: Lifelines) -> None:
+    while lifelines.holding:
+        lifelines.watch(1.0)
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    process.kill()
+    process.wait()
+
+
+def test_the_rank_whose_process_ended_first_is_named(
+    tmp_path: Path, ranks: list[subprocess.Popen[str]]
+) -> None:
+    lifelines = Lifelines(tmp_path, 3)
+    try:
+        ranks += [_start_rank(tmp_path, rank) for rank in range(3)]
+        _held_by_all(lifelines, ranks)
+        lifelines.watch(0.0)
+        assert lifelines.first_ended == []
+        for rank in (2, 0, 1):
+            _kill(ranks[rank])
+        _until_all_closed(lifelines)
+        assert lifelines.first_ended == [2]
+    finally:
+        lifelines.close()
+
+
+def test_ranks_that_ended_before_the_launcher_looked_are_named_together(
+    tmp_path: Path, ranks: list[subprocess.Popen[str]]
+) -> None:
+    lifelines = Lifelines(tmp_path, 3)
+    try:
+        ranks += [_start_rank(tmp_path, rank) for rank in range(3)]
+        for process in ranks:
+            assert process.stdout is not None and process.stdout.readline() == "held\n"
+        _kill(ranks[2])
+        _kill(ranks[1])
+        lifelines.watch(1.0)  # accepts all three at once: which of 1 and 2 went first?
+        assert lifelines.first_ended == [1, 2]
+    finally:
+        lifelines.close()
+
+
+@pytest.mark.parametrize("round_", range(12))
+def test_a_process_manager_killing_the_others_at_once_does_not_hide_the_first(
+    tmp_path: Path, ranks: list[subprocess.Popen[str]], round_: int
+) -> None:
+    # The test plays hydra: each rank's PMI socket is one end of a pair; the moment the
+    # test reads the end of one, it SIGKILLs every other rank.
+    lifelines = Lifelines(tmp_path, 3)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for rank, (_, theirs) in enumerate(pairs):
+            ranks.append(_start_rank(tmp_path, rank, theirs.fileno()))
+            theirs.close()
+        _held_by_all(lifelines, ranks)
+        dying = round_ % 3
+        assert ranks[dying].stdin is not None
+        ranks[dying].stdin.write("die\n")
+        ranks[dying].stdin.flush()
+        ours = [mine for mine, _ in pairs]
+        select.select(ours, [], [], 30.0)
+        for process in ranks:
+            os.kill(process.pid, signal.SIGKILL)
+        for process in ranks:
+            process.wait()
+        _until_all_closed(lifelines)
+        assert lifelines.first_ended == [dying]
+    finally:
+        lifelines.close()
+        for mine, _ in pairs:
+            mine.close()
+
+
+@pytest.fixture
+def held_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    held: list[int] = []
+    monkeypatch.setattr(lifeline, "_held", held)
+    yield held
+    for fd in held:
+        os.close(fd)
+
+
+def test_the_lifeline_is_held_above_the_pmi_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_here: list[int]
+) -> None:
+    lifelines = Lifelines(tmp_path, 1)
+    spare = [os.dup(0) for _ in range(3)]
+    pmi, hydra_end = socket.socketpair()
+    for fd in spare:  # free descriptors below the PMI socket's
+        os.close(fd)
+    try:
+        monkeypatch.setenv("PMI_RANK", "0")
+        monkeypatch.setenv("PMI_FD", str(pmi.fileno()))
+        assert hold_lifeline(str(tmp_path))
+        (line,) = held_here
+        assert line > pmi.fileno() > min(spare)
+        lifelines.watch(1.0)
+        assert lifelines.holding == 1
+    finally:
+        lifelines.close()
+        pmi.close()
+        hydra_end.close()
+
+
+def test_no_lifeline_outside_a_launched_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_here: list[int]
+) -> None:
+    monkeypatch.delenv("PMI_RANK", raising=False)
+    assert not hold_lifeline(str(tmp_path))
+    monkeypatch.setenv("PMI_RANK", "1")
+    assert not hold_lifeline(None)
+    assert not hold_lifeline(str(tmp_path))  # nobody listening: the rank runs on
+    assert held_here == []
+
+
+def test_a_folder_too_deep_for_a_socket_leaves_the_ranks_unnamed(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    lifelines = Lifelines(deep, 2)  # the run goes on; only the naming is lost
+    try:
+        lifelines.watch(0.0)
+        assert lifelines.holding == 0 and lifelines.first_ended == []
+    finally:
+        lifelines.close()
