@@ -33,3 +33,13 @@ def test_a_late_drop_is_integrated_into_the_bound() -> None:
         # only when the drop lands after its URLs are done.
         assert outcome.bound >= outcome.urls / outcome.limit - 0.02
     assert any(o.bound > 1.05 * o.urls / o.limit for o in drops)
+
+
+def test_reach_is_the_limit_for_a_roomy_bucket_and_far_below_it_for_one_token() -> None:
+    from distdl.testing.host_model import HostModel
+
+    roomy = HostModel(20.0, burst=1.0, latency=0.1, seed=1, jitter=0.01)
+    assert controller_matrix.reach(roomy) >= 0.95
+    one_token = HostModel(34.4, burst=0.03, latency=0.1, seed=1, jitter=0.01)
+    assert 0.5 < controller_matrix.reach(one_token) < 0.8  # ±10 ms at 29 ms a token
+    assert controller_matrix.reach(HostModel(None, knee=20.0, seed=1)) == 1.0
