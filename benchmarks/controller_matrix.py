@@ -9,7 +9,8 @@ controller against it with rank 0's reporting delay. Per run it prints the time 
 count of 429s, the most requests in any 1-s window ÷ the limit, and the worst and median
 over all runs. "long, at reach" divides the long hosts' times by their bound at the rate a
 steady sender can get served (``reach``: see REACH_*), which is below the limit for a bucket
-of about a token under arrival jitter: what remains above 1 is the controller's own cost.
+of about a token under arrival jitter, and below the knee of a slow overloaded host: what
+remains above 1 is the controller's own cost.
 The live fleet benchmark (``politeness_matrix.py``) measures the same over real sockets and
 MPI ranks; this one isolates the controller's rules.
 
@@ -50,12 +51,15 @@ CONTROL_DELAY = 0.05  # rank 0 to the workers' gates
 MAX_IN_FLIGHT = 16  # the workers' default max_in_flight_per_host
 # Hosts whose bound is at least this long: the ramp from the safe start is paid off.
 LONG = 30.0
-# "Reach": the most a steady sender gets served by the host's bucket with at most this share
-# of its requests refused (issue 7's budget), over this long, sending at shares of the
-# limit from REACH_TOP down by REACH_STEP. A bucket of about one token refuses any two
-# requests closer than 1/limit, so arrival jitter alone keeps it well under its limit.
+# "Reach": the most a steady sender gets served by the host with at most this share of its
+# requests refused or failed for load (issue 7's budget), over this long (or this many
+# answers), sending at shares of the limit (or knee) from REACH_TOP down by REACH_STEP. A
+# bucket of about one token refuses any two requests closer than 1/limit, so arrival jitter
+# alone keeps it well under its limit; the model's overload counts the requests of the last
+# second, so a knee of 1.3 req/s fails most requests sent at 1.1.
 REACH_REFUSED = 0.01
 REACH_SECONDS = 60.0
+REACH_ANSWERS = 200
 REACH_TOP = 1.03
 REACH_STEP = 0.03
 
@@ -243,19 +247,29 @@ class _Steady:
 
 
 def reach(host: HostModel) -> float:
-    """The share of ``host``'s limit a steady sender with its arrival jitter gets served
-    with at most REACH_REFUSED of its requests refused (1 for a host without a bucket)."""
-    if host.limit is None:
+    """The share of ``host``'s limit (or knee) a steady sender with its arrival jitter gets
+    served with at most REACH_REFUSED of its requests refused or failed for load (1 for a
+    host with neither)."""
+    base = host.limit or host.knee
+    if base is None:
         return 1.0
+    # Long enough for a slow host to answer a few hundred requests.
+    seconds = max(REACH_SECONDS, REACH_ANSWERS / base)
+    banked = max(1.0, host.burst * host.limit) if host.limit else 0.0  # served at once
     share = REACH_TOP
     while share > REACH_STEP:
-        bucket = HostModel(
-            host.limit, burst=host.burst, latency=host.latency, seed=host.seed, jitter=host.jitter
+        steady = HostModel(
+            host.limit,
+            burst=host.burst,
+            latency=host.latency,
+            seed=host.seed,
+            jitter=host.jitter,
+            knee=host.knee,
+            overload_slope=host.overload_slope,
         )
-        stats = simulate(_Steady(share * host.limit), bucket, duration=REACH_SECONDS)
-        if stats.refused_share <= REACH_REFUSED:
-            banked = max(1.0, host.burst * host.limit)  # served at once from the full bucket
-            return min(1.0, max(0.0, stats.served - banked) / REACH_SECONDS / host.limit)
+        stats = simulate(_Steady(share * base), steady, duration=seconds)
+        if stats.refused + stats.overloaded <= REACH_REFUSED * stats.requests:
+            return min(1.0, max(0.0, stats.served - banked) / seconds / base)
         share -= REACH_STEP
     return REACH_STEP
 

@@ -42,4 +42,7 @@ def test_reach_is_the_limit_for_a_roomy_bucket_and_far_below_it_for_one_token() 
     assert controller_matrix.reach(roomy) >= 0.95
     one_token = HostModel(34.4, burst=0.03, latency=0.1, seed=1, jitter=0.01)
     assert 0.5 < controller_matrix.reach(one_token) < 0.8  # ±10 ms at 29 ms a token
-    assert controller_matrix.reach(HostModel(None, knee=20.0, seed=1)) == 1.0
+    # The model's load is the requests of the last second: a slow knee is hit early.
+    slow_knee = HostModel(None, knee=1.3, overload_slope=2.0, latency=0.1, seed=1, jitter=0.005)
+    assert controller_matrix.reach(slow_knee) < 0.85
+    assert controller_matrix.reach(HostModel(None, seed=1)) == 1.0
