@@ -145,7 +145,11 @@ def launch_local_ranks(ranks: int, argv: list[str], grace: float = DEFAULT_GRACE
     command = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "distdl", *argv]
     ready = Path(tempfile.mkdtemp(prefix="distdl-ready-"))
     env = dict(os.environ, **{LAUNCHED_ENV: "1", READY_ENV: str(ready)})
-    lifelines = Lifelines(ready, ranks)  # listening before any rank can connect
+    try:
+        lifelines = Lifelines(ready, ranks)  # listening before any rank can connect
+    except OSError as exc:
+        shutil.rmtree(ready, ignore_errors=True)
+        raise LaunchError(f"could not listen for the ranks in {ready}: {exc}") from exc
     try:
         process = subprocess.Popen(
             command,

@@ -4,6 +4,7 @@ kills the other ranks the moment it notices, as MPICH's hydra does."""
 from __future__ import annotations
 
 import os
+import resource
 import select
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from distdl.runtime import lifeline
-from distdl.runtime.lifeline import Lifelines, hold_lifeline
+from distdl.runtime.lifeline import Lifelines, hold_lifeline, lifeline_path
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -154,7 +155,7 @@ def test_the_lifeline_is_held_above_the_pmi_socket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_here: list[int]
 ) -> None:
     lifelines = Lifelines(tmp_path, 1)
-    spare = [os.dup(0) for _ in range(3)]
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
     pmi, hydra_end = socket.socketpair()
     for fd in spare:  # free descriptors below the PMI socket's
         os.close(fd)
@@ -164,6 +165,8 @@ def test_the_lifeline_is_held_above_the_pmi_socket(
         assert hold_lifeline(str(tmp_path))
         (line,) = held_here
         assert line > pmi.fileno() > min(spare)
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert line >= min(soft, 4096) - 16  # above what MPI opens later, too
         lifelines.watch(1.0)
         assert lifelines.holding == 1
     finally:
@@ -190,5 +193,40 @@ def test_a_folder_too_deep_for_a_socket_leaves_the_ranks_unnamed(tmp_path: Path)
     try:
         lifelines.watch(0.0)
         assert lifelines.holding == 0 and lifelines.first_ended == []
+    finally:
+        lifelines.close()
+
+
+def _connect(ready: Path, rank: int) -> socket.socket:
+    line = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    line.connect(str(lifeline_path(ready, rank)))
+    return line
+
+
+def test_a_lifeline_closed_before_it_was_accepted_leaves_the_first_unknown(
+    tmp_path: Path,
+) -> None:
+    lifelines = Lifelines(tmp_path, 2)
+    try:
+        one = _connect(tmp_path, 1)
+        lifelines.watch(1.0)
+        assert lifelines.holding == 1
+        _connect(tmp_path, 0).close()  # rank 0 ends before the launcher accepts it…
+        one.close()  # …and rank 1 after: in the same look, rank 1's end is seen first
+        _until_all_closed(lifelines)
+        assert lifelines.first_ended == [0, 1]  # so neither is named
+    finally:
+        lifelines.close()
+
+
+def test_no_rank_is_named_while_one_never_connected(tmp_path: Path) -> None:
+    lifelines = Lifelines(tmp_path, 3)
+    try:
+        zero, one = _connect(tmp_path, 0), _connect(tmp_path, 1)
+        lifelines.watch(1.0)
+        one.close()  # rank 2, never seen, may have ended before it
+        zero.close()
+        _until_all_closed(lifelines)
+        assert lifelines.first_ended == []
     finally:
         lifelines.close()
