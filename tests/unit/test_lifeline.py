@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,18 +52,38 @@ def _start_rank(ready: Path, rank: int, pmi_fd: int | None = None) -> subprocess
     )
 
 
+_Listen = Callable[[Path, int], Lifelines]
+
+
+@pytest.fixture
+def listen() -> Iterator[_Listen]:
+    """Opens the launcher's end for that many ranks in a folder; closed after the test."""
+    opened: list[Lifelines] = []
+
+    def open_for(folder: Path, count: int) -> Lifelines:
+        opened.append(Lifelines(folder, count))
+        return opened[-1]
+
+    yield open_for
+    for lifelines in opened:
+        lifelines.close()
+
+
 @pytest.fixture
 def ranks() -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
     yield started
     for process in started:
-        process.kill()
-        process.wait()
+        _kill(process)
+
+
+def _all_say_held(started: list[subprocess.Popen[str]]) -> None:
+    for process in started:
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
 
 
 def _held_by_all(lifelines: Lifelines, started: list[subprocess.Popen[str]]) -> None:
-    for process in started:
-        assert process.stdout is not None and process.stdout.readline() == "held\n"
+    _all_say_held(started)
     while lifelines.holding < len(started):
         lifelines.watch(1.0)
 
@@ -79,45 +99,38 @@ def _kill(process: subprocess.Popen[str]) -> None:
 
 
 def test_the_rank_whose_process_ended_first_is_named(
-    tmp_path: Path, ranks: list[subprocess.Popen[str]]
+    tmp_path: Path, ranks: list[subprocess.Popen[str]], listen: _Listen
 ) -> None:
-    lifelines = Lifelines(tmp_path, 3)
-    try:
-        ranks += [_start_rank(tmp_path, rank) for rank in range(3)]
-        _held_by_all(lifelines, ranks)
-        lifelines.watch(0.0)
-        assert lifelines.first_ended == []
-        for rank in (2, 0, 1):
-            _kill(ranks[rank])
-        _until_all_closed(lifelines)
-        assert lifelines.first_ended == [2]
-    finally:
-        lifelines.close()
+    lifelines = listen(tmp_path, 3)
+    ranks += [_start_rank(tmp_path, rank) for rank in range(3)]
+    _held_by_all(lifelines, ranks)
+    lifelines.watch(0.0)
+    assert lifelines.first_ended == []
+    for rank in (2, 0, 1):
+        _kill(ranks[rank])
+    _until_all_closed(lifelines)
+    assert lifelines.first_ended == [2]
 
 
 def test_ranks_that_ended_before_the_launcher_looked_are_named_together(
-    tmp_path: Path, ranks: list[subprocess.Popen[str]]
+    tmp_path: Path, ranks: list[subprocess.Popen[str]], listen: _Listen
 ) -> None:
-    lifelines = Lifelines(tmp_path, 3)
-    try:
-        ranks += [_start_rank(tmp_path, rank) for rank in range(3)]
-        for process in ranks:
-            assert process.stdout is not None and process.stdout.readline() == "held\n"
-        _kill(ranks[2])
-        _kill(ranks[1])
-        lifelines.watch(1.0)  # accepts all three at once: which of 1 and 2 went first?
-        assert lifelines.first_ended == [1, 2]
-    finally:
-        lifelines.close()
+    lifelines = listen(tmp_path, 3)
+    ranks += [_start_rank(tmp_path, rank) for rank in range(3)]
+    _all_say_held(ranks)
+    _kill(ranks[2])
+    _kill(ranks[1])
+    lifelines.watch(1.0)  # accepts all three at once: which of 1 and 2 went first?
+    assert lifelines.first_ended == [1, 2]
 
 
 @pytest.mark.parametrize("round_", range(12))
 def test_a_process_manager_killing_the_others_at_once_does_not_hide_the_first(
-    tmp_path: Path, ranks: list[subprocess.Popen[str]], round_: int
+    tmp_path: Path, ranks: list[subprocess.Popen[str]], round_: int, listen: _Listen
 ) -> None:
     # The test plays hydra: each rank's PMI socket is one end of a pair; the moment the
     # test reads the end of one, it SIGKILLs every other rank.
-    lifelines = Lifelines(tmp_path, 3)
+    lifelines = listen(tmp_path, 3)
     pairs = [socket.socketpair() for _ in range(3)]
     try:
         for rank, (_, theirs) in enumerate(pairs):
@@ -137,7 +150,6 @@ def test_a_process_manager_killing_the_others_at_once_does_not_hide_the_first(
         _until_all_closed(lifelines)
         assert lifelines.first_ended == [dying]
     finally:
-        lifelines.close()
         for mine, _ in pairs:
             mine.close()
 
@@ -152,9 +164,9 @@ def held_here(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 
 def test_the_lifeline_is_held_above_the_pmi_socket(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_here: list[int]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_here: list[int], listen: _Listen
 ) -> None:
-    lifelines = Lifelines(tmp_path, 1)
+    lifelines = listen(tmp_path, 1)
     spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
     pmi, hydra_end = socket.socketpair()
     for fd in spare:  # free descriptors below the PMI socket's
@@ -170,7 +182,6 @@ def test_the_lifeline_is_held_above_the_pmi_socket(
         lifelines.watch(1.0)
         assert lifelines.holding == 1
     finally:
-        lifelines.close()
         pmi.close()
         hydra_end.close()
 
@@ -186,15 +197,14 @@ def test_no_lifeline_outside_a_launched_rank(
     assert held_here == []
 
 
-def test_a_folder_too_deep_for_a_socket_leaves_the_ranks_unnamed(tmp_path: Path) -> None:
+def test_a_folder_too_deep_for_a_socket_leaves_the_ranks_unnamed(
+    tmp_path: Path, listen: _Listen
+) -> None:
     deep = tmp_path / ("d" * 120)
     deep.mkdir()
-    lifelines = Lifelines(deep, 2)  # the run goes on; only the naming is lost
-    try:
-        lifelines.watch(0.0)
-        assert lifelines.holding == 0 and lifelines.first_ended == []
-    finally:
-        lifelines.close()
+    lifelines = listen(deep, 2)  # the run goes on; only the naming is lost
+    lifelines.watch(0.0)
+    assert lifelines.holding == 0 and lifelines.first_ended == []
 
 
 def _connect(ready: Path, rank: int) -> socket.socket:
@@ -204,29 +214,23 @@ def _connect(ready: Path, rank: int) -> socket.socket:
 
 
 def test_a_lifeline_closed_before_it_was_accepted_leaves_the_first_unknown(
-    tmp_path: Path,
+    tmp_path: Path, listen: _Listen
 ) -> None:
-    lifelines = Lifelines(tmp_path, 2)
-    try:
-        one = _connect(tmp_path, 1)
-        lifelines.watch(1.0)
-        assert lifelines.holding == 1
-        _connect(tmp_path, 0).close()  # rank 0 ends before the launcher accepts it…
-        one.close()  # …and rank 1 after: in the same look, rank 1's end is seen first
-        _until_all_closed(lifelines)
-        assert lifelines.first_ended == [0, 1]  # so neither is named
-    finally:
-        lifelines.close()
+    lifelines = listen(tmp_path, 2)
+    one = _connect(tmp_path, 1)
+    lifelines.watch(1.0)
+    assert lifelines.holding == 1
+    _connect(tmp_path, 0).close()  # rank 0 ends before the launcher accepts it…
+    one.close()  # …and rank 1 after: in the same look, rank 1's end is seen first
+    _until_all_closed(lifelines)
+    assert lifelines.first_ended == [0, 1]  # so neither is named
 
 
-def test_no_rank_is_named_while_one_never_connected(tmp_path: Path) -> None:
-    lifelines = Lifelines(tmp_path, 3)
-    try:
-        zero, one = _connect(tmp_path, 0), _connect(tmp_path, 1)
-        lifelines.watch(1.0)
-        one.close()  # rank 2, never seen, may have ended before it
-        zero.close()
-        _until_all_closed(lifelines)
-        assert lifelines.first_ended == []
-    finally:
-        lifelines.close()
+def test_no_rank_is_named_while_one_never_connected(tmp_path: Path, listen: _Listen) -> None:
+    lifelines = listen(tmp_path, 3)
+    zero, one = _connect(tmp_path, 0), _connect(tmp_path, 1)
+    lifelines.watch(1.0)
+    one.close()  # rank 2, never seen, may have ended before it
+    zero.close()
+    _until_all_closed(lifelines)
+    assert lifelines.first_ended == []
