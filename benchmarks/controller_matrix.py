@@ -228,9 +228,13 @@ def bound(kind: str, host: HostModel, limit: float, urls: int) -> float:
         if urls <= 40 * limit:
             return 20 + (urls - 20 * limit) / (limit / 2)
         return 60 + (urls - 40 * limit) / limit
-    # A lease keeps at most MAX_IN_FLIGHT requests waiting: a slow host cannot go faster.
-    usable = min(limit, MAX_IN_FLIGHT / host.latency)
-    return urls / (1 - host.fault_share) / usable
+    return urls / (1 - host.fault_share) / usable_rate(host, limit)
+
+
+def usable_rate(host: HostModel, limit: float) -> float:
+    """The most a lease can send: a lease keeps at most MAX_IN_FLIGHT requests waiting, so
+    a slow host cannot go faster than its latency allows, whatever its limit."""
+    return min(limit, MAX_IN_FLIGHT / host.latency) if host.latency else limit
 
 
 class _Steady:
@@ -283,8 +287,7 @@ def run_one(seed: int, family: str = "matrix") -> Outcome:
     throttle.set_remaining(urls)  # rank 0 knows each host's URLs from the plan
     ideal = drawn.own_bound or bound(kind, host, limit, urls)
     # Only a bucket that binds counts: a slow host's in-flight cap may bind before it.
-    usable = min(limit, MAX_IN_FLIGHT / host.latency) if host.latency else limit
-    reachable = min(1.0, reach(host) * limit / usable)
+    reachable = min(1.0, reach(host) * limit / usable_rate(host, limit))
     stats = simulate(
         throttle,
         host,
