@@ -56,18 +56,23 @@ Each rule: *signal in a window* → reaction. *Why.*
 7. 403s → a refusal at once in slow start on a host that forbade nothing yet, and on a
    host that stopped after such a cut; measured bursts of them otherwise (rule 1). *A CDN
    refusing a ramp with 403 must be answered before half its requests are refused.* When
-   halving the rate halves the images served, the 403s become the host's usual share and
-   stop counting. *It forbids that content whatever the rate.* The retries tell it sooner:
+   halving the rate halves the images served (measured from the series' second window:
+   the first was partly served by a burst allowance), the 403s become the host's usual
+   share and stop counting. *It forbids that content whatever the rate; a CDN serves its
+   limit at any rate above it.* The retries tell it sooner:
    a URL answered 403 again after a pause is forbidden content, one served after a pause
    was refused for speed; when repeats outnumber the URLs served later, the 403s so far are
    the host's usual share, and a cut they caused is undone. *A museum that forbids 15 %
    of its images must not be crawled at a fifth of its rate.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
-   of the rate proves it) → × ``fast_growth`` below ``start_rate``, × ``careful_growth``
-   above, × ``small_host_growth`` while fewer than ``small_host_urls`` are left; no growth
-   once a host's last ``few_urls`` fit in ``growth_horizon`` at the next rate. *Most hosts
-   take the expected rate; past it a burst allowance may hide an overshoot for longer;
-   tiny hosts are not worth a fast ramp, and may be refused only a couple of times.*
+   of the rate proves it; one answer makes a window, ``ramp_window_answers``, unless the
+   host has fewer than ``few_urls`` left) → × ``fast_growth`` below ``start_rate``,
+   × ``careful_growth`` above, × ``small_host_growth`` while fewer than
+   ``small_host_urls`` are left; no growth once a host's last ``few_urls`` fit in
+   ``growth_horizon`` at the next rate. *Most hosts take the expected rate; past it a
+   burst allowance may hide an overshoot for longer; the first answer at a new rate
+   already tests its spacing; tiny hosts are not worth a fast ramp, and may be refused
+   only a couple of times.*
 9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
    to it (in ratio; the last ``probe_step`` at once). *A refusal on the way lowers the
    ceiling there: a bisection.*
@@ -123,6 +128,13 @@ class ThrottleSettings:
     # report or two (every 0.25 s) to show, and fewer answers say nothing.
     window_seconds: float = 0.5
     window_answers: int = 2
+    # …but one served answer in slow start, on a host with few_urls or more left: the first
+    # request at a new rate leaves one new interval after the last, so its being served
+    # already tests the new spacing (a burst allowance hides an overshoot whatever the
+    # window; a failure proves nothing, so it waits for a second answer). A host with
+    # fewer URLs keeps two: a faster ramp has sent more requests past the limit by the time
+    # the first refusal comes back, and such a host can afford one or two.
+    ramp_window_answers: int = 1
     # A clean window proves its rate only if the senders used at least this share of it.
     used_share: float = 0.6
     # Slow start below start_rate (expected to pass) and above it (a burst allowance may
@@ -300,7 +312,8 @@ class _State:
     tested_from: float = -math.inf  # clean windows starting earlier saw an older rate
     usual_forbidden: float = 0.0  # share of 403s that went on whatever the rate
     refuses_with_403: bool = False  # a cut ended a burst of 403s: each 403 is a refusal
-    # The rate and 403 share at the first of a series of 403 cuts (no clean window between).
+    # The rate and the images served a second at the first measured window of a series of
+    # 403 cuts (no clean window between; served is inf until that window comes).
     forbidden_series_rate: float = 0.0
     forbidden_series_served: float = 0.0
     # Before the first cut of a 403 series: (rate, ceiling, max_ok_rate, phase), restored
@@ -426,11 +439,14 @@ class HostThrottle:
         self._start_window(now)
 
     def _window_ready(self, window: Feedback, now: float) -> bool:
-        settings = self._settings
-        return (
-            window.total >= settings.window_answers
-            and now - self._state.window_start >= settings.window_seconds
+        settings, state = self._settings, self._state
+        ramp = state.phase == "slow_start" and state.remaining >= settings.few_urls
+        enough = (
+            window.ok >= settings.ramp_window_answers
+            if ramp
+            else window.total >= settings.window_answers
         )
+        return enough and now - state.window_start >= settings.window_seconds
 
     def _forbidden_means_too_fast(self, window: Feedback) -> bool:
         """403s are a refusal at once on a host known to throttle with 403, and in slow
@@ -549,13 +565,20 @@ class HostThrottle:
         share = window.forbidden / max(window.total, 1)
         served = state.rate * (1 - share)
         state.refuses_with_403 = True  # until the 403s outlast the cuts
+        measured = window.total >= self._settings.measure_answers
         if state.forbidden_series_rate == 0:
-            state.forbidden_series_rate, state.forbidden_series_served = state.rate, served
+            # The window where the 403s began was served on a burst allowance until it
+            # drained: what it served is not what the host serves. The next measured
+            # window of the series is its measure.
+            state.forbidden_series_rate, state.forbidden_series_served = state.rate, math.inf
             if state.before_403_cut is None:
                 state.before_403_cut = (state.rate, state.ceiling, state.max_ok_rate, state.phase)
             return True
+        if math.isinf(state.forbidden_series_served):
+            if measured:
+                state.forbidden_series_rate, state.forbidden_series_served = state.rate, served
+            return True
         halved = state.rate <= 0.5 * state.forbidden_series_rate
-        measured = window.total >= self._settings.measure_answers
         if not (halved and measured) or served > 0.7 * state.forbidden_series_served:
             return True
         # Half the rate, half the images served: the host forbids that content.
