@@ -65,14 +65,14 @@ Each rule: *signal in a window* → reaction. *Why.*
    the host's usual share, and a cut they caused is undone. *A museum that forbids 15 %
    of its images must not be crawled at a fifth of its rate.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
-   of the rate proves it; one answer makes a window, ``ramp_window_answers``, unless the
-   host has fewer than ``few_urls`` left) → × ``fast_growth`` below ``start_rate``,
-   × ``careful_growth`` above, × ``small_host_growth`` while fewer than
+   of the rate proves it; one served answer makes a window, ``ramp_window_answers``,
+   unless the host has fewer than ``few_urls`` left) → × ``fast_growth`` below
+   ``start_rate``, × ``careful_growth`` above, × ``small_host_growth`` while fewer than
    ``small_host_urls`` are left; no growth once a host's last ``few_urls`` fit in
    ``growth_horizon`` at the next rate. *Most hosts take the expected rate; past it a
-   burst allowance may hide an overshoot for longer; the first answer at a new rate
-   already tests its spacing; tiny hosts are not worth a fast ramp, and may be refused
-   only a couple of times.*
+   burst allowance may hide an overshoot for longer; the first answer served at a new
+   rate already tests its spacing; tiny hosts are not worth a fast ramp, and may be
+   refused only a couple of times.*
 9. Clean for ``recovery_answers`` below ``settle_share`` × ceiling → halve the distance
    to it (in ratio; the last ``probe_step`` at once). *A refusal on the way lowers the
    ceiling there: a bisection.*
