@@ -21,8 +21,11 @@ What an answer asks for (:func:`distdl.core.signals.answer_signal`):
   at once; rank 0 then pauses the host's other leases.
 * Any other 5xx with ``Retry-After`` only delays that URL's retry by at least that long; it
   does not pause the gate: rank 0's controller judges whether the host is overloaded.
-* Retries go back into the queue with a not-before time, behind the host's other work,
-  instead of sleeping in place; a retry resumes at the hop that failed.
+* Retries wait in their own queue with a not-before time instead of sleeping in place, and
+  go ahead of first tries once due: the answer to a retry is evidence rank 0 needs during
+  the run (a 403 repeated after a pause is forbidden content, not a CDN's refusal), and
+  retries held back to the end of a partition would end it with a tail of backoffs. A
+  retry resumes at the hop that failed.
 
 Every request first waits for room in the rank's memory budget, then for its gate, and
 holds its reservation until its row is settled (:mod:`distdl.runtime.image_stage`): when the
@@ -135,7 +138,9 @@ class LeaseRunner:
         self._policy = policy
         self._feedback = feedback
         self._rng = rng
-        self._queue: list[_Pending] = [_Pending(0.0, i, i, 0) for i in range(urls.num_rows)]
+        # First tries and redirect hops (hops first), and retries by the time they are due.
+        self._fresh: list[_Pending] = [_Pending(0.0, i, i, 0) for i in range(urls.num_rows)]
+        self._retries: list[_Pending] = []
         self._order = urls.num_rows
         self._hop_order = 0
         self._away = asyncio.Semaphore(policy.max_in_flight)
@@ -154,23 +159,24 @@ class LeaseRunner:
         loop = asyncio.get_running_loop()
         guards = self._home.guards
         try:
-            while (self._queue and not self._stopping) or self._active or self._bug:
+            while (self._queued() and not self._stopping) or self._active or self._bug:
                 if self._bug is not None:
                     raise self._bug
                 if self._stopping:  # only the requests in flight are left to settle
                     self._changed.clear()
                     await self._changed.wait()
                     continue
-                if not self._queue or self._queue[0].not_before > loop.time():
+                queue = self._next_queue(loop.time())
+                if queue is None:
                     await self._wait_for_change(loop)
                     continue
-                if self._goes_away(self._queue[0]):
-                    item = heapq.heappop(self._queue)
+                if self._goes_away(queue[0]):
+                    item = heapq.heappop(queue)
                     await self._away.acquire()
                     self._start(loop, self._attempt_away(item))
                     continue
-                if self._settled_without_fetch(self._queue[0], guards):
-                    heapq.heappop(self._queue)
+                if self._settled_without_fetch(queue[0], guards):
+                    heapq.heappop(queue)
                     continue
                 if not guards.breaker.allow_request(loop.time()):
                     # Open, or half-open with its one probe out: look again when the
@@ -179,12 +185,12 @@ class LeaseRunner:
                     until = min(guards.breaker.open_until, now + BREAKER_RECHECK)
                     await self._wait_for_change(loop, max(until, now + 0.05))
                     continue
-                item = heapq.heappop(self._queue)
+                item = heapq.heappop(queue)
                 reservation = await self._admitted(self._home)
                 if self._stopping:  # stopped while it waited for room: it is not sent
                     self._home.gate.release()
                     reservation.release()
-                    heapq.heappush(self._queue, item)
+                    heapq.heappush(queue, item)
                     continue
                 self._start(loop, self._attempt(item, self._home, reservation))
         finally:
@@ -215,6 +221,15 @@ class LeaseRunner:
         self._active.add(task)
         task.add_done_callback(self._finished)
 
+    def _queued(self) -> bool:
+        return bool(self._fresh or self._retries)
+
+    def _next_queue(self, now: float) -> list[_Pending] | None:
+        """The queue whose head goes next: a retry that is due, else a first try or hop."""
+        if self._retries and self._retries[0].not_before <= now:
+            return self._retries
+        return self._fresh or None
+
     def _goes_away(self, item: _Pending) -> bool:
         return item.hop is not None and item.hop.server_name != self.lease.server_name
 
@@ -235,8 +250,8 @@ class LeaseRunner:
         self, loop: asyncio.AbstractEventLoop, until: float | None = None
     ) -> None:
         timeout = None
-        if self._queue:
-            timeout = max(0.0, self._queue[0].not_before - loop.time())
+        if self._retries:
+            timeout = max(0.0, self._retries[0].not_before - loop.time())
         if until is not None:
             timeout = max(0.0, until - loop.time())
         self._changed.clear()
@@ -378,7 +393,7 @@ class LeaseRunner:
         from_public = came_from_public(result.peer_ip, self._access.policy)
         hop = Hop(result.redirect_url, server_name, done + 1, from_public)
         self._hop_order -= 1
-        heapq.heappush(self._queue, _Pending(0.0, self._hop_order, item.index, item.attempt, hop))
+        heapq.heappush(self._fresh, _Pending(0.0, self._hop_order, item.index, item.attempt, hop))
 
     def _handle_failure(self, item: _Pending, route: HostRoute, result: FetchResult) -> None:
         code = result.error_code
@@ -417,7 +432,7 @@ class LeaseRunner:
         self._order += 1
         code = item.last_code if failed_with is None else failed_with
         heapq.heappush(
-            self._queue, _Pending(not_before, self._order, item.index, attempt, item.hop, code)
+            self._retries, _Pending(not_before, self._order, item.index, attempt, item.hop, code)
         )
         self._changed.set()
 

@@ -62,3 +62,24 @@ def test_a_high_default_rate_costs_a_tiny_host_at_most_a_few_429s(
     tiny = [r for r in records if r.host == "tiny"]
     assert sum(1 for r in tiny if r.status == 429) <= 2
     assert max_requests_in_window([r.time for r in tiny], 1.0) <= 2 * 2 + 1
+
+
+@pytest.mark.slow
+def test_a_host_that_forbids_some_images_is_not_crawled(tmp_path: Path) -> None:
+    # 15% of its images answer 403 on every try (and 45% 404): in slow start two 403s
+    # together look like a CDN refusing the ramp, and each later one like another refusal.
+    # The retries are what tell forbidden content: they must come during the run, not
+    # after every first try of the partition.
+    limit, urls = 20.0, 200
+    hosts = [HostSpec("museum", rate_limit=limit, not_found_rate=0.75)]
+    with FleetThread(hosts, seed=5) as fleet:
+        write_url_list(fleet, tmp_path / "urls.csv", {"museum": urls}, sizes=((96, 72),))
+        config = write_config(tmp_path, default_rate_limit=3, batch_size=500)
+        run(config, RunOptions(ranks=1))
+        records = fleet.requests
+    assert_exactly_once(tmp_path / "urls.csv", layout_of(config))
+    times = _image_times(records, "museum")
+    assert sum(1 for r in records if r.host == "museum" and r.status == 403) > 0.1 * urls
+    # Past the ramp the host goes at a good share of its limit, not at the floor of 0.2.
+    later = [t for t in times if t >= times[0] + 15.0]
+    assert len(later) >= 0.25 * limit * (later[-1] - later[0])
