@@ -80,6 +80,6 @@ def test_a_host_that_forbids_some_images_is_not_crawled(tmp_path: Path) -> None:
     assert_exactly_once(tmp_path / "urls.csv", layout_of(config))
     times = _image_times(records, "museum")
     assert sum(1 for r in records if r.host == "museum" and r.status == 403) > 0.1 * urls
-    # Past the ramp the host goes at a good share of its limit, not at the floor of 0.2.
-    later = [t for t in times if t >= times[0] + 15.0]
-    assert len(later) >= 0.25 * limit * (later[-1] - later[0])
+    # Its 200 URLs and their retries take seconds at its limit; cut to the floor of 0.2
+    # req/s at each 403, as before, they took many minutes.
+    assert times[-1] - times[0] <= 90.0

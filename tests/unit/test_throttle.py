@@ -104,7 +104,7 @@ def test_a_small_hosts_ramp_crosses_its_limit_in_small_steps(
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_start_rate_is_reached_fast_and_passed_carefully(seed: int) -> None:
-    # From 1 req/s, each step judged on the first answer at the new rate (two answers
+    # From 1 req/s, each step judged on the first answer served at the new rate (two answers
     # would take 2 s a step at the bottom of the ramp: about 6.5 s to 10 req/s).
     host = HostModel(None, seed=seed)
     _, stats = _run(host, start_rate=10.0, max_rate=80.0, seconds=40.0)
