@@ -312,8 +312,9 @@ class _State:
     tested_from: float = -math.inf  # clean windows starting earlier saw an older rate
     usual_forbidden: float = 0.0  # share of 403s that went on whatever the rate
     refuses_with_403: bool = False  # a cut ended a burst of 403s: each 403 is a refusal
-    # The rate and the images served a second at the first measured window of a series of
-    # 403 cuts (no clean window between; served is inf until that window comes).
+    # A series of 403 cuts (no clean window between): the rate and the images served a
+    # second of its first measured window; until that window comes, the rate where the
+    # series began and served inf.
     forbidden_series_rate: float = 0.0
     forbidden_series_served: float = 0.0
     # Before the first cut of a 403 series: (rate, ceiling, max_ok_rate, phase), restored
@@ -440,7 +441,7 @@ class HostThrottle:
 
     def _window_ready(self, window: Feedback, now: float) -> bool:
         settings, state = self._settings, self._state
-        ramp = state.phase == "slow_start" and state.remaining >= settings.few_urls
+        ramp = state.phase == "slow_start" and not self._few_urls_left()
         enough = (
             window.ok >= settings.ramp_window_answers
             if ramp
@@ -658,8 +659,8 @@ class HostThrottle:
         state.forbidden_series_rate = 0.0
         if state.phase == "slow_start":
             growth = self._growth(state.rate)
-            few = state.remaining < settings.few_urls
-            if not few or state.remaining / (state.rate * growth) >= settings.growth_horizon:
+            horizon = state.remaining / (state.rate * growth)
+            if not self._few_urls_left() or horizon >= settings.growth_horizon:
                 self._set_rate(state.rate * growth, now)
             return
         top = self._top()
@@ -678,6 +679,9 @@ class HostThrottle:
     def set_remaining(self, urls: float) -> None:
         """How many URLs the host has left to serve (each OK answer counts one off)."""
         self._state.remaining = urls
+
+    def _few_urls_left(self) -> bool:
+        return self._state.remaining < self._settings.few_urls
 
     def _top(self) -> float:
         """Where recovery heads: just under the ceiling, or rate_multiplier of that."""
