@@ -36,6 +36,7 @@ import argparse
 import math
 import random
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,12 +279,17 @@ def reach(host: HostModel) -> float:
     return REACH_STEP
 
 
-def run_one(seed: int, family: str = "matrix") -> Outcome:
+def run_one(
+    seed: int, family: str = "matrix", overrides: Mapping[str, Any] | None = None
+) -> Outcome:
+    """One drawn host under the controller; ``overrides`` replace ThrottleSettings'
+    defaults (a sweep's knob; ``benchmarks/ramp_frontier.py``)."""
     rng = random.Random(seed)
     drawn = FAMILIES[family](rng)
     kind, host, urls, default = drawn.kind, drawn.host, drawn.urls, drawn.default
     limit = host.limit or host.knee or 1.0
-    throttle = HostThrottle(ThrottleSettings(start_rate=default), now=0.0)
+    settings = ThrottleSettings(**{**(overrides or {}), "start_rate": default})
+    throttle = HostThrottle(settings, now=0.0)
     throttle.set_remaining(urls)  # rank 0 knows each host's URLs from the plan
     ideal = drawn.own_bound or bound(kind, host, limit, urls)
     # Only a bucket that binds counts: a slow host's in-flight cap may bind before it.
