@@ -148,7 +148,12 @@ class DownloaderParameters(_Strict):
     leases_per_worker: int = Field(
         32, ge=1, description="partitions of distinct hosts one worker rank holds at once"
     )
-    max_in_flight_per_host: int = Field(16, ge=1)
+    max_in_flight_per_host: int = Field(
+        16,
+        ge=1,
+        description="requests in flight per lease of a host (a host leased by several "
+        "ranks has this many from each; its rate budget is shared, not multiplied)",
+    )
     host_failure_threshold: int = Field(
         5, ge=1, description="connection failures in a row that open a host's breaker"
     )
@@ -301,13 +306,16 @@ class InputSampling(_Strict):
     label: str | None = Field(None, description="column the caps and balance apply to")
     max_per_label: int | None = Field(None, ge=1)
     rows: int | None = Field(None, ge=1, description="rows kept in all")
-    balanced: bool = Field(False, description="rows spread evenly over labels")
+    balanced: bool = Field(False, description="with rows: spread them evenly over labels")
     seed: int = 0
 
     @model_validator(mode="after")
     def _label_when_needed(self) -> InputSampling:
         if (self.max_per_label is not None or self.balanced) and not self.label:
-            raise ValueError("max_per_label and balanced need a label column")
+            raise ValueError("max_per_label and balanced need a label column: set label")
+        if self.balanced and self.rows is None:
+            # Without a total there is nothing to spread: balanced alone would keep every row.
+            raise ValueError("balanced spreads rows over labels: set rows, or drop balanced")
         return self
 
 
@@ -368,7 +376,9 @@ def _format_problem(error: dict[str, Any]) -> str:
         return f"{key_path}: required key is missing (add it)"
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-    return f"{key_path}: {error['msg']}{shown}"
+    # Our own validators' messages are whole sentences: pydantic's prefix adds nothing.
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key_path}: {message}{shown}"
 
 
 def parse_config(data: object, base_dir: Path) -> Config:

@@ -110,7 +110,9 @@ class HostBudgets:
             ceiling = min(base.max_rate, cap)
             self._ceilings[server] = ceiling
             return HostThrottle(self._capped(base, base.start_rate, ceiling), now)
-        ceiling = base.max_rate if profile.max_rate_limit is None else profile.max_rate_limit
+        # A row's max_rate_limit records the ceiling of the run that wrote it; this run's
+        # own max_rate_limit and robots.txt decide (raising it must raise learned hosts).
+        ceiling = base.max_rate
         if profile.max_rate_limit is None:
             ceiling = profile.rate_limit  # set by hand: a budget, not a starting guess
         ceiling = min(ceiling, base.max_rate, cap)

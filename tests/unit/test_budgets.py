@@ -173,3 +173,20 @@ def test_a_redirect_target_serves_urls_its_plan_never_counted(tmp_path: Path) ->
         served = max(2, round(budgets.rate("cdn.org") * 0.5))
         budgets.observe("cdn.org", Feedback(ok=served), step * 0.5)
     assert budgets.rate("cdn.org") >= 20.0
+
+
+@pytest.mark.parametrize("recorded", [30.0, 80.0])
+def test_the_configs_max_rate_limit_is_the_ceiling_of_a_learned_host(
+    tmp_path: Path, recorded: float
+) -> None:
+    # The row's max_rate_limit is the ceiling of the run that learned it: raising the
+    # config's (50 here) must let the host go past 30, lowering it must hold it under 50.
+    learned = HostProfile("a.org", 20.0, max_rate_limit=recorded, learned_at="2026-01-01")
+    layout, params = _setup(tmp_path, [learned])
+    budgets = HostBudgets.from_profiles(layout, params, ["a.org"], now=0.0)
+    assert budgets.initial_budgets() == {"a.org": 20.0}
+    for step in range(1, 2000):
+        budgets.observe("a.org", Feedback(ok=40, latency_sum=0.4, latency_count=40), step * 0.5)
+    assert 30.0 < budgets.rate("a.org") <= 50.0
+    budgets.save()
+    assert read_profiles(layout.profiles_table)["a.org"].max_rate_limit == 50.0

@@ -148,3 +148,19 @@ def test_output_entries_may_share_a_parent_folder(tmp_path: Path) -> None:
 def test_an_output_entry_cannot_be_the_output_folder_itself(tmp_path: Path) -> None:
     (problem,) = _problems(tmp_path, {**BASE, "output_structure": {"images_folder": "."}})
     assert problem.startswith("output_structure.images_folder: ") and "folder itself" in problem
+
+
+@pytest.mark.parametrize(
+    ("sampling", "expected"),
+    [
+        ({"balanced": True, "rows": 10}, "need a label column: set label"),
+        ({"max_per_label": 3}, "need a label column: set label"),
+        ({"label": "license", "balanced": True}, "set rows, or drop balanced"),
+    ],
+)
+def test_sampling_options_that_would_do_nothing_are_refused(
+    tmp_path: Path, sampling: dict[str, object], expected: str
+) -> None:
+    (problem,) = _problems(tmp_path, {**BASE, "input_sampling": sampling})
+    assert problem.startswith("input_sampling")
+    assert expected in problem
