@@ -50,6 +50,9 @@ class HostFigures:
     load_503: int = 0  # shed by an overloaded host
     fault_5xx: int = 0  # rate-independent faults
     window_ratio: float | None = None
+    # The same, leaving out the 2 s either side of its first refusal (a hidden limit's
+    # crossing): reported beside the target, for issue 7's open question.
+    window_past_crossing: float | None = None
     finish_ratio: float | None = None  # first to last request ÷ own bound, fault hosts
     kept_ratio: float | None = None  # middle half of its requests: rate ÷ limit, fault hosts
     first_s: float | None = None  # its first and last request, seconds after distdl started
@@ -97,6 +100,7 @@ class RunFigures:
         """The figures compared across seeds (ratios and shares)."""
         requests = max(self._total("requests"), 1)
         windows = [h.window_ratio for h in self.hosts if h.window_ratio is not None]
+        past = [h.window_past_crossing for h in self.hosts if h.window_past_crossing is not None]
         finishes = [
             h.finish_ratio
             for h in self.hosts
@@ -110,6 +114,7 @@ class RunFigures:
             "fault_5xx_share": self._total("fault_5xx") / requests,
             "host_refusal_score": max(h.refusal_score for h in self.hosts),
             "window_ratio": max(windows, default=0.0),
+            "window_past_crossing": max(past, default=0.0),
             "fault_finish_ratio": max(finishes, default=0.0),
             # A fleet without a fault host large enough to judge does not pull the worst down.
             "fault_kept_rate": min(kept, default=1.0),
@@ -177,6 +182,10 @@ def run_figures(
         _count_answers(host, by_host[name])
         times = [record.time for record in by_host[name]]
         host.window_ratio = peak_window_ratio(spec, times)
+        refusals = [r.time for r in by_host[name] if r.fault == "rate_limited"]
+        host.window_past_crossing = peak_window_ratio(
+            spec, times, first_refusal=min(refusals, default=None)
+        )
         if times:
             host.first_s, host.last_s = min(times) - started, max(times) - started
         if spec.error_rate_5xx > 0 and times and host.bound_s > 0:
@@ -223,6 +232,7 @@ TARGETS: dict[str, tuple[bool, float | None, float | None]] = {
     "fault_5xx_share": (True, None, None),
     "host_refusal_score": (True, 1.0, None),
     "window_ratio": (True, MAX_WINDOW_RATIO, None),
+    "window_past_crossing": (True, None, None),
     "fault_finish_ratio": (True, MAX_FAULT_FINISH_RATIO, None),
     "fault_kept_rate": (False, MIN_KEPT_RATE, None),
     "stored_share": (False, 1.0, None),
@@ -271,6 +281,7 @@ def targets_text() -> Mapping[str, str]:
             f"else <= {MAX_HOST_REFUSED_COUNT})"
         ),
         "window_ratio": f"<= {MAX_WINDOW_RATIO}",
+        "window_past_crossing": "(reported: the 2 s around a host's first refusal left out)",
         "fault_finish_ratio": (
             f"<= {MAX_FAULT_FINISH_RATIO} (hosts with own bound >= {MIN_JUDGED_FAULT_BOUND:g} s)"
         ),

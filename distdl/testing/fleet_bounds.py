@@ -97,14 +97,29 @@ def allowed_between(spec: HostSpec, start: float, end: float) -> float:
     return total
 
 
+# Seconds either side of a host's first refusal that "past the crossing" leaves out: the
+# overshoot builds up while the burst drains, before the refusal, and its answer takes a
+# report and a latency to come back after it.
+CROSSING_MARGIN = 2.0
+
+
 def peak_window_ratio(
-    spec: HostSpec, times: Sequence[float], window: float = 1.0, after_drop: float = 2.0
+    spec: HostSpec,
+    times: Sequence[float],
+    window: float = 1.0,
+    after_drop: float = 2.0,
+    *,
+    first_refusal: float | None = None,
 ) -> float | None:
     """The most requests in any ``window`` seconds ÷ what the limit allowed in it.
 
     ``times`` are the host's arrival times (any clock; the first is the limit's origin).
     Windows touching the ``after_drop`` seconds after the limit drops are skipped: a client
-    cannot know of a drop before it is told. None for a host with no limit or no requests.
+    cannot know of a drop before it is told. With ``first_refusal`` (the time of the host's
+    first refusal, on the clock of ``times``), windows starting within ``CROSSING_MARGIN``
+    of it are skipped too: the ramp's crossing of a limit that a burst allowance hid, which
+    no client can see before it is told either (benchmarks/ramp_frontier.py). None for a
+    host with no limit or no requests.
     """
     if not times or host_limit(spec) is None:
         return None
@@ -115,6 +130,8 @@ def peak_window_ratio(
     for index, moment in enumerate(ordered):
         start = moment - first
         if drop is not None and drop - window < start < drop + after_drop:
+            continue
+        if first_refusal is not None and abs(moment - first_refusal) < CROSSING_MARGIN:
             continue
         count = bisect.bisect_left(ordered, moment + window) - index
         best = max(best, count / allowed_between(spec, start, start + window))
