@@ -76,6 +76,7 @@ class Outcome:
     refused: int
     requests: int
     window_ratio: float
+    window_past_crossing: float  # the same, the 2 s around the first refusal left out
     kept: float | None  # rate over the middle half of the requests ÷ limit
     reach: float  # the share of the limit a steady sender can be served (see REACH_*)
 
@@ -313,6 +314,7 @@ def run_one(
         stats.refused,
         stats.requests,
         stats.max_in_window() / limit,
+        stats.max_in_window(past_crossing=True) / limit,
         _kept(stats.arrivals, limit),
         reachable,
     )

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from distdl.core.throttle import Feedback
+from distdl.testing.fleet_bounds import CROSSING_MARGIN
 
 OK = 200
 REFUSED = 429
@@ -151,6 +152,7 @@ class SimStats:
     time_to_finish: float | None = None  # when the last URL was served; None if not all were
     rate_trace: list[tuple[float, float]] = field(default_factory=list)  # (time, rate)
     arrivals: list[float] = field(default_factory=list)  # send times, as the host counts
+    first_refusal: float | None = None  # when the host first refused, as it counts
 
     @property
     def refused_share(self) -> float:
@@ -172,15 +174,26 @@ class SimStats:
             total += rate * max(0.0, overlap)
         return total / (end - start)
 
-    def max_in_window(self, start: float = 0.0, end: float = math.inf, window: float = 1.0) -> int:
-        """The most requests in any ``window`` seconds, counting those sent in [start, end)."""
-        times = [t for t in self.arrivals if start <= t < end]
+    def max_in_window(
+        self,
+        start: float = 0.0,
+        end: float = math.inf,
+        window: float = 1.0,
+        *,
+        past_crossing: bool = False,
+    ) -> int:
+        """The most requests in any ``window`` seconds, counting those sent in [start, end).
+
+        ``past_crossing``: windows starting within ``CROSSING_MARGIN`` of the host's first
+        refusal are left out, as ``fleet_bounds.peak_window_ratio`` leaves them out.
+        """
+        times = sorted(t for t in self.arrivals if start <= t < end)
+        crossing = self.first_refusal if past_crossing else None
         best = 0
-        low = 0
-        for high, time in enumerate(times):
-            while times[low] <= time - window:
-                low += 1
-            best = max(best, high - low + 1)
+        for low, time in enumerate(times):
+            if crossing is not None and abs(time - crossing) < CROSSING_MARGIN:
+                continue
+            best = max(best, bisect.bisect_left(times, time + window) - low)
         return best
 
 
@@ -250,6 +263,8 @@ class _Run:
                 self.stats.forbidden += 1
             else:
                 self.stats.refused += 1
+                if self.stats.first_refusal is None:
+                    self.stats.first_refusal = answer.done_at - answer.latency
             counts[abs(answer.status)] += 1
         del self.in_flight[:done]
         self.pending_urls -= done

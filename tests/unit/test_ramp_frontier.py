@@ -55,3 +55,11 @@ def test_the_sweep_overrides_reach_the_controller() -> None:
         1, "body", {"fast_growth": 1.05, "careful_growth": 1.05, "small_host_growth": 1.05}
     )
     assert slow.ratio > 1.2 * shipped.ratio
+
+
+def test_the_crossing_is_where_the_host_first_refused() -> None:
+    # Buckets with 1.7-1.9 s of burst under the shipped ramp: the busiest second is the
+    # crossing of the limit the burst hid; past it, within twice the limit.
+    for seed in (43, 160):  # 3.7 and 10.2 req/s
+        outcome = controller_matrix.run_one(seed, "matrix")
+        assert outcome.window_past_crossing <= 2.0 < outcome.window_ratio
