@@ -110,12 +110,11 @@ class HostBudgets:
             ceiling = min(base.max_rate, cap)
             self._ceilings[server] = ceiling
             return HostThrottle(self._capped(base, base.start_rate, ceiling), now)
-        # A row's max_rate_limit records the ceiling of the run that wrote it; this run's
-        # own max_rate_limit and robots.txt decide (raising it must raise learned hosts).
-        ceiling = base.max_rate
-        if profile.max_rate_limit is None:
-            ceiling = profile.rate_limit  # set by hand: a budget, not a starting guess
-        ceiling = min(ceiling, base.max_rate, cap)
+        # A row without max_rate_limit was set by hand: a budget, not a starting guess. A
+        # row's max_rate_limit only records the ceiling of the run that wrote it: this
+        # run's own max_rate_limit and robots.txt decide (raising it raises learned hosts).
+        hand_set = profile.max_rate_limit is None
+        ceiling = min(profile.rate_limit if hand_set else math.inf, base.max_rate, cap)
         self._ceilings[server] = ceiling
         settings = self._capped(base, profile.rate_limit, ceiling)
         if profile.status == UNSEEN and profile.learned_at is None and profile.max_rate_limit:
