@@ -107,6 +107,9 @@ Phase = Literal["slow_start", "steady"]
 # A window with more 403s than this likely for the host is not judged clean before it
 # has enough answers to tell a CDN's refusals from content the host forbids.
 FORBIDDEN_DOUBT = 0.05
+# The share of first tries answered 403 is followed over about this long: a retry meets
+# the host as it is now, and clean answers reach rank 0 up to a second after the 403s.
+RECENT_403_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,13 @@ class ThrottleSettings:
     # burst of refusals (some CDNs forbid instead of throttling).
     forbidden_min: int = 3
     # This many URLs answered 403 again on retry (and more than were served on retry) show
-    # that the host forbids content: one repeat could be a CDN still refusing.
+    # that the host forbids content: one repeat could be a CDN still refusing…
     forbidden_repeats: int = 2
+    # …and only when that many repeats are improbable (below this) for a CDN refusing each
+    # retry as often as it was refusing first tries at the time: a CDN still far above its
+    # limit refuses most retries too, and taking it for content would restore the refused
+    # rate and stop counting its 403s (a 5.6 req/s CDN was sent 15x its limit so, live).
+    content_evidence: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.max_rate:
@@ -326,6 +334,11 @@ class _State:
     answers_seen: int = 0
     forbidden_repeated: int = 0
     forbidden_cleared: int = 0
+    retry_refusal_odds: float = 0.0  # sum, over those retries, of the recent 403 share
+    # 403s and answers to first tries, decayed over RECENT_403_SECONDS: what a CDN refuses now.
+    recent_forbidden: float = 0.0
+    recent_answers: float = 0.0
+    recent_at: float = 0.0
     paused_until: float = -math.inf
     refilled_until: float = -math.inf  # after a pause: a clean window proves nothing yet
     # The host's share of 5xx/timeouts by rate band: load is a share that grows with rate.
@@ -590,15 +603,27 @@ class HostThrottle:
 
     def _learn_from_403_retries(self, feedback: Feedback, now: float) -> None:
         """Retries of URLs answered 403 say what the 403s were (rule 7)."""
-        state = self._state
+        state, settings = self._state, self._settings
         state.forbidden_seen += feedback.forbidden
         state.answers_seen += feedback.total - feedback.forbidden_again
+        retries = feedback.forbidden_again + feedback.served_after_forbidden
+        fade = math.exp(-max(0.0, now - state.recent_at) / RECENT_403_SECONDS)
+        state.recent_forbidden = state.recent_forbidden * fade + feedback.forbidden
+        state.recent_answers = state.recent_answers * fade + feedback.total - retries
+        state.recent_at = now
+        recent_share = state.recent_forbidden / state.recent_answers if state.recent_answers else 0.0
+        state.retry_refusal_odds += retries * recent_share
         state.forbidden_repeated += feedback.forbidden_again
         state.forbidden_cleared += feedback.served_after_forbidden
         if feedback.served_after_forbidden:
             state.before_403_cut = None  # a 403 that was a refusal: the cut stands
         repeated, cleared = state.forbidden_repeated, state.forbidden_cleared
-        if repeated < self._settings.forbidden_repeats or repeated <= cleared:
+        if repeated < settings.forbidden_repeats or repeated <= cleared:
+            return
+        # A CDN refuses a retry as often as a first try: were these repeats likely so?
+        tried = repeated + cleared
+        as_refusals = binomial_tail(repeated, tried, state.retry_refusal_odds / tried)
+        if as_refusals >= settings.content_evidence:
             return
         # Forbidden content: its share so far is the host's usual one, and any cut its 403s
         # caused is undone (the rate, the ceiling and the phase as they were).
@@ -607,6 +632,7 @@ class HostThrottle:
         state.refuses_with_403 = False
         state.forbidden_series_rate = 0.0
         state.forbidden_repeated = state.forbidden_cleared = 0
+        state.retry_refusal_odds = 0.0
         if state.before_403_cut is not None:
             rate, ceiling, max_ok_rate, phase = state.before_403_cut
             state.before_403_cut = None

@@ -295,6 +295,27 @@ def test_403s_repeated_on_retry_are_content_and_the_cut_they_caused_is_undone() 
     assert throttle.rate > 2 * before
 
 
+def test_a_cdn_refusing_most_first_tries_refuses_their_retries_too_it_is_no_content() -> None:
+    # Live (politeness matrix seed 4): a 403 CDN whose burst had hidden the ramp refused two
+    # retries at once while it refused most first tries; taken for content, its refused rate
+    # came back, its 403s stopped counting, and it was sent 15x its limit.
+    throttle, now, before = _slow_start_cut_by_403s()
+    cut = throttle.rate
+    for _ in range(4):  # its burst spent, the CDN refuses two first tries in three
+        now += 0.3
+        throttle.observe(Feedback(ok=2, forbidden=4), now)
+    now += 0.3  # the first 403s' retries meet the same CDN: refused again
+    throttle.observe(Feedback(ok=1, forbidden=2, forbidden_again=2), now)
+    assert throttle.rate <= cut < before
+    # Once it serves its first tries again, URLs refused again on retry are content.
+    for _ in range(8):
+        now += 0.5
+        throttle.observe(Feedback(ok=6), now)
+    now += 0.5
+    throttle.observe(Feedback(ok=5, forbidden_again=3), now)
+    assert throttle.rate > cut
+
+
 def test_403s_served_on_retry_were_refusals_and_the_cut_stays() -> None:
     throttle, now, before = _slow_start_cut_by_403s()
     cut = throttle.rate
