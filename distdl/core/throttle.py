@@ -61,9 +61,11 @@ Each rule: *signal in a window* → reaction. *Why.*
    share and stop counting. *It forbids that content whatever the rate; a CDN serves its
    limit at any rate above it.* The retries tell it sooner:
    a URL answered 403 again after a pause is forbidden content, one served after a pause
-   was refused for speed; when repeats outnumber the URLs served later, the 403s so far are
-   the host's usual share, and a cut they caused is undone. *A museum that forbids 15 %
-   of its images must not be crawled at a fifth of its rate.*
+   was refused for speed; when repeats outnumber the URLs served later, and are improbably
+   many (``content_evidence``) for a CDN refusing retries as often as it was refusing first
+   tries then, the 403s so far are the host's usual share, and a cut they caused is
+   undone. *A museum that forbids 15 % of its images must not be crawled at a fifth of
+   its rate; a CDN far above its limit refuses most retries too.*
 8. Clean window in slow start (only one in which the senders used at least ``used_share``
    of the rate proves it; one served answer makes a window, ``ramp_window_answers``,
    unless the host has fewer than ``few_urls`` left) → × ``fast_growth`` below
@@ -611,8 +613,8 @@ class HostThrottle:
         state.recent_forbidden = state.recent_forbidden * fade + feedback.forbidden
         state.recent_answers = state.recent_answers * fade + feedback.total - retries
         state.recent_at = now
-        recent_share = state.recent_forbidden / state.recent_answers if state.recent_answers else 0.0
-        state.retry_refusal_odds += retries * recent_share
+        if state.recent_answers:
+            state.retry_refusal_odds += retries * state.recent_forbidden / state.recent_answers
         state.forbidden_repeated += feedback.forbidden_again
         state.forbidden_cleared += feedback.served_after_forbidden
         if feedback.served_after_forbidden:
