@@ -466,9 +466,11 @@ class HostThrottle:
 
     def _forbidden_means_too_fast(self, window: Feedback) -> bool:
         """403s are a refusal at once on a host known to throttle with 403, and in slow
-        start when several come together on a host that forbade nothing yet: a CDN refusing
-        a ramp with 403 must be answered before half the ramp's requests are refused, while
-        a lone forbidden image (one in a hundred is common) must not end a fast host's ramp.
+        start when several come together, more than the host's usual share of forbidden
+        content makes likely: a CDN refusing a ramp with 403 must be answered before half
+        the ramp's requests are refused, while a lone forbidden image (one in a hundred is
+        common) must not end a fast host's ramp, and a CDN may serve a museum that forbids
+        a few images, which must not hide its refusals.
         """
         state = self._state
         if not window.forbidden:
@@ -476,7 +478,8 @@ class HostThrottle:
         if state.refuses_with_403:
             return True
         together = window.forbidden >= 2 and window.forbidden >= 0.25 * window.total
-        return state.phase == "slow_start" and state.usual_forbidden == 0 and together
+        usual = self._forbidden_tail(window) >= FORBIDDEN_DOUBT
+        return state.phase == "slow_start" and together and not usual
 
     def _forbidden_tail(self, window: Feedback) -> float:
         """How likely this many 403s are at the host's usual share of them."""

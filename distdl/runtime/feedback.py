@@ -66,10 +66,11 @@ class FeedbackBook:
         retry_after: float | None,
         message: str = "",
         *,
-        repeated: bool = False,
+        repeats: int = 0,
     ) -> None:
         """One failed answer; ``message`` tells a 503 SlowDown from an ordinary 503;
-        ``repeated``: the URL's previous try failed with the same code."""
+        ``repeats``: how many tries of the URL in a row before this one failed with the
+        same code."""
         signal = answer_signal(code, message)
         if signal is Signal.RATE_LIMITED:
             seen = Feedback(rate_limited=1, retry_after=retry_after)
@@ -77,9 +78,15 @@ class FeedbackBook:
             seen = Feedback(server_errors=1, server_retry_after=retry_after)
         elif signal is Signal.TIMEOUT:
             seen = Feedback(timeouts=1)
-        elif signal is Signal.FORBIDDEN:
+        elif signal is Signal.FORBIDDEN and repeats == 0:
+            seen = Feedback(forbidden=1)
+        elif signal is Signal.FORBIDDEN and repeats == 1:
             # The same URL forbidden again after a pause: content, not a refusal.
-            seen = Feedback(forbidden_again=1) if repeated else Feedback(forbidden=1)
+            seen = Feedback(forbidden_again=1)
+        elif signal is Signal.FORBIDDEN:
+            # Its first repeat said what it is: one URL is one piece of evidence, however
+            # often it is retried.
+            seen = Feedback(other_errors=1)
         else:
             seen = Feedback(other_errors=1)
         if code > 0 and signal is not Signal.TIMEOUT:

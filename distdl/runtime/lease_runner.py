@@ -110,6 +110,7 @@ class _Pending:
     attempt: int = field(default=0, compare=False)
     hop: Hop | None = field(default=None, compare=False)  # None: the row's own URL
     last_code: int = field(default=0, compare=False)  # how its last try failed, if it did
+    code_repeats: int = field(default=0, compare=False)  # tries before that failed so too
 
 
 class LeaseRunner:
@@ -410,30 +411,34 @@ class LeaseRunner:
             # Retry-After delays only its own URL (below): one early request, or one fault,
             # is no overload (distdl.core.refusal_spacing).
             route.gate.pause(retry_after)
+        repeats = item.code_repeats + 1 if code == item.last_code else 0
         self._feedback.record_failure(
-            route.server_name,
-            code,
-            result.elapsed,
-            retry_after,
-            result.error_msg,
-            repeated=code == item.last_code,
+            route.server_name, code, result.elapsed, retry_after, result.error_msg, repeats=repeats
         )
         decision = self._policy.retry.decide(code, item.attempt, self._rng, retry_after)
         if decision.retry:
             loop_now = asyncio.get_running_loop().time()
-            self._requeue(item, loop_now + decision.delay, item.attempt + 1, code)
+            self._requeue(item, loop_now + decision.delay, item.attempt + 1, code, repeats)
         else:
             self._add_error(item, code, result.error_msg)
 
     def _requeue(
-        self, item: _Pending, not_before: float, attempt: int, failed_with: int | None = None
+        self,
+        item: _Pending,
+        not_before: float,
+        attempt: int,
+        failed_with: int | None = None,
+        repeats: int = 0,
     ) -> None:
-        """``failed_with``: the code of the try that failed (default: as it was)."""
+        """``failed_with``: the code of the try that failed, ``repeats`` the tries before it
+        that failed so too (default: both as they were)."""
         self._order += 1
-        code = item.last_code if failed_with is None else failed_with
-        heapq.heappush(
-            self._retries, _Pending(not_before, self._order, item.index, attempt, item.hop, code)
+        if failed_with is None:
+            failed_with, repeats = item.last_code, item.code_repeats
+        pending = _Pending(
+            not_before, self._order, item.index, attempt, item.hop, failed_with, repeats
         )
+        heapq.heappush(self._retries, pending)
         self._changed.set()
 
     def _add_error(self, item: _Pending, code: int, message: str) -> None:

@@ -39,3 +39,13 @@ def test_clean_answers_to_a_new_rate_go_out_at_once_for_a_while() -> None:
     later = 10.0 + JUDGING_SECONDS + 0.25
     assert book.drain(clean_too=False, now=later) == {}  # settled again: once a second
     assert sorted(book.drain()) == ["ramping.org", "settled.org"]
+
+
+def test_a_url_forbidden_on_every_try_is_one_repeat_however_often_it_is_retried() -> None:
+    # Live, one dead link answered 403 three times counted as two URLs forbidden again, and a
+    # 403 CDN was taken for forbidden content before its ramp began.
+    book = FeedbackBook()
+    for repeats in range(3):  # its first try, its first retry, its second retry
+        book.record_failure("cdn.org", 403, 0.1, retry_after=None, repeats=repeats)
+    seen = book.drain()["cdn.org"]
+    assert (seen.forbidden, seen.forbidden_again, seen.other_errors) == (1, 1, 1)

@@ -316,6 +316,17 @@ def test_a_cdn_refusing_most_first_tries_refuses_their_retries_too_it_is_no_cont
     assert throttle.rate > cut
 
 
+def test_a_cdn_that_also_forbids_a_few_images_is_still_answered_in_its_ramp() -> None:
+    throttle, now, before = _slow_start_cut_by_403s()
+    now += 1.5  # two of those URLs are forbidden content: the cut is undone, the ramp goes on
+    throttle.observe(Feedback(ok=8, forbidden_again=2), now)
+    assert throttle.rate == pytest.approx(before) and throttle.phase == "slow_start"
+    assert throttle.ceiling == math.inf
+    now += 0.6  # then the CDN refuses the ramp: more 403s than its few forbidden images
+    throttle.observe(Feedback(ok=2, forbidden=3), now)
+    assert throttle.rate < before
+
+
 def test_403s_served_on_retry_were_refusals_and_the_cut_stays() -> None:
     throttle, now, before = _slow_start_cut_by_403s()
     cut = throttle.rate
