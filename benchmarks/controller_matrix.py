@@ -76,7 +76,7 @@ class Outcome:
     refused: int
     requests: int
     window_ratio: float
-    window_past_crossing: float  # the same, the 2 s around the first refusal left out
+    window_past_crossing: float  # the same, the 2 s around the first complaint left out
     kept: float | None  # rate over the middle half of the requests ÷ limit
     reach: float  # the share of the limit a steady sender can be served (see REACH_*)
 

@@ -17,7 +17,7 @@ finish within 1.25× of it after such a ramp.
 **Part 2, this controller in fake time** (:mod:`controller_matrix`): its slow-start growth
 factors swept (per window of at least 0.5 s); hosts of the matrix with a window over 2×
 their limit, the worst window, the hosts still over 2× past the crossing (the 2 s either
-side of their first refusal left out, ``fleet_bounds.CROSSING_MARGIN``), the matrix's long
+side of their first complaint left out, ``fleet_bounds.CROSSING_MARGIN``), the matrix's long
 hosts' finish ÷ bound, small fleets' body hosts' finish (bound ≥ 5 s) and their fault hosts'
 finish alone (issue 7's "within 1.25× its own bound"), and the 429 share.
 """

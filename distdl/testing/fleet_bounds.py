@@ -97,9 +97,9 @@ def allowed_between(spec: HostSpec, start: float, end: float) -> float:
     return total
 
 
-# Seconds either side of a host's first refusal that "past the crossing" leaves out: the
-# overshoot builds up while the burst drains, before the refusal, and its answer takes a
-# report and a latency to come back after it.
+# Seconds either side of a host's first complaint (a refusal or a 503 for load) that "past
+# the crossing" leaves out: the overshoot builds up while the burst drains, before the
+# complaint, and its answer takes a report and a latency to come back after it.
 CROSSING_MARGIN = 2.0
 
 
@@ -109,17 +109,18 @@ def peak_window_ratio(
     window: float = 1.0,
     after_drop: float = 2.0,
     *,
-    first_refusal: float | None = None,
+    first_complaint: float | None = None,
 ) -> float | None:
     """The most requests in any ``window`` seconds ÷ what the limit allowed in it.
 
     ``times`` are the host's arrival times (any clock; the first is the limit's origin).
     Windows touching the ``after_drop`` seconds after the limit drops are skipped: a client
-    cannot know of a drop before it is told. With ``first_refusal`` (the time of the host's
-    first refusal, on the clock of ``times``), windows starting within ``CROSSING_MARGIN``
-    of it are skipped too: the ramp's crossing of a limit that a burst allowance hid, which
-    no client can see before it is told either (benchmarks/ramp_frontier.py). None for a
-    host with no limit or no requests.
+    cannot know of a drop before it is told. With ``first_complaint`` (the time of the
+    host's first refusal, or of its first 503 for load, on the clock of ``times``), windows
+    starting within ``CROSSING_MARGIN`` of it are skipped too: the ramp's crossing of a
+    limit that a burst allowance hid (or of a knee), which no client can see before it is
+    told either (benchmarks/ramp_frontier.py). None for a host with no limit or no
+    requests.
     """
     if not times or host_limit(spec) is None:
         return None
@@ -131,7 +132,7 @@ def peak_window_ratio(
         start = moment - first
         if drop is not None and drop - window < start < drop + after_drop:
             continue
-        if first_refusal is not None and abs(moment - first_refusal) < CROSSING_MARGIN:
+        if first_complaint is not None and abs(moment - first_complaint) < CROSSING_MARGIN:
             continue
         count = bisect.bisect_left(ordered, moment + window) - index
         best = max(best, count / allowed_between(spec, start, start + window))

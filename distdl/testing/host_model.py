@@ -152,7 +152,7 @@ class SimStats:
     time_to_finish: float | None = None  # when the last URL was served; None if not all were
     rate_trace: list[tuple[float, float]] = field(default_factory=list)  # (time, rate)
     arrivals: list[float] = field(default_factory=list)  # send times, as the host counts
-    first_refusal: float | None = None  # when the host first refused, as it counts
+    first_complaint: float | None = None  # its first refusal or load 503, as it counts
 
     @property
     def refused_share(self) -> float:
@@ -185,10 +185,10 @@ class SimStats:
         """The most requests in any ``window`` seconds, counting those sent in [start, end).
 
         ``past_crossing``: windows starting within ``CROSSING_MARGIN`` of the host's first
-        refusal are left out, as ``fleet_bounds.peak_window_ratio`` leaves them out.
+        complaint are left out, as ``fleet_bounds.peak_window_ratio`` leaves them out.
         """
         times = sorted(t for t in self.arrivals if start <= t < end)
-        crossing = self.first_refusal if past_crossing else None
+        crossing = self.first_complaint if past_crossing else None
         best = 0
         for low, time in enumerate(times):
             if crossing is not None and abs(time - crossing) < CROSSING_MARGIN:
@@ -257,14 +257,14 @@ class _Run:
                 self._served(answer.done_at)
             elif answer.status == -OVERLOADED:
                 self.stats.overloaded += 1
+                self._complained(answer)
             elif answer.status == FAULT:
                 self.stats.faults += 1
             elif answer.status == -FORBIDDEN:
                 self.stats.forbidden += 1
             else:
                 self.stats.refused += 1
-                if self.stats.first_refusal is None:
-                    self.stats.first_refusal = answer.done_at - answer.latency
+                self._complained(answer)
             counts[abs(answer.status)] += 1
         del self.in_flight[:done]
         self.pending_urls -= done
@@ -285,6 +285,11 @@ class _Run:
         self.stats.served += 1
         if self.urls is not None and self.stats.served == self.urls:
             self.stats.time_to_finish = at
+
+    def _complained(self, answer: _Answer) -> None:
+        """A refusal or a 503 for load: the first says where the limit (or knee) was."""
+        if self.stats.first_complaint is None:
+            self.stats.first_complaint = answer.done_at - answer.latency
 
 
 def simulate(

@@ -107,13 +107,13 @@ def test_peak_window_ratio_counts_against_the_limit_in_force() -> None:
     assert peak_window_ratio(drop, [t for t in paced_at_4 if t < 7.0]) == pytest.approx(1.0)
 
 
-def test_past_the_crossing_leaves_out_two_seconds_around_the_first_refusal() -> None:
+def test_past_the_crossing_leaves_out_two_seconds_around_the_first_complaint() -> None:
     bucket = HostSpec("b", rate_limit=4)
     # 4 req/s, then 12 req/s from 10 to 11 s (a ramp crossing a hidden limit), then 4 again.
     times = [0.25 * i for i in range(40)] + [10 + i / 12 for i in range(12)]
     times += [11 + 0.25 * i for i in range(40)]
     assert peak_window_ratio(bucket, times) == pytest.approx(3.0)
-    assert peak_window_ratio(bucket, times, first_refusal=10.9) == pytest.approx(1.0)
-    # A second overshoot, well after the first refusal, still counts.
+    assert peak_window_ratio(bucket, times, first_complaint=10.9) == pytest.approx(1.0)
+    # A second overshoot, well after the first complaint, still counts.
     later = times + [30 + i / 12 for i in range(12)]
-    assert peak_window_ratio(bucket, later, first_refusal=10.9) == pytest.approx(3.0)
+    assert peak_window_ratio(bucket, later, first_complaint=10.9) == pytest.approx(3.0)
