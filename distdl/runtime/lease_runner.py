@@ -23,9 +23,10 @@ What an answer asks for (:func:`distdl.core.signals.answer_signal`):
   does not pause the gate: rank 0's controller judges whether the host is overloaded.
 * Retries wait in their own queue with a not-before time instead of sleeping in place, and
   go ahead of first tries once due: the answer to a retry is evidence rank 0 needs during
-  the run (a 403 repeated after a pause is forbidden content, not a CDN's refusal), and
-  retries held back to the end of a partition would end it with a tail of backoffs. A
-  retry resumes at the hop that failed.
+  the run (a 403 repeated after a pause may be forbidden content rather than a CDN's
+  refusal; each URL is reported as one repeat, however often it is retried), and retries
+  held back to the end of a partition would end it with a tail of backoffs. A retry
+  resumes at the hop that failed.
 
 Every request first waits for room in the rank's memory budget, then for its gate, and
 holds its reservation until its row is settled (:mod:`distdl.runtime.image_stage`): when the
