@@ -25,12 +25,13 @@ finish alone (issue 7's "within 1.25× its own bound"), and the 429 share.
 from __future__ import annotations
 
 import argparse
-import bisect
 import math
 import statistics
 from collections.abc import Sequence
 
 from controller_matrix import Outcome, run_one
+
+from distdl.testing.host_model import busiest_count
 
 SAFE_START = 1.0  # req/s: core/throttle.py's safe_start
 LIMITS = (10.0, 15.0, 20.0, 30.0, 50.0, 80.0)
@@ -62,10 +63,6 @@ def ideal_arrivals(k: float, limit: float, burst: float, delay: float) -> list[f
         index += 1
 
 
-def busiest_window(times: Sequence[float]) -> int:
-    return max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
-
-
 def print_ideal() -> None:
     print("Part 1: the best sender, an exponential ramp from 1 req/s (no controller)")
     head = "".join(f"  B={b:g} d={d:g}" for b in BURSTS for d in DELAYS)
@@ -75,7 +72,7 @@ def print_ideal() -> None:
     )
     for k in GROWTH_RATES:
         worst = [
-            max(busiest_window(ideal_arrivals(k, limit, b, d)) / limit for limit in LIMITS)
+            max(busiest_count(ideal_arrivals(k, limit, b, d)) / limit for limit in LIMITS)
             for b in BURSTS
             for d in DELAYS
         ]

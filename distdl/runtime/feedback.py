@@ -83,11 +83,9 @@ class FeedbackBook:
         elif signal is Signal.FORBIDDEN and repeats == 1:
             # The same URL forbidden again after a pause: content, not a refusal.
             seen = Feedback(forbidden_again=1)
-        elif signal is Signal.FORBIDDEN:
-            # Its first repeat said what it is: one URL is one piece of evidence, however
-            # often it is retried.
-            seen = Feedback(other_errors=1)
         else:
+            # Also a URL's later 403s: its first repeat said what it is, and one URL is one
+            # piece of evidence however often it is retried.
             seen = Feedback(other_errors=1)
         if code > 0 and signal is not Signal.TIMEOUT:
             # Any HTTP answer still tells how fast the host responds.

@@ -103,6 +103,11 @@ def allowed_between(spec: HostSpec, start: float, end: float) -> float:
 CROSSING_MARGIN = 2.0
 
 
+def in_crossing(moment: float, first_complaint: float | None) -> bool:
+    """Whether a window starting at ``moment`` is left out as the crossing."""
+    return first_complaint is not None and abs(moment - first_complaint) < CROSSING_MARGIN
+
+
 def peak_window_ratio(
     spec: HostSpec,
     times: Sequence[float],
@@ -132,7 +137,7 @@ def peak_window_ratio(
         start = moment - first
         if drop is not None and drop - window < start < drop + after_drop:
             continue
-        if first_complaint is not None and abs(moment - first_complaint) < CROSSING_MARGIN:
+        if in_crossing(moment, first_complaint):
             continue
         count = bisect.bisect_left(ordered, moment + window) - index
         best = max(best, count / allowed_between(spec, start, start + window))

@@ -20,11 +20,12 @@ import itertools
 import math
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from distdl.core.throttle import Feedback
-from distdl.testing.fleet_bounds import CROSSING_MARGIN
+from distdl.testing.fleet_bounds import in_crossing
 
 OK = 200
 REFUSED = 429
@@ -187,14 +188,21 @@ class SimStats:
         ``past_crossing``: windows starting within ``CROSSING_MARGIN`` of the host's first
         complaint are left out, as ``fleet_bounds.peak_window_ratio`` leaves them out.
         """
-        times = sorted(t for t in self.arrivals if start <= t < end)
-        crossing = self.first_complaint if past_crossing else None
-        best = 0
-        for low, time in enumerate(times):
-            if crossing is not None and abs(time - crossing) < CROSSING_MARGIN:
-                continue
-            best = max(best, bisect.bisect_left(times, time + window) - low)
-        return best
+        times = [t for t in self.arrivals if start <= t < end]
+        return busiest_count(times, window, self.first_complaint if past_crossing else None)
+
+
+def busiest_count(
+    times: Sequence[float], window: float = 1.0, first_complaint: float | None = None
+) -> int:
+    """The most of ``times`` in any ``window`` seconds; with ``first_complaint``, windows
+    starting in its crossing (:func:`~distdl.testing.fleet_bounds.in_crossing`) left out."""
+    ordered = sorted(times)
+    best = 0
+    for low, time in enumerate(ordered):
+        if not in_crossing(time, first_complaint):
+            best = max(best, bisect.bisect_left(ordered, time + window) - low)
+    return best
 
 
 @dataclass(order=True)

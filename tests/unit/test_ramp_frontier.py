@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from distdl.testing.host_model import busiest_count
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 ramp_frontier = importlib.import_module("ramp_frontier")
 controller_matrix = importlib.import_module("controller_matrix")
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def worst_window(k: float, burst: float, delay: float) -> float:
     return max(
-        ramp_frontier.busiest_window(ramp_frontier.ideal_arrivals(k, limit, burst, delay)) / limit
+        busiest_count(ramp_frontier.ideal_arrivals(k, limit, burst, delay)) / limit
         for limit in ramp_frontier.LIMITS
     )
 
