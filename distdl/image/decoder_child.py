@@ -2,17 +2,28 @@
 
 Protocol over the child's stdin and stdout (``multiprocessing.connection`` framing): first
 the pickled ``(options, work, shared)``, then one frame per image, each answered by a
-pickled ``ProcessedImage`` or ``ImageFailure``. An image's frame is ``INLINE_BODY`` and the
-raw body, or ``SLOT_BODY`` and where in the shared memory file ``shared`` describes the
-rank put the body (slot, length); the rank leaves that slot alone until it has the answer.
-The child exits when stdin closes, and is killed when its rank dies (on Linux, even in the
-middle of an image). Its stdout is moved to stderr, so nothing a library prints can corrupt
-the protocol.
+pickled :data:`Reply`: ``(answer, messages)``, the ``ProcessedImage`` or ``ImageFailure``
+and what the process wrote to its stderr while working on that image. An image's frame is
+``INLINE_BODY`` and the raw body, or ``SLOT_BODY`` and where in the shared memory file
+``shared`` describes the rank put the body (slot, length); the rank leaves that slot alone
+until it has the answer. What the child writes before its first image comes as a reply of
+its own, ``(None, messages)``. The child exits when stdin closes, and is killed when its
+rank dies (on Linux, even in the middle of an image).
+
+Its stderr (and its stdout, moved there so that nothing a library prints can corrupt the
+protocol) is a file the rank opened, in append mode: after each image the child takes what
+was written to it and empties it. Why a file and not a pipe the rank reads: the rank must
+know which image a line came from, and over a pipe that took a marker line after every
+image, which woke a reader thread of the rank once an image (a tenth of the rank's CPU per
+image: benchmarks/README.md). When a child dies or is killed mid-image, what that image
+made it write is still in the file, for the rank to read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import mmap
 import os
 import signal
@@ -25,14 +36,14 @@ from multiprocessing.connection import Connection
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage, process_image
 
 Work = Callable[[bytes, ImageOptions], ProcessedImage | ImageFailure]
+Reply = tuple[ProcessedImage | ImageFailure | None, str]
 DEFAULT_WORK: Work = process_image
-# Written to stderr after each image, before its answer: the rank reads stderr and answers
-# through different pipes, in no fixed order, and this line tells it which image the lines
-# before it came from.
-IMAGE_DONE = b"\x1e distdl: image done\n"
 INLINE_BODY = b"B"  # the body follows in the frame
 SLOT_BODY = b"S"  # SLOT_REFERENCE follows: the body is in shared memory
 SLOT_REFERENCE = struct.Struct("!BI")  # slot, length
+# What one image's messages may take in the rank's log; a codec in a loop can write
+# megabytes of the same warning.
+MESSAGE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ def main(rank_pid: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     reply_fd = os.dup(1)
     os.dup2(2, 1)
+    _append_only(2)
     requests = Connection(0, writable=False)
     replies = Connection(reply_fd, readable=False)
     options, work, shared = requests.recv()
@@ -71,6 +83,9 @@ def main(rank_pid: int) -> None:
     if shared is not None:
         slots = mmap.mmap(shared.fd, shared.count * shared.size, prot=mmap.PROT_READ)
         os.close(shared.fd)
+    early = take_messages()
+    if early:
+        replies.send((None, early))
     serve(requests, replies, options, work, slots, shared.size if shared else 0)
 
 
@@ -87,12 +102,38 @@ def serve(
         try:
             data = _body(requests.recv_bytes(), slots, slot_size)
             answer = work(data, options)
-            sys.stdout.flush()  # what Python printed (stdout is stderr here) goes first
-            sys.stderr.flush()
-            os.write(2, IMAGE_DONE)
-            replies.send(answer)
+            reply: Reply = (answer, take_messages())
+            replies.send(reply)
         except (EOFError, OSError):  # the rank closed our pipes, or died mid-image
             return
+
+
+def take_messages(fd: int = 2) -> str:
+    """What the process wrote to its messages file ``fd`` since the last call, which empties
+    it; "" when nothing was written (one ``fstat``: the common case costs next to nothing).
+
+    Past a file size limit (``ulimit -f``) a write to the file fails with EFBIG (Python
+    ignores SIGXFSZ): a line is lost, never the image."""
+    with contextlib.suppress(OSError):  # a full disk loses the lines, never the image
+        sys.stdout.flush()  # what Python printed (stdout is the same file here)
+        sys.stderr.flush()
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return ""
+        written = os.pread(fd, min(size, MESSAGE_BYTES), 0)
+        os.ftruncate(fd, 0)  # append mode: the next line starts the file again
+    except OSError:
+        return ""
+    text = written.decode("utf-8", errors="replace")
+    if size > MESSAGE_BYTES:
+        text += f"\n[{size - MESSAGE_BYTES} more bytes of messages left out]"
+    return text
+
+
+def _append_only(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
 
 
 def _body(frame: bytes, slots: mmap.mmap | None, slot_size: int) -> bytes:

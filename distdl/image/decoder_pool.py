@@ -45,10 +45,11 @@ Results come back pickled (the stored image: kilobytes to a few megabytes), fram
 writes with a ``Connection``).
 
 What a decoder writes to its stderr (libtiff's C warnings such as ``TIFFFillStrip`` or
-``Using code not yet in table``, Pillow's Python warnings) never reaches the terminal: a
-thread of the rank reads it line by line and logs each line to the ``distdl.decoders``
-logger (the rank's log file only, see :mod:`distdl.runtime.logs`) with the URL of the image
-the decoder was working on.
+``Using code not yet in table``, Pillow's Python warnings) never reaches the terminal: it
+goes to a file of the rank's, and comes back with the image's answer (or, when the decoder
+dies or is killed mid-image, is read from that file); the rank logs each line to the
+``distdl.decoders`` logger (the rank's log file only, see :mod:`distdl.runtime.logs`) with
+the URL of the image the decoder was working on.
 """
 
 from __future__ import annotations
@@ -64,21 +65,23 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import distdl
 from distdl.core import codes
 from distdl.image.decoder_child import (
     DEFAULT_WORK,
-    IMAGE_DONE,
     INLINE_BODY,
     SLOT_BODY,
     SLOT_REFERENCE,
+    Reply,
     SharedSlots,
     Work,
+    take_messages,
 )
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 
@@ -219,12 +222,8 @@ class _Child:
     process: subprocess.Popen[bytes]
     to_child: int
     from_child: int
+    messages: BinaryIO  # the child's stderr (see distdl.image.decoder_child)
     jobs: deque[_Job] = field(default_factory=deque)
-    # The URLs of the images sent and not yet marked done on its stderr, oldest first: the
-    # stderr thread's own account (appended by the loop, taken by that thread; a deque's
-    # append and popleft are atomic), which ``jobs`` cannot be, since the loop empties it
-    # as the answers come, in no fixed order with the stderr lines.
-    labels: deque[str] = field(default_factory=deque)
     frames: _Frames = field(default_factory=_Frames)
     unsent: bytearray = field(default_factory=bytearray)
     deadline: asyncio.TimerHandle | None = None
@@ -237,12 +236,13 @@ class _Child:
         from_child, child_out = os.pipe()
         _widen(to_child)
         _widen(from_child)
+        messages = tempfile.TemporaryFile()  # noqa: SIM115 - as long as the child: close_pipes
         try:
             process = subprocess.Popen(
                 [sys.executable, "-c", _child_code()],
                 stdin=child_in,
                 stdout=child_out,
-                stderr=subprocess.PIPE,
+                stderr=messages,
                 start_new_session=True,
                 env={k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENV_PREFIXES)},
                 pass_fds=(slots.fd,) if slots is not None else (),
@@ -250,43 +250,37 @@ class _Child:
         except BaseException:
             for fd in (to_child, from_child):
                 os.close(fd)
+            messages.close()
             if slots is not None:
                 slots.close()
             raise
         finally:
             os.close(child_in)
             os.close(child_out)
-        child = cls(process, to_child, from_child, slots=slots)
-        threading.Thread(
-            target=child._log_stderr, name=f"decoder-{process.pid}-stderr", daemon=True
-        ).start()
+        child = cls(process, to_child, from_child, messages, slots=slots)
         settings = pickle.dumps((options, work, slots.layout if slots is not None else None))
         os.write(to_child, _frame_header(len(settings)) + settings)  # into an empty pipe
         os.set_blocking(to_child, False)
         os.set_blocking(from_child, False)
         return child
 
-    def _log_stderr(self) -> None:
-        """Each line the child writes to its stderr, as one event in the rank's log."""
-        assert self.process.stderr is not None
-        with self.process.stderr:
-            for raw in self.process.stderr:
-                done = raw.endswith(IMAGE_DONE)  # after a line a library did not end
-                line = raw[: -len(IMAGE_DONE)] if done else raw
-                text = line.decode("utf-8", errors="replace").rstrip()
-                if text:
-                    label = self.labels[0] if self.labels else ""
-                    where = f" ({label})" if label else ""
-                    decoder_log.warning("decoder %d%s: %s", self.process.pid, where, text)
-                if done:
-                    with contextlib.suppress(IndexError):
-                        self.labels.popleft()
+    def log(self, messages: str, label: str) -> None:
+        """Each line the child wrote, as one event in the rank's log, naming the image."""
+        where = f" ({label})" if label else ""
+        for line in messages.splitlines():
+            text = line.rstrip()
+            if text:
+                decoder_log.warning("decoder %d%s: %s", self.process.pid, where, text)
+
+    def log_leftover(self) -> None:
+        """What a child that died or was killed had written for its image in flight."""
+        label = self.jobs[0].label if self.jobs else ""
+        self.log(take_messages(self.messages.fileno()), label)
 
     def send(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
         """Queue ``job``'s body in the pipe; what the pipe cannot take now goes when the
         loop finds it writable."""
         self.jobs.append(job)
-        self.labels.append(job.label)
         job.slot = self.slots.put(job.data) if self.slots is not None else None
         if job.slot is not None:
             reference = SLOT_BODY + SLOT_REFERENCE.pack(job.slot, len(job.data))
@@ -325,9 +319,9 @@ class _Child:
         if not self.unsent:
             loop.remove_writer(self.to_child)
 
-    def read_answers(self) -> list[Answer] | None:
-        """The answers that arrived whole; None once the child has closed its end."""
-        answers: list[Answer] = []
+    def read_replies(self) -> list[Reply] | None:
+        """The replies that arrived whole; None once the child has closed its end."""
+        answers: list[Reply] = []
         while True:
             try:
                 chunk = os.read(self.from_child, _READ_BYTES)
@@ -360,6 +354,7 @@ class _Child:
         for fd in (self.to_child, self.from_child):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self.messages.close()
         if self.slots is not None:
             self.slots.close()
             self.slots = None
@@ -464,14 +459,19 @@ class DecoderPool:
         child.deadline = self._loop.call_later(self.timeout, self._on_timeout, child)
 
     def _on_readable(self, child: _Child) -> None:
-        answers = child.read_answers()
-        for answer in answers or ():
+        replies = child.read_replies()
+        for answer, messages in replies or ():
+            if messages:  # of the image answered, or of the child's start (no answer)
+                in_flight = answer is not None and child.jobs
+                child.log(messages, child.jobs[0].label if in_flight else "")
+            if answer is None:
+                continue
             if child.deadline is not None:
                 child.deadline.cancel()
             child.settle_oldest(answer)
             if child.jobs:
                 self._start_clock(child)
-        if answers is None:
+        if replies is None:
             self._on_death(child)
         self._dispatch()
 
@@ -495,6 +495,7 @@ class DecoderPool:
         child.kill()
         if reap:
             child.reap()
+        child.log_leftover()
         child.close_pipes(self._loop)
         if child.jobs:
             child.settle_oldest(failure)

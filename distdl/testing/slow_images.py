@@ -6,6 +6,7 @@ name, so they live in the package rather than in the tests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -41,6 +42,7 @@ def crash_on_gif(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFa
 
 
 NOISE_LINE = b"TIFFFillStrip: a codec's complaint, written in C"
+LOUD_BYTES = 256 * 1024
 
 
 def noisy_on_gif(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFailure:
@@ -49,6 +51,28 @@ def noisy_on_gif(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFa
     if data.startswith(GIF_SIGNATURE):
         os.write(2, NOISE_LINE + b"\n")
         return ImageFailure(codes.UNDECODABLE, "noisy GIF")
+    return process_image(data, options)
+
+
+def noisy_crash_on_gif(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFailure:
+    """``process_image``, except that a GIF writes a line to stderr and kills the process:
+    a codec that complains, then crashes."""
+    if data.startswith(GIF_SIGNATURE):
+        os.write(2, NOISE_LINE + b"\n")
+        os.abort()
+    return process_image(data, options)
+
+
+def loud_on_gif(data: bytes, options: ImageOptions) -> ProcessedImage | ImageFailure:
+    """``process_image``, except that a GIF writes ``LOUD_BYTES`` of complaints to stderr
+    (in lines of 100 bytes) before it fails; a line that cannot be written is dropped, as
+    C's stdio drops it."""
+    if data.startswith(GIF_SIGNATURE):
+        line = NOISE_LINE[:99].ljust(99) + b"\n"
+        for _ in range(LOUD_BYTES // len(line)):
+            with contextlib.suppress(OSError):
+                os.write(2, line)
+        return ImageFailure(codes.UNDECODABLE, "loud GIF")
     return process_image(data, options)
 
 

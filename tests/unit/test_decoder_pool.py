@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from distdl.core import codes
-from distdl.image import decoder_pool
+from distdl.image import decoder_child, decoder_pool
 from distdl.image.decoder_pool import DecoderPool, _Slots
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 from distdl.testing.image_samples import make_image_bytes
@@ -28,6 +28,8 @@ from distdl.testing.slow_images import (
     body_digest,
     crash_on_gif,
     gif_never_ends,
+    loud_on_gif,
+    noisy_crash_on_gif,
     noisy_on_gif,
     slow_process_image,
 )
@@ -153,7 +155,7 @@ async def test_callers_that_give_up_do_not_break_the_pool(
 
 _RANK = """
 import asyncio, sys
-from distdl.image import decoder_pool
+from distdl.image import decoder_child, decoder_pool
 from distdl.image.decoder_pool import DecoderPool, _Slots
 from distdl.image.pipeline import ImageOptions
 from distdl.testing.slow_images import gif_never_ends
@@ -219,6 +221,58 @@ async def test_a_decoders_stderr_lines_name_the_image_that_wrote_them(
         await asyncio.sleep(0.05)
     assert len(noise) == 20
     assert all("(gif-" in line for line in noise), noise
+
+
+async def test_what_a_decoder_wrote_before_it_crashed_names_the_image_that_crashed_it(
+    pools: list[DecoderPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="distdl.decoders")
+    pool = DecoderPool(1, ImageOptions(image_size=64), timeout=60, work=noisy_crash_on_gif)
+    pools.append(pool)
+    labelled = [(JPEG, "jpeg-1"), (GIF, "gif-2"), (JPEG, "jpeg-3")]
+    answers = await asyncio.gather(*(pool.process(data, label) for data, label in labelled))
+    assert [type(answer) for answer in answers] == [ProcessedImage, ImageFailure, ProcessedImage]
+    noise = [r.getMessage() for r in caplog.records if NOISE_LINE.decode() in r.getMessage()]
+    assert len(noise) == 1 and "(gif-2)" in noise[0], noise
+
+
+def test_a_decoder_under_a_file_size_limit_loses_lines_past_it_never_an_image() -> None:
+    """``ulimit -f`` applies to the file a decoder's stderr goes to: a write past it fails
+    (no SIGXFSZ), the image's answer still comes, and the file starts again at the next."""
+    code = (
+        "import asyncio, resource\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))\n"
+        "from distdl.image.decoder_pool import DecoderPool\n"
+        "from distdl.image.pipeline import ImageOptions\n"
+        "from distdl.testing.image_samples import make_image_bytes\n"
+        "from distdl.testing.slow_images import loud_on_gif\n"
+        "gif, jpeg = make_image_bytes('gif', 64, 64, seed=2), make_image_bytes('jpeg', 80, 60)\n"
+        "async def main():\n"
+        "    pool = DecoderPool(1, ImageOptions(image_size=64), timeout=60, work=loud_on_gif)\n"
+        "    answers = [await pool.process(body) for body in (gif, jpeg, gif, jpeg)]\n"
+        "    print(pool.replaced, [type(a).__name__ for a in answers])\n"
+        "    pool.close()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    replaced, kinds = done.stdout.strip().split(" ", 1)
+    assert replaced == "0"
+    assert kinds == "['ImageFailure', 'ProcessedImage', 'ImageFailure', 'ProcessedImage']"
+
+
+async def test_an_image_that_fills_the_log_is_cut_short_in_it(
+    pools: list[DecoderPool], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="distdl.decoders")
+    pool = DecoderPool(1, ImageOptions(image_size=64), timeout=60, work=loud_on_gif)
+    pools.append(pool)
+    assert isinstance(await pool.process(GIF, "gif-1"), ImageFailure)
+    assert isinstance(await pool.process(JPEG, "jpeg-2"), ProcessedImage)
+    lines = [r.getMessage() for r in caplog.records]
+    assert all("(gif-1)" in line for line in lines)
+    assert sum(len(line) for line in lines) < 2 * decoder_child.MESSAGE_BYTES
+    assert "more bytes of messages left out" in lines[-1]
 
 
 def _bodies(count: int, largest: int) -> list[bytes]:
