@@ -48,13 +48,17 @@ class RobotsRules:
     kind: RobotsKind
     status: int | None = None
     parser: Protego | None = None
+    # False when no line of the file can forbid anything (only Allow, Crawl-delay, ...):
+    # every URL is allowed without asking the parser, which costs a URL split and quoting
+    # per URL (a few percent of a rank's CPU per image on a fast host).
+    restricts: bool = True
 
     @classmethod
     def from_response(cls, status: int | None, text: str | None) -> RobotsRules:
         if status is not None and 200 <= status < 300:
             if not text or not text.strip():
                 return cls("allow_all", status)
-            return cls("parsed", status, Protego.parse(text))
+            return cls("parsed", status, Protego.parse(text), restricts=may_disallow(text))
         if status is not None and 300 <= status < 500 and status != TOO_MANY_REQUESTS:
             return cls("allow_all", status)
         return cls("disallow_all", status)
@@ -65,7 +69,7 @@ class RobotsRules:
         return cls("allow_all")
 
     def allowed(self, url: str, user_agent: str) -> bool:
-        if self.kind == "allow_all" or _is_robots_txt(url):
+        if self.kind == "allow_all" or not self.restricts or _is_robots_txt(url):
             return True
         if self.kind == "disallow_all" or self.parser is None:
             return False
@@ -100,6 +104,28 @@ class RobotsRules:
         if rate is not None:
             caps.append(rate)
         return min(caps) if caps else None
+
+
+# Lines that cannot forbid a URL, whatever the group they are in.
+_CANNOT_FORBID = frozenset(
+    {"user-agent", "allow", "crawl-delay", "request-rate", "sitemap", "host"}
+)
+
+
+def may_disallow(text: str) -> bool:
+    """Whether a line of ``text`` might forbid some URL: anything but comments, the
+    fields above and an empty ``Disallow:`` (which allows all). Any line it does not know
+    (a misspelt ``Dissallow``, which protego honours) counts as one that might."""
+    for line in text.splitlines():
+        content = line.split("#", 1)[0].strip()
+        if not content:
+            continue
+        name, colon, value = content.partition(":")
+        name = name.strip().lower()
+        if colon and (name in _CANNOT_FORBID or (name == "disallow" and not value.strip())):
+            continue
+        return True
+    return False
 
 
 def _is_robots_txt(url: str) -> bool:

@@ -56,11 +56,11 @@ class Footprint:
 def probe(data: bytes, max_pixels: int, longer_side: int) -> Footprint:
     """The footprint of ``data``; raises :class:`~distdl.image.decode.ImageRejected` for
     bytes that are not an accepted image, or have more than ``max_pixels`` pixels."""
-    quick = _plain_jpeg(data, max_pixels, longer_side)
-    return quick if quick is not None else _probe_with_pillow(data, max_pixels, longer_side)
+    quick = plain_jpeg(data, max_pixels, longer_side)
+    return quick if quick is not None else probe_with_pillow(data, max_pixels, longer_side)
 
 
-def _probe_with_pillow(data: bytes, max_pixels: int, longer_side: int) -> Footprint:
+def probe_with_pillow(data: bytes, max_pixels: int, longer_side: int) -> Footprint:
     image = open_image(data, max_pixels)
     image_format = image.format or ""
     if image_format in DRAFTABLE:
@@ -72,9 +72,10 @@ def _probe_with_pillow(data: bytes, max_pixels: int, longer_side: int) -> Footpr
     return Footprint(image.size, image.mode, image_format, peak)
 
 
-def _plain_jpeg(data: bytes, max_pixels: int, longer_side: int) -> Footprint | None:
-    """What the Pillow path below gives, for a plain JPEG within the pixel limits, from its
-    markers alone (:mod:`distdl.image.jpeg_header`); None for every other body."""
+def plain_jpeg(data: bytes, max_pixels: int, longer_side: int) -> Footprint | None:
+    """What the Pillow path above gives, for a plain JPEG within the pixel limits, from its
+    markers alone (:mod:`distdl.image.jpeg_header`); None for every other body. Never
+    raises, never warns."""
     header = read_jpeg_header(data)
     if header is None:
         return None

@@ -26,7 +26,7 @@ from distdl.core.memory_budget import MemoryBudget
 from distdl.image.decode import ImageRejected
 from distdl.image.decoder_child import DEFAULT_WORK, Work
 from distdl.image.decoder_pool import DecoderPool, decoder_log
-from distdl.image.footprint import probe
+from distdl.image.footprint import plain_jpeg, probe_with_pillow
 from distdl.image.pipeline import ImageFailure, ImageOptions, ProcessedImage
 
 
@@ -108,10 +108,15 @@ class ImageStage:
         """Claim ``body``'s bytes and decoded footprint, then run the pipeline on it; refuse
         (before decoding) what must not or could never be decoded within the budget. ``url``
         tags what a decoder writes to its stderr (the rank's log file)."""
+        max_pixels, longer_side = self._options.max_pixels, self._options.image_size
+        caught: list[warnings.WarningMessage] = []
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")  # each image's own, with its URL
-                footprint = probe(body, self._options.max_pixels, self._options.image_size)
+            # Most bodies are plain JPEGs, read without Pillow: nothing to catch.
+            footprint = plain_jpeg(body, max_pixels, longer_side)
+            if footprint is None:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")  # each image's own, with its URL
+                    footprint = probe_with_pillow(body, max_pixels, longer_side)
         except ImageRejected as rejected:
             _log_warnings(caught, url)
             self.budget.record_claim(len(body))

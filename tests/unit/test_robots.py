@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from protego import Protego
 
-from distdl.core.robots import MAX_CRAWL_DELAY, RobotsRules
+from distdl.core.robots import MAX_CRAWL_DELAY, RobotsRules, may_disallow
 
 UA = "distdl"
 SITE = "https://images.example.org"
@@ -120,3 +121,39 @@ def test_no_cap_when_the_site_asks_for_none() -> None:
     assert _rules("User-agent: *\nDisallow: /private/\n").rate_cap(UA) is None
     assert _rules("User-agent: *\nCrawl-delay: 0\n").rate_cap(UA) is None
     assert _rules("User-agent: *\nCrawl-delay: soon\n").rate_cap(UA) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "User-agent: *\nAllow: /\n",
+        "# nothing to hide\nUser-agent: *\nDisallow:\nCrawl-delay: 2\nSitemap: /s.xml\n",
+        "user-agent: distdl\nallow: /images/ # all of them\n\nHost: example.org\n",
+    ],
+)
+def test_a_file_that_forbids_nothing_allows_every_url_without_asking_the_parser(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = RobotsRules.from_response(200, text)
+    monkeypatch.setattr(Protego, "can_fetch", lambda *_: pytest.fail("parser asked"))
+    assert rules.allowed("https://example.org/private/x.jpg?a=1", "distdl")
+    assert rules.rate_cap("distdl") in (None, 0.5)  # its other rules still read
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "User-agent: *\nAllow: /\nDisallow: /private\n",
+        "User-agent: *\nDissallow: /private\n",  # misspelt, and honoured by protego
+        "\ufeffUser-agent: *\nDisallow: /private\n",
+        "User-agent: *\nDisallow /private\n",
+    ],
+)
+def test_a_file_that_may_forbid_something_is_asked_of_the_parser(text: str) -> None:
+    assert may_disallow(text)
+    rules = RobotsRules.from_response(200, text)
+    assert rules.allowed("https://example.org/public/x.jpg", "distdl")
+    expected = RobotsRules("parsed", 200, Protego.parse(text)).allowed(
+        "https://example.org/private/x.jpg", "distdl"
+    )
+    assert rules.allowed("https://example.org/private/x.jpg", "distdl") is expected
