@@ -42,7 +42,7 @@ ROLES = (("rank 0", "coordinator.py"), ("worker rank", "lease_runner.py"))
 # Functions a thread waits in, as leaves: blocked in a system call (a pipe write waits for
 # the reader), or in uvloop's C loop (its epoll; its socket reads are dropped with it).
 WAITS = frozenset(
-    {"select", "poll", "wait", "sleep", "run", "_worker", "_recv", "_send", "_log_stderr",
+    {"select", "poll", "wait", "sleep", "run", "_worker", "_recv", "_send",
      "acquire", "readinto", "accept"}
 )  # fmt: skip
 

@@ -49,8 +49,8 @@ class RobotsRules:
     status: int | None = None
     parser: Protego | None = None
     # False when no line of the file can forbid anything (only Allow, Crawl-delay, ...):
-    # every URL is allowed without asking the parser, which costs a URL split and quoting
-    # per URL (a few percent of a rank's CPU per image on a fast host).
+    # every URL is allowed without asking the parser, which splits and quotes each URL (on
+    # a fast host, a visible share of a rank's CPU per image: benchmarks/README.md).
     restricts: bool = True
 
     @classmethod

@@ -14,8 +14,8 @@ Its stderr (and its stdout, moved there so that nothing a library prints can cor
 protocol) is a file the rank opened, in append mode: after each image the child takes what
 was written to it and empties it. Why a file and not a pipe the rank reads: the rank must
 know which image a line came from, and over a pipe that took a marker line after every
-image, which woke a reader thread of the rank once an image (a tenth of the rank's CPU per
-image: benchmarks/README.md). When a child dies or is killed mid-image, what that image
+image, which woke a reader thread of the rank once an image (what that cost the rank:
+benchmarks/README.md). When a child dies or is killed mid-image, what that image
 made it write is still in the file, for the rank to read.
 """
 

@@ -321,17 +321,17 @@ class _Child:
 
     def read_replies(self) -> list[Reply] | None:
         """The replies that arrived whole; None once the child has closed its end."""
-        answers: list[Reply] = []
+        replies: list[Reply] = []
         while True:
             try:
                 chunk = os.read(self.from_child, _READ_BYTES)
             except BlockingIOError:
-                return answers
+                return replies
             except OSError:
                 return None
             if not chunk:
-                return answers or None  # the end is read again next time
-            answers += [pickle.loads(frame) for frame in self.frames.feed(chunk)]
+                return replies or None  # the end is read again next time
+            replies += [pickle.loads(frame) for frame in self.frames.feed(chunk)]
 
     def kill(self) -> None:
         if self.deadline is not None:

@@ -78,10 +78,9 @@ class ParquetStreamWriter:
     A row group is flushed when ``max_rows_per_group`` rows or ``max_bytes_per_group``
     bytes (estimated from ``bytes``/``str`` values) are buffered. Binary columns (images,
     already compressed) get neither dictionary encoding, statistics nor ``compression``:
-    zstd shrinks a 720-px JPEG column by 0.3 % (224 px: 5 %, the repeated JPEG tables) for
-    2.2x (3.5x) the CPU of writing it, in the rank that drives the decoders
-    (benchmarks/README.md). Used as a context manager it commits on a clean exit and aborts
-    on an exception.
+    zstd barely shrinks JPEG bytes (only their repeated tables) and would multiply the CPU
+    of writing them, in the rank that drives the decoders (figures: benchmarks/README.md).
+    Used as a context manager it commits on a clean exit and aborts on an exception.
     """
 
     def __init__(
