@@ -158,7 +158,7 @@ async def test_callers_that_give_up_do_not_break_the_pool(
 
 _RANK = """
 import asyncio, sys
-from distdl.image import decoder_child, decoder_pool
+from distdl.image import decoder_pool
 from distdl.image.decoder_pool import DecoderPool, _Slots
 from distdl.image.pipeline import ImageOptions
 from distdl.testing.slow_images import gif_never_ends
