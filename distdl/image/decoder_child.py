@@ -83,7 +83,7 @@ def main(rank_pid: int) -> None:
     if shared is not None:
         slots = mmap.mmap(shared.fd, shared.count * shared.size, prot=mmap.PROT_READ)
         os.close(shared.fd)
-    early = take_messages()
+    early = _own_messages()
     if early:
         replies.send((None, early))
     serve(requests, replies, options, work, slots, shared.size if shared else 0)
@@ -102,21 +102,28 @@ def serve(
         try:
             data = _body(requests.recv_bytes(), slots, slot_size)
             answer = work(data, options)
-            reply: Reply = (answer, take_messages())
+            reply: Reply = (answer, _own_messages())
             replies.send(reply)
         except (EOFError, OSError):  # the rank closed our pipes, or died mid-image
             return
 
 
-def take_messages(fd: int = 2) -> str:
-    """What the process wrote to its messages file ``fd`` since the last call, which empties
-    it; "" when nothing was written (one ``fstat``: the common case costs next to nothing).
+def _own_messages() -> str:
+    """What this process wrote to its stderr (Python's buffers flushed first: stdout is the
+    same file here) since the last call."""
+    with contextlib.suppress(OSError):  # a full disk loses the lines, never the image
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return take_messages(2)
+
+
+def take_messages(fd: int) -> str:
+    """What was written to the messages file ``fd`` since the last call, which empties it;
+    "" when nothing was (one ``fstat``: the common case costs next to nothing). The rank
+    calls it too, for what a dead decoder left.
 
     Past a file size limit (``ulimit -f``) a write to the file fails with EFBIG (Python
     ignores SIGXFSZ): a line is lost, never the image."""
-    with contextlib.suppress(OSError):  # a full disk loses the lines, never the image
-        sys.stdout.flush()  # what Python printed (stdout is the same file here)
-        sys.stderr.flush()
     try:
         size = os.fstat(fd).st_size
         if size == 0:

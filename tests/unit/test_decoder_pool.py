@@ -206,6 +206,11 @@ def test_answers_are_read_back_whole_however_the_pipe_splits_them() -> None:
     assert _Frames().feed(_frame_header(3) + b"abc" + _frame_header(5) + b"de") == [b"abc"]
 
 
+def _noise(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The logged lines that carry ``NOISE_LINE``."""
+    return [r.getMessage() for r in caplog.records if NOISE_LINE.decode() in r.getMessage()]
+
+
 async def test_a_decoders_stderr_lines_name_the_image_that_wrote_them(
     pools: list[DecoderPool], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -218,7 +223,7 @@ async def test_a_decoders_stderr_lines_name_the_image_that_wrote_them(
     await asyncio.gather(*(pool.process(data, label) for data, label in images))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        noise = [r.getMessage() for r in caplog.records if NOISE_LINE.decode() in r.getMessage()]
+        noise = _noise(caplog)
         if len(noise) == 20:
             break
         await asyncio.sleep(0.05)
@@ -235,7 +240,7 @@ async def test_what_a_decoder_wrote_before_it_crashed_names_the_image_that_crash
     labelled = [(JPEG, "jpeg-1"), (GIF, "gif-2"), (JPEG, "jpeg-3")]
     answers = await asyncio.gather(*(pool.process(data, label) for data, label in labelled))
     assert [type(answer) for answer in answers] == [ProcessedImage, ImageFailure, ProcessedImage]
-    noise = [r.getMessage() for r in caplog.records if NOISE_LINE.decode() in r.getMessage()]
+    noise = _noise(caplog)
     assert len(noise) == 1 and "(gif-2)" in noise[0], noise
 
 
